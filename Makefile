@@ -1,0 +1,37 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench-shdd lint format clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the CPU wheel, so that nothing pulls another build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[encoders,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) experiments/shdd_showcase.py --out experiments/results/shdd_showcase
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench-shdd: $(STAMP)
+	$(PY) benchmarks/bench_shdd.py --out docs/benchmarks_shdd.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shdd locdiff tests benchmarks experiments
+	$(VENV)/bin/ruff format --check shdd locdiff tests benchmarks experiments
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format shdd locdiff tests benchmarks experiments
+	$(VENV)/bin/ruff check --fix shdd locdiff tests benchmarks experiments
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
