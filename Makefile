@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench-shdd lint format clean
+.PHONY: demo test bench-shdd bench-train lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 bench-shdd: $(STAMP)
 	$(PY) benchmarks/bench_shdd.py --out docs/benchmarks_shdd.json
+
+bench-train: $(STAMP)
+	$(PY) benchmarks/bench_train.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shdd locdiff tests benchmarks experiments

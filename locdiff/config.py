@@ -1,0 +1,223 @@
+"""Frozen, validated configuration of a LocDiff run, written beside every run's checkpoints.
+
+Each component receives only its own sub-config: ``ModelConfig`` (the CS-UNet and the
+SHDD representation it works in), ``DiffusionConfig`` (schedule, target, loss, sampler)
+and ``TrainConfig`` (optimisation, batching, checkpoints). Variants are made with
+``dataclasses.replace`` or :func:`override`; files are JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from typing import Any
+
+PREDICTIONS = ("x0", "eps", "v")
+LOSSES = ("mse", "kl", "mse+kl")
+SAMPLERS = ("ddim", "ddpm")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The CS-UNet and the SHDD space it denoises in.
+
+    Attributes:
+      L: band limit of the SHDD vectors; ``D = (L+1)**2`` coefficients.
+      sigma_km: heat-kernel smoothing of the target deltas (None: truncated delta).
+      hidden: width of the first U-Net level; level ``i`` has ``hidden / 2**i``.
+      depth: number of encoder levels (and of decoder levels).
+      w0: SIREN frequency ``sin(w0 (W x + b))``.
+      embed_dim: width of the condition/timestep embedding that drives FiLM.
+      time_dim: width of the sinusoidal timestep embedding.
+      dropout: dropout rate inside the blocks during training.
+      cond_drop: probability of replacing the condition by the learned null
+        embedding during training (classifier-free guidance).
+    """
+
+    L: int = 32
+    sigma_km: float | None = None
+    hidden: int = 512
+    depth: int = 3
+    w0: float = 1.0
+    embed_dim: int = 256
+    time_dim: int = 128
+    dropout: float = 0.0
+    cond_drop: float = 0.1
+
+    def __post_init__(self):
+        _check(
+            isinstance(self.L, int) and self.L >= 1,
+            f"model.L must be an integer >= 1, got {self.L}",
+        )
+        _check(
+            self.sigma_km is None or self.sigma_km > 0,
+            f"model.sigma_km must be > 0 or None, got {self.sigma_km}",
+        )
+        _check(self.depth >= 1, f"model.depth must be >= 1, got {self.depth}")
+        _check(
+            self.hidden >= 2**self.depth and self.hidden % 2 ** (self.depth - 1) == 0,
+            f"model.hidden must be divisible by 2**(depth-1) and >= 2**depth, got {self.hidden}",
+        )
+        _check(self.w0 > 0, f"model.w0 must be > 0, got {self.w0}")
+        _check(self.time_dim % 2 == 0 and self.time_dim > 0, "model.time_dim must be even and > 0")
+        _check(self.embed_dim > 0, "model.embed_dim must be > 0")
+        _check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _check(0 <= self.cond_drop < 1, f"model.cond_drop must be in [0, 1), got {self.cond_drop}")
+
+    @property
+    def num_coeffs(self) -> int:
+        return (self.L + 1) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionConfig:
+    """Forward process, network target, loss and sampler.
+
+    Attributes:
+      timesteps: 0 for continuous time ``t ~ U(0, 1)``; ``T > 0`` for ``t = i / T``.
+      prediction: what the network predicts: ``x0``, ``eps`` or ``v``.
+      loss: ``mse`` (on the prediction target), ``kl`` (SHDD-KL between the decoded
+        true and predicted ``x0``) or ``mse+kl`` (MSE plus ``kl_weight`` times SHDD-KL).
+      kl_weight, kl_temperature: weight and softmax temperature of the SHDD-KL term.
+      scale: multiplies the SHDD vector before diffusion; ``sqrt(4 pi)`` gives the
+        truncated delta unit mean-square entries.
+      sampler, steps, guidance: defaults for sampling (DDIM, 50 steps, guidance 1 =
+        plain conditional).
+      num_samples: default K, the samples drawn per condition.
+    """
+
+    timesteps: int = 0
+    prediction: str = "x0"
+    loss: str = "mse"
+    kl_weight: float = 0.1
+    kl_temperature: float = 0.1
+    scale: float = math.sqrt(4 * math.pi)
+    sampler: str = "ddim"
+    steps: int = 50
+    guidance: float = 1.0
+    num_samples: int = 4
+
+    def __post_init__(self):
+        _check(self.timesteps >= 0, f"diffusion.timesteps must be >= 0, got {self.timesteps}")
+        _check(
+            self.prediction in PREDICTIONS,
+            f"diffusion.prediction must be one of {PREDICTIONS}, got {self.prediction!r}",
+        )
+        _check(self.loss in LOSSES, f"diffusion.loss must be one of {LOSSES}, got {self.loss!r}")
+        _check(self.kl_weight >= 0, "diffusion.kl_weight must be >= 0")
+        _check(self.kl_temperature > 0, "diffusion.kl_temperature must be > 0")
+        _check(self.scale > 0, "diffusion.scale must be > 0")
+        _check(
+            self.sampler in SAMPLERS,
+            f"diffusion.sampler must be one of {SAMPLERS}, got {self.sampler!r}",
+        )
+        _check(self.steps >= 1, "diffusion.steps must be >= 1")
+        _check(self.guidance >= 0, "diffusion.guidance must be >= 0")
+        _check(self.num_samples >= 1, "diffusion.num_samples must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, batching and checkpointing.
+
+    Attributes:
+      steps: total optimiser steps (the learning-rate schedule spans them).
+      batch_size: global batch size (divisible by the number of devices).
+      learning_rate, warmup_steps, weight_decay, grad_clip: AdamW with linear warm-up
+        and cosine decay, gradients clipped by global norm.
+      ema_decay: exponential moving average of the parameters.
+      seed: the one seed of the run (initialisation, data order, noise).
+      log_every: steps between metric lines in ``metrics.jsonl``.
+      checkpoint_every: steps between (asynchronous) checkpoints; one is also written
+        at the end and on Ctrl-C.
+      keep: checkpoints kept.
+    """
+
+    steps: int = 10_000
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    warmup_steps: int = 200
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep: int = 3
+
+    def __post_init__(self):
+        _check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.learning_rate > 0, "train.learning_rate must be > 0")
+        _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
+        _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
+        _check(self.grad_clip > 0, "train.grad_clip must be > 0")
+        _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1)")
+        _check(
+            self.log_every >= 1 and self.checkpoint_every >= 1,
+            "log_every and checkpoint_every must be >= 1",
+        )
+        _check(self.keep >= 1, "train.keep must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run: ``model``, ``diffusion`` and ``train`` sub-configs."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        _check(not unknown, f"unknown config sections: {sorted(unknown)}")
+        parts = {}
+        for field in dataclasses.fields(cls):
+            sub_cls = typing.get_type_hints(cls)[field.name]
+            values = data.get(field.name, {})
+            names = {f.name for f in dataclasses.fields(sub_cls)}
+            bad = set(values) - names
+            _check(not bad, f"unknown keys in config section {field.name!r}: {sorted(bad)}")
+            parts[field.name] = sub_cls(**values)
+        return cls(**parts)
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+
+    @classmethod
+    def load(cls, path: str) -> Config:
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_dict(data)
+
+
+def override(config: Config, **changes: Any) -> Config:
+    """Replace fields by dotted name, e.g. ``override(c, **{"model.L": 16})``; None is skipped."""
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in changes.items():
+        if value is None:
+            continue
+        section, _, key = name.partition(".")
+        _check(hasattr(config, section) and key, f"unknown config field {name!r}")
+        _check(hasattr(getattr(config, section), key), f"unknown config field {name!r}")
+        sections.setdefault(section, {})[key] = value
+    return dataclasses.replace(
+        config,
+        **{s: dataclasses.replace(getattr(config, s), **kv) for s, kv in sections.items()},
+    )

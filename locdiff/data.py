@@ -1,0 +1,243 @@
+"""Embedding datasets and the Grain pipeline that feeds training.
+
+A dataset is an ``.npz`` file with ``embeddings [N, E]`` (float) and ``latlon [N, 2]``
+(float degrees), optionally ``ids [N]`` and ``scene [N]``; or a directory of such shards;
+or a directory of ArrayRecord shards (``*.arrayrecord``, written by
+:func:`write_array_record`) for data that does not fit in memory, each record the
+float32 vector ``[lat, lon, embedding...]``.
+
+Everything is checked before training starts (:func:`open_dataset`): a missing key, a
+wrong shape, a NaN or a latitude out of range is reported with the file and the row.
+The pipeline shuffles deterministically by seed (a new order each epoch), repeats,
+shards by process for multi-host runs, and batches with static shapes; its iterator
+state is checkpointed with the model. The SHDD targets are not stored: the train step
+computes them from ``latlon`` inside the jitted function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import grain
+import numpy as np
+
+REQUIRED = ("embeddings", "latlon")
+
+
+class DataError(ValueError):
+    """A dataset file that cannot be used, with its name and the offending row."""
+
+
+@dataclasses.dataclass
+class InMemorySource:
+    """Random access over embeddings and locations held in memory (``grain`` source)."""
+
+    embeddings: np.ndarray  # [N, E] float32
+    latlon: np.ndarray  # [N, 2] float32 degrees
+
+    def __len__(self) -> int:
+        return self.latlon.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return {"embedding": self.embeddings[index], "latlon": self.latlon[index]}
+
+    @property
+    def embed_dim(self) -> int:
+        return self.embeddings.shape[1]
+
+
+class ArrayRecordSource:
+    """Random access over ArrayRecord shards of ``[lat, lon, embedding...]`` float32 records."""
+
+    def __init__(self, paths: list[str], embed_dim: int):
+        self._source = grain.sources.ArrayRecordDataSource(paths)
+        self.embed_dim = embed_dim
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        record = np.frombuffer(self._source[index], dtype=np.float32)
+        return {"embedding": record[2:], "latlon": record[:2]}
+
+
+def _check_rows(name: str, embeddings: np.ndarray, latlon: np.ndarray, offset: int = 0) -> None:
+    bad = ~np.isfinite(embeddings).all(axis=1) | ~np.isfinite(latlon).all(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad)) + offset
+        raise DataError(f"{name}: row {row} has a NaN or infinite value")
+    out = np.abs(latlon[:, 0]) > 90
+    if out.any():
+        row = int(np.argmax(out))
+        raise DataError(
+            f"{name}: row {row + offset} has latitude {latlon[row, 0]}, outside [-90, 90] degrees"
+        )
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """Read and check one ``.npz`` shard: ``{"embeddings", "latlon"[, "ids", "scene"]}``."""
+    name = os.path.basename(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as error:
+        raise DataError(f"{name}: cannot be read as .npz ({error})") from None
+    for key in REQUIRED:
+        if key not in arrays:
+            raise DataError(f"{name}: missing key {key!r} (has {sorted(arrays)})")
+    emb, latlon = arrays["embeddings"], arrays["latlon"]
+    if emb.ndim != 2 or emb.shape[0] == 0:
+        raise DataError(f"{name}: 'embeddings' must have shape [N, E] with N >= 1, got {emb.shape}")
+    if latlon.shape != (emb.shape[0], 2):
+        raise DataError(
+            f"{name}: 'latlon' must have shape [N, 2] = [{emb.shape[0]}, 2], got {latlon.shape}"
+        )
+    for key in ("ids", "scene"):
+        if key in arrays and arrays[key].shape[0] != emb.shape[0]:
+            raise DataError(
+                f"{name}: {key!r} has {arrays[key].shape[0]} rows, expected {emb.shape[0]}"
+            )
+    if not np.issubdtype(emb.dtype, np.floating) or not np.issubdtype(latlon.dtype, np.floating):
+        raise DataError(f"{name}: 'embeddings' and 'latlon' must be float arrays")
+    _check_rows(name, emb, latlon)
+    arrays["embeddings"] = emb.astype(np.float32)
+    arrays["latlon"] = latlon.astype(np.float32)
+    return arrays
+
+
+def save_npz(path: str, embeddings, latlon, **extra) -> None:
+    """Write a dataset shard in the format :func:`load_npz` reads (checked first)."""
+    embeddings = np.asarray(embeddings, np.float32)
+    latlon = np.asarray(latlon, np.float32)
+    _check_rows(os.path.basename(path), embeddings, latlon)
+    np.savez(path, embeddings=embeddings, latlon=latlon, **extra)
+
+
+def write_array_record(path: str, embeddings, latlon) -> None:
+    """Write one ArrayRecord shard of ``[lat, lon, embedding...]`` float32 records."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    embeddings = np.asarray(embeddings, np.float32)
+    latlon = np.asarray(latlon, np.float32)
+    _check_rows(os.path.basename(path), embeddings, latlon)
+    writer = ArrayRecordWriter(path, "group_size:1")
+    try:
+        for row in np.concatenate([latlon, embeddings], axis=1):
+            writer.write(row.tobytes())
+    finally:
+        writer.close()
+
+
+def _array_record_source(paths: list[str]) -> ArrayRecordSource:
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    embed_dim = None
+    for path in paths:
+        name = os.path.basename(path)
+        reader = ArrayRecordReader(path)
+        try:
+            n = reader.num_records()
+            for start in range(0, n, 65536):
+                rows = reader.read(range(start, min(n, start + 65536)))
+                sizes = {len(r) for r in rows}
+                if len(sizes) != 1 or next(iter(sizes)) % 4 or next(iter(sizes)) < 12:
+                    raise DataError(f"{name}: records of unequal or invalid size near row {start}")
+                block = np.frombuffer(b"".join(rows), np.float32).reshape(len(rows), -1)
+                if embed_dim is None:
+                    embed_dim = block.shape[1] - 2
+                if block.shape[1] - 2 != embed_dim:
+                    raise DataError(
+                        f"{name}: embedding width {block.shape[1] - 2}, "
+                        f"other shards have {embed_dim}"
+                    )
+                _check_rows(name, block[:, 2:], block[:, :2], offset=start)
+        finally:
+            reader.close()
+    return ArrayRecordSource(paths, embed_dim)
+
+
+def open_dataset(path: str):
+    """A checked data source for an ``.npz`` file or a directory of shards.
+
+    Returns:
+      An :class:`InMemorySource` (``.npz``) or :class:`ArrayRecordSource`, each with
+      ``len()``, ``embed_dim`` and items ``{"embedding": [E], "latlon": [2]}``.
+
+    Raises:
+      DataError: naming the file (and row) that is missing, unreadable or invalid.
+    """
+    if os.path.isdir(path):
+        shards = sorted(glob.glob(os.path.join(path, "*.npz")))
+        records = sorted(glob.glob(os.path.join(path, "*.arrayrecord")))
+        if records and not shards:
+            return _array_record_source(records)
+        if not shards:
+            raise DataError(f"{path}: no .npz or .arrayrecord shards in this directory")
+    elif os.path.exists(path):
+        shards = [path]
+    else:
+        raise DataError(f"{path}: no such file or directory")
+    parts = [load_npz(p) for p in shards]
+    widths = {p["embeddings"].shape[1] for p in parts}
+    if len(widths) > 1:
+        raise DataError(f"{path}: shards have different embedding widths {sorted(widths)}")
+    return InMemorySource(
+        embeddings=np.concatenate([p["embeddings"] for p in parts]),
+        latlon=np.concatenate([p["latlon"] for p in parts]),
+    )
+
+
+def make_pipeline(
+    source, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1
+) -> grain.MapDataset:
+    """Shuffled (new order each epoch), repeated, batched dataset of one process's share.
+
+    Each process reads the records ``process_index::process_count`` and batches
+    ``batch_size`` of them (its local share of the global batch); the last partial
+    batch of an epoch does not exist because the data repeat forever.
+    """
+    if len(source) // process_count < 1:
+        raise DataError(
+            f"the dataset has {len(source)} rows: too few for {process_count} processes"
+        )
+    ds = grain.MapDataset.source(source)
+    if process_count > 1:
+        ds = ds[process_index::process_count]
+    return ds.shuffle(seed=seed).repeat(None).batch(batch_size, drop_remainder=True)
+
+
+def synthetic_clustered(
+    n: int,
+    *,
+    n_clusters: int = 8,
+    embed_dim: int = 16,
+    noise: float = 0.1,
+    spread_km: float = 100.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A small clustered dataset for smoke tests: ``(embeddings [n, E], latlon [n, 2])``.
+
+    Cluster centres are spread over the sphere; each point is scattered about
+    ``spread_km`` around its centre and carries its cluster's random unit embedding
+    plus Gaussian ``noise``.
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.stack(
+        [
+            np.rad2deg(np.arcsin(rng.uniform(-0.9, 0.9, n_clusters))),
+            rng.uniform(-180, 180, n_clusters),
+        ],
+        -1,
+    )
+    codes = rng.normal(size=(n_clusters, embed_dim))
+    codes /= np.linalg.norm(codes, axis=1, keepdims=True)
+    label = rng.integers(0, n_clusters, n)
+    scatter = rng.normal(size=(n, 2)) * np.rad2deg(spread_km / 6371.0088)
+    scatter[:, 1] /= np.cos(np.deg2rad(centres[label, 0]))
+    latlon = centres[label] + scatter
+    latlon[:, 0] = np.clip(latlon[:, 0], -90, 90)
+    latlon[:, 1] = (latlon[:, 1] + 180) % 360 - 180
+    embeddings = codes[label] + noise * rng.normal(size=(n, embed_dim))
+    return embeddings.astype(np.float32), latlon.astype(np.float32)

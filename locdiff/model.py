@@ -1,0 +1,166 @@
+"""CS-UNet: the conditional SIREN U-Net that denoises SHDD vectors (``flax.nnx``).
+
+An MLP U-Net over the ``D = (L+1)**2`` vector: an input SIREN projection ``D -> h``, an
+encoder path of blocks of widths ``h, h/2, ..., h/2**(depth-1)``, a bottleneck at
+``h/2**depth``, a decoder path back to ``h`` that concatenates the encoder's outputs
+(skip connections), and a linear output projection ``h -> D``.
+
+Each block is a SIREN layer modulated by FiLM, with dropout and a residual path::
+
+    z = W x + b;  (gamma, beta) = FiLM(e);  h = sin(w0 ((1 + gamma) z + beta))
+    out = (R x + dropout(h)) / sqrt(2)        # R = identity when the widths match
+
+where ``e = MLP([condition embedding, sinusoidal(t)])``. FiLM starts at zero, so an
+untrained block is a plain SIREN layer. SIREN initialisation: the first layer uniform in
+``+-1/fan_in``, later layers ``+-sqrt(6/fan_in)/w0``. For classifier-free guidance the
+condition is replaced by a learned null embedding where ``drop`` is true.
+
+Randomness is explicit: dropout draws from the ``dropout_key`` passed to ``__call__``
+(none: no dropout), so the module holds parameters only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from locdiff.config import ModelConfig
+
+
+def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
+    """Sinusoidal embedding ``[B, dim]`` of times ``t [B]`` in ``[0, 1]`` (scaled by 1000)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)  # [half]
+    angles = (1000.0 * t)[:, None] * freqs[None, :]  # [B, half]
+    return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+def _uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def siren_linear(fan_in: int, fan_out: int, w0: float, *, first: bool, rngs: nnx.Rngs):
+    """A linear layer with SIREN initialisation (weights and biases)."""
+    bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / w0
+    return nnx.Linear(
+        fan_in, fan_out, kernel_init=_uniform(bound), bias_init=_uniform(bound), rngs=rngs
+    )
+
+
+def _dropout(x, rate: float, key):
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class FiLMSirenBlock(nnx.Module):
+    """``out = (R x + dropout(sin(w0 ((1 + gamma) (W x + b) + beta)))) / sqrt(2)``."""
+
+    def __init__(
+        self,
+        fan_in: int,
+        fan_out: int,
+        embed_dim: int,
+        config: ModelConfig,
+        *,
+        first: bool,
+        rngs: nnx.Rngs,
+    ):
+        self.w0 = config.w0
+        self.rate = config.dropout
+        self.linear = siren_linear(fan_in, fan_out, config.w0, first=first, rngs=rngs)
+        self.film = nnx.Linear(
+            embed_dim, 2 * fan_out, kernel_init=nnx.initializers.zeros, rngs=rngs
+        )
+        self.residual = (
+            None if fan_in == fan_out else nnx.Linear(fan_in, fan_out, use_bias=False, rngs=rngs)
+        )
+
+    def __call__(self, x, e, dropout_key=None):
+        gamma, beta = jnp.split(self.film(e), 2, axis=-1)  # [B, out] each
+        h = jnp.sin(self.w0 * ((1.0 + gamma) * self.linear(x) + beta))
+        skip = x if self.residual is None else self.residual(x)
+        return (skip + _dropout(h, self.rate, dropout_key)) / math.sqrt(2.0)
+
+
+class CSUNet(nnx.Module):
+    """Conditional SIREN U-Net: ``(x_t [B, D], t [B], cond [B, E]) -> [B, D]``."""
+
+    def __init__(self, config: ModelConfig, cond_dim: int, *, rngs: nnx.Rngs):
+        if cond_dim < 1:
+            raise ValueError(f"cond_dim must be >= 1, got {cond_dim}")
+        self.config = config
+        self.cond_dim = cond_dim
+        D, E = config.num_coeffs, config.embed_dim
+        widths = [config.hidden // 2**i for i in range(config.depth + 1)]  # h .. h/2**depth
+        self.null_cond = nnx.Param(jnp.zeros((cond_dim,)))
+        self.embed_in = nnx.Linear(cond_dim + config.time_dim, E, rngs=rngs)
+        self.embed_out = nnx.Linear(E, E, rngs=rngs)
+        self.input = siren_linear(D, widths[0], config.w0, first=True, rngs=rngs)
+        self.down = nnx.List(
+            [
+                FiLMSirenBlock(widths[i], widths[i + 1], E, config, first=False, rngs=rngs)
+                for i in range(config.depth)
+            ]
+        )
+        self.mid = FiLMSirenBlock(widths[-1], widths[-1], E, config, first=False, rngs=rngs)
+        self.up = nnx.List(
+            [
+                FiLMSirenBlock(2 * widths[i + 1], widths[i], E, config, first=False, rngs=rngs)
+                for i in reversed(range(config.depth))
+            ]
+        )
+        self.output = nnx.Linear(
+            widths[0],
+            D,
+            kernel_init=nnx.initializers.variance_scaling(1e-2, "fan_in", "uniform"),
+            rngs=rngs,
+        )
+
+    def embed(self, t, cond, drop):
+        """FiLM driver ``[B, E]`` from times ``t [B]``, conditions ``[B, C]`` and ``drop [B]``."""
+        null = jnp.broadcast_to(self.null_cond[...][None, :], cond.shape)
+        cond = jnp.where(drop[:, None], null, cond)
+        h = jnp.concatenate([cond, timestep_embedding(t, self.config.time_dim)], axis=-1)
+        return self.embed_out(jax.nn.silu(self.embed_in(h)))
+
+    def __call__(self, x_t, t, cond, *, drop=None, dropout_key=None):
+        """Denoiser output ``[B, D]`` (the configured target: ``x0``, ``eps`` or ``v``).
+
+        Args:
+          x_t: ``[B, D]`` noisy scaled SHDD vectors.
+          t: ``[B]`` times in ``[0, 1]``.
+          cond: ``[B, C]`` condition embeddings.
+          drop: ``[B]`` bool, where to use the learned null condition (default: nowhere).
+          dropout_key: PRNG key for dropout (None: no dropout, as at inference).
+        """
+        if drop is None:
+            drop = jnp.zeros(t.shape, bool)
+        e = self.embed(t, cond, drop)
+        n_blocks = 2 * self.config.depth + 1
+        keys = (
+            [None] * n_blocks
+            if dropout_key is None
+            else list(jax.random.split(dropout_key, n_blocks))
+        )
+        h = jnp.sin(self.config.w0 * self.input(x_t))
+        skips = []
+        for block in self.down:
+            h = block(h, e, keys.pop())
+            skips.append(h)
+        h = self.mid(h, e, keys.pop())
+        for block in self.up:
+            h = block(jnp.concatenate([h, skips.pop()], axis=-1), e, keys.pop())
+        return self.output(h)
+
+
+def count_parameters(model: nnx.Module) -> int:
+    """Number of scalar parameters of an ``nnx`` module."""
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,47 @@
+"""One code path for one device or many: a data-parallel mesh, and multi-host start-up.
+
+The mesh has one axis, ``data``, over every device of every process. Batches are sharded
+along their first axis; the train state is replicated. On several hosts, call
+:func:`initialize_distributed` first (``jax.distributed.initialize``); each process then
+feeds its local share of the global batch (``make_pipeline(process_index=...)``) and
+:func:`global_batch` assembles the global array.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(**kwargs) -> None:
+    """Start multi-host JAX (``jax.distributed.initialize``); on one host, do nothing.
+
+    With no arguments JAX reads the cluster from the environment (SLURM, Cloud TPU,
+    or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``).
+    """
+    jax.distributed.initialize(**kwargs)
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D ``data`` mesh over ``devices`` (default: all devices of all processes)."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """This process's share of a batch -> global arrays sharded along the ``data`` axis."""
+    sharding = batch_sharded(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(local, sharding)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

@@ -1,0 +1,211 @@
+"""Training: ``train(config, data_path, workdir)`` runs, checkpoints and resumes a LocDiff run.
+
+The run directory holds ``config.json`` and ``versions.json`` (written at the start),
+``metrics.jsonl`` (one line every ``log_every`` steps: loss, its terms, gradient norm,
+learning rate, samples/s) and ``checkpoints/`` (Orbax: the train state and the Grain
+iterator state together, saved asynchronously every ``checkpoint_every`` steps, at the
+end and on Ctrl-C, ``keep`` of them kept). Running again on the same directory resumes
+from the latest checkpoint and continues exactly as if it had never stopped. A
+non-finite loss stops the run with a clear message; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from locdiff import data, sharding
+from locdiff.config import Config
+from locdiff.train_step import init_state, jit_train_step, make_optimizer
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "scipy")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.CheckpointManager:
+    """The run's Orbax manager (items ``state`` and ``data``)."""
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=config.train.keep if config else None,
+        enable_async_checkpointing=True,
+        create=True,
+    )
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=options,
+        item_handlers={
+            "state": ocp.StandardCheckpointHandler(),
+            "data": grain.checkpoint.CheckpointHandler(),
+        },
+    )
+
+
+def resolve_config(workdir: str, config: Config) -> Config:
+    """The config of a run: ``config``, or the one stored in ``workdir`` when resuming.
+
+    On resume only ``train.steps`` may change (to train longer); any other difference
+    raises ``ValueError``, because the checkpoint could not be continued exactly.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return config
+    stored = Config.load(path)
+    mine, theirs = config.to_dict(), stored.to_dict()
+    mine["train"]["steps"] = theirs["train"]["steps"]
+    if mine != theirs:
+        diff = [
+            f"{s}.{k}: stored {theirs[s][k]!r}, given {mine[s][k]!r}"
+            for s in theirs
+            for k in theirs[s]
+            if theirs[s][k] != mine[s][k]
+        ]
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({'; '.join(diff)}); "
+            "resume with the same settings or use a new --workdir"
+        )
+    return Config.from_dict({**theirs, "train": {**theirs["train"], "steps": config.train.steps}})
+
+
+def train(
+    config: Config,
+    data_path: str,
+    workdir: str,
+    *,
+    mesh=None,
+    progress: bool = True,
+    on_step: Callable[[int, dict], None] | None = None,
+):
+    """Train (or resume) a LocDiff run; returns the final ``(graphdef, state)``.
+
+    Args:
+      config: the run's configuration (compared with the stored one on resume).
+      data_path: training data, an ``.npz`` file or a directory of shards.
+      workdir: run directory (created if missing).
+      mesh: device mesh (default: all devices, data-parallel).
+      progress: show a progress bar.
+      on_step: called after every step with ``(step, metrics)``; exceptions propagate
+        (a crash mid-run loses only the steps since the last checkpoint).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    config = resolve_config(workdir, config)
+    source = data.open_dataset(data_path)  # checked before anything else starts
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    n_devices = mesh.devices.size
+    t = config.train
+    if t.batch_size % n_devices:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} must be divisible by the {n_devices} devices"
+        )
+    if t.batch_size % jax.process_count():
+        raise ValueError(
+            f"train.batch_size must be divisible by the {jax.process_count()} processes"
+        )
+    if jax.process_index() == 0:
+        config.save(os.path.join(workdir, "config.json"))
+        with open(os.path.join(workdir, "versions.json"), "w") as f:
+            json.dump({**versions(), "devices": [str(d) for d in mesh.devices.flat]}, f, indent=2)
+
+    tx, schedule = make_optimizer(config)
+    graphdef, state = init_state(config, source.embed_dim, tx)
+    state = jax.device_put(state, sharding.replicated(mesh))
+    dataset = data.make_pipeline(
+        source,
+        batch_size=t.batch_size // jax.process_count(),
+        seed=t.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    iterator = iter(dataset)
+    manager = checkpoint_manager(workdir, config)
+    start = manager.latest_step()
+    if start is not None:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        restored = manager.restore(
+            start,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                data=grain.checkpoint.CheckpointRestore(iterator),
+            ),
+        )
+        state = restored["state"]
+    start = int(state.step)
+    step_fn = jit_train_step(
+        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    )
+    key = jax.random.key(t.seed)
+
+    def save(step: int) -> None:
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
+            ),
+            force=True,
+        )
+
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    bar = tqdm(total=t.steps, initial=start, disable=not progress, desc="train", unit="step")
+    window_start, window_steps = time.perf_counter(), 0
+    step = start
+    try:
+        while step < t.steps:
+            batch = sharding.global_batch(next(iterator), mesh)
+            state, metrics = step_fn(state, batch, key)
+            step += 1
+            window_steps += 1
+            bar.update(1)
+            if on_step is not None:
+                on_step(step, metrics)
+            if step % t.log_every == 0 or step % t.checkpoint_every == 0 or step == t.steps:
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                if not np.isfinite(values["loss"]):
+                    raise NonFiniteLossError(
+                        f"loss is {values['loss']} at step {step}; stopping. The last good "
+                        f"checkpoint (step {manager.latest_step()}) is kept in "
+                        f"{workdir}/checkpoints; lower train.learning_rate or check the data"
+                    )
+                elapsed = time.perf_counter() - window_start
+                values["samples_per_s"] = window_steps * t.batch_size / elapsed
+                window_start, window_steps = time.perf_counter(), 0
+                bar.set_postfix(loss=f"{values['loss']:.4g}", sps=f"{values['samples_per_s']:.0f}")
+                if step % t.log_every == 0 or step == t.steps:
+                    if jax.process_index() == 0:
+                        with open(metrics_path, "a") as f:
+                            f.write(
+                                json.dumps({"step": step, **values, "time": time.time()}) + "\n"
+                            )
+                if step % t.checkpoint_every == 0 or step == t.steps:
+                    save(step)
+    except KeyboardInterrupt:
+        loss = float(jax.device_get(metrics["loss"])) if step > start else float("nan")
+        if step > start and np.isfinite(loss) and manager.latest_step() != step:
+            save(step)
+            print(f"\ninterrupted: saved step {step} to {workdir}/checkpoints; run again to resume")
+        raise
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+    return graphdef, state

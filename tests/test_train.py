@@ -1,0 +1,172 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from locdiff import cli, data, sharding, train
+from locdiff.config import Config, override
+from locdiff.train_step import init_state, jit_train_step, make_optimizer
+
+TINY = {
+    "model.L": 6,
+    "model.hidden": 64,
+    "model.depth": 2,
+    "model.embed_dim": 32,
+    "model.time_dim": 16,
+    "train.batch_size": 32,
+    "train.learning_rate": 2e-3,
+    "train.warmup_steps": 10,
+    "train.log_every": 10,
+    "train.checkpoint_every": 10,
+}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    emb, latlon = data.synthetic_clustered(512, n_clusters=4, embed_dim=8, seed=0)
+    path = str(tmp_path / "train.npz")
+    data.save_npz(path, emb, latlon)
+    return path
+
+
+def _config(**changes):
+    return override(Config(), **{**TINY, **changes})
+
+
+def _read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+
+
+def test_cli_smoke_loss_falls_checkpoints_appear_and_rerun_resumes(tmp_path, dataset):
+    workdir = str(tmp_path / "run")
+    config_path = str(tmp_path / "config.json")
+    _config().save(config_path)
+    args = [
+        "train",
+        "--train",
+        dataset,
+        "--workdir",
+        workdir,
+        "--config",
+        config_path,
+        "--no-progress",
+    ]
+    assert cli.main([*args, "--steps", "60"]) == 0
+    lines = _read_lines(os.path.join(workdir, "metrics.jsonl"))
+    assert [x["step"] for x in lines] == [10, 20, 30, 40, 50, 60]
+    assert lines[-1]["loss"] < 0.5 * lines[0]["loss"]
+    assert {"loss", "mse", "grad_norm", "learning_rate", "samples_per_s"} <= set(lines[0])
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "60"
+    with open(os.path.join(workdir, "versions.json")) as f:
+        assert json.load(f)["jax"] == jax.__version__
+    # a second call resumes: only the new steps run
+    assert cli.main([*args, "--steps", "70"]) == 0
+    lines = _read_lines(os.path.join(workdir, "metrics.jsonl"))
+    assert [x["step"] for x in lines][-2:] == [60, 70]
+
+
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, dataset):
+    config = _config(**{"train.steps": 30, "diffusion.loss": "mse+kl"})
+    _, straight = train.train(config, dataset, str(tmp_path / "a"), progress=False)
+
+    def crash(step, metrics):
+        if step == 17:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.train(config, dataset, str(tmp_path / "b"), progress=False, on_step=crash)
+    _, resumed = train.train(config, dataset, str(tmp_path / "b"), progress=False)  # from step 10
+    assert int(resumed.step) == 30
+    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_sharded_step_on_8_devices_matches_one_device(dataset):
+    if len(jax.devices()) < 8:
+        pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    config = _config(**{"train.steps": 5})
+    source = data.open_dataset(dataset)
+    batch = next(iter(data.make_pipeline(source, batch_size=32, seed=0)))
+    tx, schedule = make_optimizer(config)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()[:8]):
+        mesh = sharding.make_mesh(devices)
+        graphdef, state = init_state(config, source.embed_dim, tx)
+        state = jax.device_put(state, sharding.replicated(mesh))
+        step = jit_train_step(
+            graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
+        )
+        for _ in range(3):
+            state, metrics = step(state, sharding.global_batch(batch, mesh), jax.random.key(0))
+        assert len(state.params["input"]["kernel"][...].sharding.device_set) == len(devices)
+        results.append((_leaves(state), float(metrics["loss"])))
+    (one, loss1), (eight, loss8) = results
+    assert loss1 == pytest.approx(loss8, rel=1e-5)
+    for x, y in zip(one, eight, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_compiles_once(dataset):
+    config = _config()
+    source = data.open_dataset(dataset)
+    tx, schedule = make_optimizer(config)
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    graphdef, state = init_state(config, source.embed_dim, tx)
+    state = jax.device_put(state, sharding.replicated(mesh))
+    step = jit_train_step(
+        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    )
+    it = iter(data.make_pipeline(source, batch_size=32, seed=0))
+    for _ in range(4):
+        state, _ = step(state, sharding.global_batch(next(it), mesh), jax.random.key(0))
+    assert step._cache_size() == 1
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, dataset):
+    config = _config(
+        **{
+            "train.steps": 40,
+            "train.learning_rate": 1e30,
+            "train.warmup_steps": 0,
+            "train.grad_clip": 1e30,
+        }
+    )
+    with pytest.raises(train.NonFiniteLossError, match="last good checkpoint"):
+        train.train(config, dataset, str(tmp_path / "run"), progress=False)
+    kept = os.listdir(str(tmp_path / "run" / "checkpoints"))
+    assert all(name.isdigit() for name in kept)  # nothing half-written, no non-finite state saved
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path, dataset):
+    train.train(_config(**{"train.steps": 10}), dataset, str(tmp_path / "run"), progress=False)
+    with pytest.raises(ValueError, match="model.L: stored 6, given 8"):
+        train.train(
+            _config(**{"train.steps": 20, "model.L": 8}),
+            dataset,
+            str(tmp_path / "run"),
+            progress=False,
+        )
+
+
+def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "bad.npz", embeddings=np.zeros((4, 3)))
+    code = cli.main(
+        [
+            "train",
+            "--train",
+            str(tmp_path / "bad.npz"),
+            "--workdir",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["locdiff train: bad.npz: missing key 'latlon' (has ['embeddings'])"]
