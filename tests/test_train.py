@@ -170,3 +170,23 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["locdiff train: bad.npz: missing key 'latlon' (has ['embeddings'])"]
+
+
+def test_a_trained_model_samples_near_its_clusters(tmp_path, dataset):
+    import shdd
+    from locdiff.sampling import sample_coefficients
+
+    config = _config(**{"train.steps": 150, "train.ema_decay": 0.9})
+    graphdef, state = train.train(config, dataset, str(tmp_path / "run"), progress=False)
+    source = data.open_dataset(dataset)
+    cond, truth = source.embeddings[:16], source.latlon[:16].astype(np.float64)
+    coeffs = sample_coefficients(graphdef, state.ema, cond, jax.random.key(0), config,
+                                 num_samples=3, steps=10)
+    assert coeffs.shape == (16, 3, 49)
+    again = sample_coefficients(graphdef, state.ema, cond, jax.random.key(0), config,
+                                num_samples=3, steps=10)
+    np.testing.assert_array_equal(coeffs, again)  # deterministic for a key
+    latlon, _ = shdd.decode(coeffs.mean(axis=1), L=6)
+    error = shdd.haversine_km_np(np.asarray(latlon[:, 0], np.float64), truth)
+    # 4 clusters, 100 km spread, L=6 (kernel half-width 2000 km): the right cluster
+    assert np.median(error) < 1000, np.median(error)
