@@ -84,7 +84,7 @@ def bench_map(L: int, res: float, repeats: int) -> dict:
         )
         ours = np.asarray(shdd.synthesize(c32, grid, L=L))
         theirs = reference.synthesis_ducc(coeffs, L, *grid.shape)
-        row["max |ours - ducc0| / max |f|"] = float(
+        row["max abs(ours - ducc0) / max abs(f)"] = float(
             np.abs(ours - theirs).max() / np.abs(theirs).max()
         )
     except ImportError:

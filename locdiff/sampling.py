@@ -32,8 +32,13 @@ def _sample(graphdef, params, cond, key, *, config, num_samples, steps, sampler,
         return model(x_t, t, cond_k, drop=drop)
 
     x0 = diffusion.sample(
-        model_fn, key, (B * num_samples, config.model.num_coeffs), steps=steps,
-        prediction=config.diffusion.prediction, sampler=sampler, guidance=guidance,
+        model_fn,
+        key,
+        (B * num_samples, config.model.num_coeffs),
+        steps=steps,
+        prediction=config.diffusion.prediction,
+        sampler=sampler,
+        guidance=guidance,
     )
     return (x0 / config.diffusion.scale).reshape(B, num_samples, -1)  # [B, K, D]
 
@@ -57,7 +62,13 @@ def sample_coefficients(
     """
     d = config.diffusion
     return _sample(
-        graphdef, params, jnp.asarray(cond, jnp.float32), key, config=config,
-        num_samples=num_samples or d.num_samples, steps=steps or d.steps,
-        sampler=sampler or d.sampler, guidance=d.guidance if guidance is None else guidance,
+        graphdef,
+        params,
+        jnp.asarray(cond, jnp.float32),
+        key,
+        config=config,
+        num_samples=num_samples or d.num_samples,
+        steps=steps or d.steps,
+        sampler=sampler or d.sampler,
+        guidance=d.guidance if guidance is None else guidance,
     )

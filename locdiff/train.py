@@ -1,6 +1,7 @@
 """Training: ``train(config, data_path, workdir)`` runs, checkpoints and resumes a LocDiff run.
 
-The run directory holds ``config.json`` and ``versions.json`` (written at the start),
+The run directory holds ``config.json``, ``versions.json`` and ``data.json`` (the
+training data's path, rows and embedding width; written at the start),
 ``metrics.jsonl`` (one line every ``log_every`` steps: loss, its terms, gradient norm,
 learning rate, samples/s) and ``checkpoints/`` (Orbax: the train state and the Grain
 iterator state together, saved asynchronously every ``checkpoint_every`` steps, at the
@@ -126,6 +127,16 @@ def train(
         config.save(os.path.join(workdir, "config.json"))
         with open(os.path.join(workdir, "versions.json"), "w") as f:
             json.dump({**versions(), "devices": [str(d) for d in mesh.devices.flat]}, f, indent=2)
+        with open(os.path.join(workdir, "data.json"), "w") as f:
+            json.dump(
+                {
+                    "path": os.path.abspath(data_path),
+                    "rows": len(source),
+                    "embed_dim": source.embed_dim,
+                },
+                f,
+                indent=2,
+            )
 
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, source.embed_dim, tx)

@@ -16,7 +16,7 @@ from shdd.encoder import (
 )
 from shdd.grids import LatLonGrid, default_resolution, fibonacci_lattice, latlon_grid
 from shdd.harmonics import evaluate, harmonics, legendre
-from shdd.maps import density, kl_divergence, probability_map
+from shdd.maps import credible_area_km2, density, kl_divergence, probability_map
 from shdd.sphere import (
     EARTH_RADIUS_KM,
     band_limit,
@@ -33,6 +33,7 @@ __all__ = [
     "LatLonGrid",
     "band_limit",
     "coefficient_weights",
+    "credible_area_km2",
     "decode",
     "default_resolution",
     "degree_order",

@@ -133,3 +133,42 @@ def kl_divergence(
 
     p, q = masses(p_coeffs), masses(q_coeffs)
     return jnp.sum(p * (jnp.log(p + eps) - jnp.log(q + eps)), axis=(-2, -1))
+
+
+def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)):
+    """Area in km^2 of the smallest region holding each probability ``level`` of a map.
+
+    The highest-density region: cells sorted by density (mass / area), accumulated until
+    their mass reaches the level (the cell that crosses it counts whole).
+
+    Args:
+      pmap: ``[..., n_lat, n_lon]`` probability map (``probability_map``'s layout).
+      resolution_deg: its cell size.
+      levels: probabilities in ``(0, 1]``.
+
+    Returns:
+      ``[..., len(levels)]`` areas in km^2.
+    """
+    grid = grids.latlon_grid(resolution_deg)
+    pmap = jnp.asarray(pmap)
+    if pmap.shape[-2:] != grid.shape:
+        raise ValueError(
+            f"pmap must end in {grid.shape} for resolution {resolution_deg}, got {pmap.shape}"
+        )
+    area = jnp.broadcast_to(jnp.asarray(grid.area, pmap.dtype)[:, None], grid.shape).reshape(-1)
+    mass = pmap.reshape(*pmap.shape[:-2], -1)  # [..., cells]
+    order = jnp.argsort(-mass / area[None, :].reshape(*(1,) * (mass.ndim - 1), -1), axis=-1)
+    sorted_mass = jnp.take_along_axis(mass, order, axis=-1)
+    sorted_area = jnp.take(area, order)
+    cum_mass = jnp.cumsum(sorted_mass, axis=-1)
+    cum_area = jnp.cumsum(sorted_area, axis=-1)
+    out = []
+    for level in levels:
+        if not 0 < level <= 1:
+            raise ValueError(f"levels must lie in (0, 1], got {level}")
+        count = jnp.sum(
+            cum_mass < level * cum_mass[..., -1:], axis=-1, keepdims=True
+        )  # cells before
+        count = jnp.minimum(count, cum_area.shape[-1] - 1)
+        out.append(jnp.take_along_axis(cum_area, count, axis=-1)[..., 0])
+    return jnp.stack(out, axis=-1) * sphere.EARTH_RADIUS_KM**2

@@ -180,11 +180,13 @@ def test_a_trained_model_samples_near_its_clusters(tmp_path, dataset):
     graphdef, state = train.train(config, dataset, str(tmp_path / "run"), progress=False)
     source = data.open_dataset(dataset)
     cond, truth = source.embeddings[:16], source.latlon[:16].astype(np.float64)
-    coeffs = sample_coefficients(graphdef, state.ema, cond, jax.random.key(0), config,
-                                 num_samples=3, steps=10)
+    coeffs = sample_coefficients(
+        graphdef, state.ema, cond, jax.random.key(0), config, num_samples=3, steps=10
+    )
     assert coeffs.shape == (16, 3, 49)
-    again = sample_coefficients(graphdef, state.ema, cond, jax.random.key(0), config,
-                                num_samples=3, steps=10)
+    again = sample_coefficients(
+        graphdef, state.ema, cond, jax.random.key(0), config, num_samples=3, steps=10
+    )
     np.testing.assert_array_equal(coeffs, again)  # deterministic for a key
     latlon, _ = shdd.decode(coeffs.mean(axis=1), L=6)
     error = shdd.haversine_km_np(np.asarray(latlon[:, 0], np.float64), truth)

@@ -1,0 +1,76 @@
+"""The field's standard geolocation metrics, computed in float64.
+
+Accuracy within 1 / 25 / 200 / 750 / 2500 km (street, city, region, country, continent),
+median and mean great-circle error in km, GeoScore ``5000 exp(-d / 1492.7)`` (OSV-5M),
+country accuracy through offline reverse geocoding (:mod:`locdiff.places`), and the
+breakdown by scene type (0 indoor, 1 natural, 2 urban in the benchmark metadata).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import shdd
+
+THRESHOLDS_KM = (1, 25, 200, 750, 2500)
+GEOSCORE_SCALE_KM = 1492.7
+SCENES = {0: "indoor", 1: "natural", 2: "urban"}
+
+
+def distances_km(pred, true) -> np.ndarray:
+    """Great-circle distances ``[N]`` in km between ``[N, 2]`` degree arrays, in float64."""
+    pred = np.asarray(pred, np.float64)
+    true = np.asarray(true, np.float64)
+    if pred.shape != true.shape or pred.shape[-1:] != (2,):
+        raise ValueError(
+            f"pred and true must both be [N, 2] degrees, got {pred.shape} and {true.shape}"
+        )
+    return shdd.haversine_km_np(pred, true)
+
+
+def geoscore(d_km) -> np.ndarray:
+    """OSV-5M GeoScore ``5000 exp(-d / 1492.7)`` of distances in km."""
+    return 5000.0 * np.exp(-np.asarray(d_km, np.float64) / GEOSCORE_SCALE_KM)
+
+
+def summarize(pred, true, *, thresholds=THRESHOLDS_KM) -> dict[str, float]:
+    """``{n, acc_<t>km (percent), median_km, mean_km, geoscore}`` of predictions ``[N, 2]``."""
+    d = distances_km(pred, true)
+    if d.size == 0:
+        raise ValueError("no predictions to evaluate")
+    out: dict[str, float] = {"n": int(d.size)}
+    for t in thresholds:
+        out[f"acc_{t:g}km"] = float(100.0 * np.mean(d <= t))
+    out["median_km"] = float(np.median(d))
+    out["mean_km"] = float(np.mean(d))
+    out["geoscore"] = float(np.mean(geoscore(d)))
+    return out
+
+
+def by_scene(pred, true, scene) -> dict[str, dict[str, float]]:
+    """:func:`summarize` for each scene type present (``scene [N]`` of 0, 1, 2)."""
+    scene = np.asarray(scene)
+    pred, true = np.asarray(pred), np.asarray(true)
+    return {
+        name: summarize(pred[scene == code], true[scene == code])
+        for code, name in SCENES.items()
+        if np.any(scene == code)
+    }
+
+
+def country_accuracy(pred, true, places) -> float:
+    """Percent of predictions in the same country as the truth (nearest GeoNames place)."""
+    return float(100.0 * np.mean(places.country(pred) == places.country(true)))
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table of several :func:`summarize` results, one row each."""
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
+    lines = ["| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, row in rows.items():
+        cells = [
+            "" if k not in row else f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k])
+            for k in keys
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

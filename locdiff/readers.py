@@ -1,0 +1,105 @@
+"""Readers for location metadata: benchmark CSVs and a user's own list of photos.
+
+Formats recognised by their header (case-insensitive):
+
+* GeoEstimation benchmarks (Im2GPS, Im2GPS3k, YFCC4k, YFCC26k, MP16):
+  ``IMG_ID, AUTHOR, LAT, LON, S3_Label, ..., Prob_indoor, Prob_natural, Prob_urban``;
+* OSV-5M: ``id, latitude, longitude, ...``;
+* MP16 S2 cells: ``class_label, hex_id, imgs_per_cell, latitude_mean, longitude_mean``;
+* a plain list: ``path, lat, lon`` (``lat, lon`` may be empty for unknown locations).
+
+Each gives a :class:`Locations` table: ``ids [N]``, ``latlon [N, 2]`` (NaN where unknown),
+and, where the file has them, ``scene [N]`` (0 indoor, 1 natural, 2 urban), ``weights``
+(photos per cell) or ``paths``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Locations:
+    ids: np.ndarray
+    latlon: np.ndarray  # [N, 2] float64 degrees, NaN where unknown
+    scene: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    format: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# format -> (id column, lat column, lon column)
+_FORMATS = {
+    "geoestimation": ("img_id", "lat", "lon"),
+    "osv5m": ("id", "latitude", "longitude"),
+    "mp16_cells": ("class_label", "latitude_mean", "longitude_mean"),
+    "paths": ("path", "lat", "lon"),
+}
+
+
+def _detect(header: list[str], path: str) -> str:
+    names = set(header)
+    for fmt, columns in _FORMATS.items():
+        if set(columns) <= names:
+            return fmt
+    raise ValueError(
+        f"{path}: unrecognised columns {header}; expected one of "
+        + "; ".join(", ".join(c) for c in _FORMATS.values())
+    )
+
+
+def _float(value: str, path: str, row: int, column: str) -> float:
+    if value is None or value.strip() == "":
+        return float("nan")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{path}: row {row}: {column}={value!r} is not a number") from None
+
+
+def read_locations(path: str) -> Locations:
+    """Read a metadata CSV in any of the recognised formats (module docstring).
+
+    Raises:
+      ValueError: for a missing or empty file, unknown columns, a non-numeric or
+        out-of-range coordinate, naming the file and the row.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file")
+        header = [h.strip().lower() for h in header]
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path}: no rows after the header")
+    fmt = _detect(header, path)
+    id_col, lat_col, lon_col = (header.index(c) for c in _FORMATS[fmt])
+    ids, latlon = [], []
+    for i, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {i} has {len(row)} fields, the header has {len(header)}")
+        lat = _float(row[lat_col], path, i, header[lat_col])
+        lon = _float(row[lon_col], path, i, header[lon_col])
+        if abs(lat) > 90:
+            raise ValueError(f"{path}: row {i}: latitude {lat} outside [-90, 90]")
+        ids.append(row[id_col])
+        latlon.append([lat, lon])
+    out = Locations(ids=np.array(ids), latlon=np.array(latlon, np.float64), format=fmt)
+    if "s3_label" in header:
+        out.scene = np.array([int(r[header.index("s3_label")]) for r in rows])
+    if fmt == "mp16_cells":
+        out.weights = np.array([float(r[header.index("imgs_per_cell")]) for r in rows])
+    if fmt == "paths":
+        base = os.path.dirname(os.path.abspath(path))
+        out.paths = np.array([os.path.join(base, r[id_col]) for r in rows])
+    return out
