@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench-shdd bench-train lint format clean
+.PHONY: demo test bench bench-shdd bench-train bench-infer lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[encoders,dev]'
+	$(PY) -m pip install --quiet --no-deps geoclip
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,6 +28,11 @@ bench-shdd: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
+
+bench-infer: $(STAMP)
+	$(PY) benchmarks/bench_infer.py
+
+bench: bench-shdd bench-train bench-infer
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shdd locdiff tests benchmarks experiments

@@ -17,13 +17,10 @@ import json
 import os
 import time
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import shdd  # noqa: E402
+import shdd
+from locdiff.plots import plot_probability_map
 
 DEFAULT_DATA = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "im2gps3k_places365.csv"
@@ -37,46 +34,6 @@ def read_latlon(path: str) -> np.ndarray:
     if not rows:
         raise ValueError(f"{path}: no rows")
     return np.array([[float(r["LAT"]), float(r["LON"])] for r in rows])
-
-
-def plot_map(
-    pmap: np.ndarray,
-    res: float,
-    points: np.ndarray | None,
-    title: str,
-    path: str,
-    label: str = "photo locations",
-) -> None:
-    grid = shdd.latlon_grid(res)
-    density = pmap / grid.area[:, None]
-    fig, ax = plt.subplots(figsize=(10, 5.2))
-    image = ax.imshow(
-        density, extent=(-180, 180, -90, 90), origin="upper", cmap="magma", aspect="auto"
-    )
-    if points is not None:
-        single = len(points) == 1
-        ax.scatter(
-            points[:, 1],
-            points[:, 0],
-            s=40 if single else 2,
-            c="cyan",
-            alpha=1.0 if single else 0.5,
-            marker="x" if single else "o",
-            linewidths=1 if single else 0,
-            label=label,
-        )
-        ax.legend(loc="lower left", markerscale=4)
-    ax.set(
-        xlabel="longitude (deg)",
-        ylabel="latitude (deg)",
-        title=title,
-        xlim=(-180, 180),
-        ylim=(-90, 90),
-    )
-    fig.colorbar(image, ax=ax, label="probability per steradian")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -121,12 +78,12 @@ def main() -> None:
         # The mean SHDD vector is the data set's distribution seen at band limit L.
         res = 1.0 if L <= 32 else 0.5
         pmap = np.asarray(shdd.probability_map(coeffs.mean(axis=0), L=L, resolution_deg=res))
-        plot_map(
+        plot_probability_map(
             pmap,
-            res,
-            latlon if L == args.L[0] else None,
-            f"Im2GPS3k photo locations as one SHDD vector, L={L}",
-            os.path.join(args.out, f"im2gps3k_density_L{L}.png"),
+            resolution_deg=res,
+            truth=latlon if L == args.L[0] else None,
+            title=f"Im2GPS3k photo locations as one SHDD vector, L={L}",
+            path=os.path.join(args.out, f"im2gps3k_density_L{L}.png"),
         )
 
     # One location, truncated against heat-kernel-smoothed: ringing against none.
@@ -135,13 +92,12 @@ def main() -> None:
         pmap = np.asarray(
             shdd.probability_map(shdd.encode(paris, L=L, sigma_km=sigma), L=L, resolution_deg=1.0)
         )
-        plot_map(
+        plot_probability_map(
             pmap,
-            1.0,
-            paris[None],
-            f"Paris as an SHDD vector, L={L}, {name} delta",
-            os.path.join(args.out, f"paris_{name}_L{L}.png"),
-            label="Paris",
+            resolution_deg=1.0,
+            truth=paris,
+            title=f"Paris as an SHDD vector, L={L}, {name} delta",
+            path=os.path.join(args.out, f"paris_{name}_L{L}.png"),
         )
 
     header = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"

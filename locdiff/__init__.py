@@ -12,7 +12,7 @@ from locdiff.model import CSUNet
 from locdiff.places import PlaceIndex
 from locdiff.readers import Locations, read_locations
 from locdiff.sampling import sample_coefficients
-from locdiff.train import NonFiniteLossError, train
+from locdiff.trainer import NonFiniteLossError, train
 
 __version__ = "0.1.0"
 

@@ -3,7 +3,9 @@
     locdiff train --train DATA --workdir DIR [--config FILE] [--L 32] [--steps N]
                   [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
     locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery CSV]
-    locdiff predict --checkpoint DIR --data DATA [--top-k K] [--out preds.csv]
+    locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
+                    [--out preds.csv] [--map out.png]
+    locdiff embed --encoder NAME --images DIR_OR_CSV --out DATA [--batch-size B]
 
 Flags override the config file; running ``train`` again on the same ``--workdir``
 resumes. Errors print one line and exit with status 2.
@@ -20,7 +22,7 @@ from locdiff.config import LOSSES, Config, override
 
 
 def _train(args: argparse.Namespace) -> int:
-    from locdiff import data, train
+    from locdiff import data, trainer
 
     config = Config.load(args.config) if args.config else Config()
     config = override(
@@ -38,8 +40,8 @@ def _train(args: argparse.Namespace) -> int:
 
         sharding.initialize_distributed()
     try:
-        train.train(config, args.train, args.workdir, progress=not args.no_progress)
-    except (data.DataError, train.NonFiniteLossError) as error:
+        trainer.train(config, args.train, args.workdir, progress=not args.no_progress)
+    except (data.DataError, trainer.NonFiniteLossError) as error:
         print(f"locdiff train: {error}", file=sys.stderr)
         return 2
     print(f"done: {args.workdir}")
@@ -93,12 +95,18 @@ def _predict(args: argparse.Namespace) -> int:
     from locdiff.evaluate import predict_all
     from locdiff.inference import Geolocator
 
+    if bool(args.data) == bool(args.image):
+        raise ValueError("give exactly one of --data and --image")
     geolocator = Geolocator.from_checkpoint(args.checkpoint)
-    arrays = data.load_npz(args.data)
-    ids = arrays.get("ids", np.arange(len(arrays["latlon"])))
+    if args.image:
+        ids, embeddings = np.array(args.image), _embed_files(args, geolocator)
+    else:
+        arrays = data.load_npz(args.data, require_latlon=False)
+        embeddings = arrays["embeddings"]
+        ids = arrays.get("ids", np.arange(len(embeddings)))
     prediction = predict_all(
         geolocator,
-        arrays["embeddings"],
+        embeddings,
         top_k=args.top_k,
         batch_size=args.batch_size,
         progress=not args.no_progress,
@@ -116,25 +124,84 @@ def _predict(args: argparse.Namespace) -> int:
             for r in range(args.top_k):
                 lat, lon = prediction.latlon[i, r]
                 place = names[i, r] if names is not None else ""
-                writer.writerow(
-                    [
-                        row_id,
-                        r + 1,
-                        f"{lat:.5f}",
-                        f"{lon:.5f}",
-                        f"{prediction.prob[i, r]:.4f}",
-                        place,
-                    ]
-                )
+                prob = f"{prediction.prob[i, r]:.4f}"
+                writer.writerow([row_id, r + 1, f"{lat:.5f}", f"{lon:.5f}", prob, place])
     finally:
         if args.out:
             out.close()
+    if args.map:
+        _write_maps(args, geolocator, prediction, ids)
     return 0
 
 
-def _inference_flags(p: argparse.ArgumentParser) -> None:
+def _embed_files(args: argparse.Namespace, geolocator) -> np.ndarray:
+    """Embed ``--image`` files with the encoder that made the run's training data."""
+    from PIL import Image
+
+    from locdiff.encoders import load_encoder
+
+    if geolocator.encoder is None:
+        raise ValueError(
+            "this run's training data do not name an image encoder; embed the images with "
+            "`locdiff embed` and pass --data"
+        )
+    images = []
+    for path in args.image:
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: unreadable image ({error})") from None
+    kwargs = {"path": args.model_path} if args.model_path else {}
+    return load_encoder(geolocator.encoder, **kwargs).embed(images)
+
+
+def _write_maps(args: argparse.Namespace, geolocator, prediction, ids) -> None:
+    """One probability-map PNG per input (``--map NAME.png``, or ``NAME_i.png`` for several)."""
+    import os
+
+    import shdd
+    from locdiff.plots import plot_probability_map
+
+    L, res = geolocator.config.model.L, args.map_resolution
+    mean = prediction.coeffs.mean(axis=1)
+    pmaps = np.asarray(shdd.probability_map(mean, L=L, resolution_deg=res))
+    stem, ext = os.path.splitext(args.map)
+    for i, row_id in enumerate(ids):
+        path = args.map if len(ids) == 1 else f"{stem}_{i}{ext or '.png'}"
+        plot_probability_map(
+            pmaps[i],
+            resolution_deg=res,
+            path=path,
+            modes=prediction.latlon[i],
+            title=f"{row_id}: LocDiff probability map",
+        )
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from locdiff.embed import embed_images
+    from locdiff.encoders import load_encoder
+
+    kwargs = {"path": args.model_path} if args.model_path else {}
+    encoder = load_encoder(args.encoder, **kwargs)
+    result = embed_images(
+        encoder,
+        args.images,
+        args.out,
+        batch_size=args.batch_size,
+        image_root=args.image_root,
+        progress=not args.no_progress,
+    )
+    note = ""
+    if result["skipped"]:
+        note = f", {result['skipped']} unreadable (listed in {args.out}.skipped.txt)"
+    print(f"embedded {result['embedded']} images into {args.out}{note}")
+    return 0
+
+
+def _inference_flags(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     p.add_argument("--checkpoint", required=True, help="run directory written by locdiff train")
-    p.add_argument("--data", required=True, help=".npz with embeddings (and latlon)")
+    p.add_argument("--data", required=data_required, help=".npz with embeddings (and latlon)")
     p.add_argument("--num-samples", type=int, help="K samples per condition")
     p.add_argument("--steps", type=int, help="sampling steps")
     p.add_argument("--seed", type=int, default=0)
@@ -170,11 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery", help="CSV of GPS gallery locations: adds LocDiff-H")
     p.set_defaults(run=_evaluate)
 
-    p = sub.add_parser("predict", help="top-k locations of each embedding, as CSV")
-    _inference_flags(p)
+    p = sub.add_parser("predict", help="top-k locations of each embedding or image, as CSV")
+    _inference_flags(p, data_required=False)
+    p.add_argument("--image", nargs="+", help="image files (embedded with the run's encoder)")
+    p.add_argument("--model-path", help="local checkpoint directory of a CLIP-based encoder")
+    p.add_argument("--map", help="write probability-map PNGs (one per input: NAME_i.png)")
+    p.add_argument("--map-resolution", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(run=_predict)
+
+    from locdiff.encoders import ENCODERS  # no torch import here
+
+    p = sub.add_parser("embed", help="embed images into a dataset for train/predict")
+    p.add_argument("--encoder", required=True, choices=ENCODERS)
+    p.add_argument("--images", required=True, help="image directory, or a CSV of paths/ids")
+    p.add_argument("--out", required=True, help="output .npz (resumes if interrupted)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-root", help="directory of the files a benchmark CSV names")
+    p.add_argument("--model-path", help="local checkpoint directory (clip, geoclip)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_embed)
     return parser
 
 
@@ -182,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"locdiff {args.command}: {error}", file=sys.stderr)
         return 2
 

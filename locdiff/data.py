@@ -76,14 +76,24 @@ def _check_rows(name: str, embeddings: np.ndarray, latlon: np.ndarray, offset: i
         )
 
 
-def load_npz(path: str) -> dict[str, np.ndarray]:
-    """Read and check one ``.npz`` shard: ``{"embeddings", "latlon"[, "ids", "scene"]}``."""
+def load_npz(path: str, *, require_latlon: bool = True) -> dict[str, np.ndarray]:
+    """Read and check one ``.npz`` shard: ``{"embeddings", "latlon"[, "ids", "scene"]}``.
+
+    With ``require_latlon=False`` (prediction on unlabelled images) ``latlon`` may be
+    absent.
+    """
     name = os.path.basename(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as error:
         raise DataError(f"{name}: cannot be read as .npz ({error})") from None
+    if not require_latlon and "latlon" not in arrays and "embeddings" in arrays:
+        n = arrays["embeddings"].shape[0] if arrays["embeddings"].ndim else 0
+        arrays["latlon"] = np.zeros((n, 2), np.float32)  # placeholder, not returned
+        unlabelled = True
+    else:
+        unlabelled = False
     for key in REQUIRED:
         if key not in arrays:
             raise DataError(f"{name}: missing key {key!r} (has {sorted(arrays)})")
@@ -95,7 +105,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
             f"{name}: 'latlon' must have shape [N, 2] = [{emb.shape[0]}, 2], got {latlon.shape}"
         )
     for key in ("ids", "scene"):
-        if key in arrays and arrays[key].shape[0] != emb.shape[0]:
+        if key in arrays and (arrays[key].ndim == 0 or arrays[key].shape[0] != emb.shape[0]):
             raise DataError(
                 f"{name}: {key!r} has {arrays[key].shape[0]} rows, expected {emb.shape[0]}"
             )
@@ -104,7 +114,23 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
     _check_rows(name, emb, latlon)
     arrays["embeddings"] = emb.astype(np.float32)
     arrays["latlon"] = latlon.astype(np.float32)
+    if unlabelled:
+        del arrays["latlon"]
     return arrays
+
+
+def encoder_name(path: str) -> str | None:
+    """The ``encoder`` recorded in a dataset (``locdiff embed`` writes it), if any."""
+    first = path
+    if os.path.isdir(path):
+        shards = sorted(glob.glob(os.path.join(path, "*.npz")))
+        if not shards:
+            return None
+        first = shards[0]
+    if not first.endswith(".npz") or not os.path.isfile(first):
+        return None
+    with np.load(first, allow_pickle=False) as arrays:
+        return str(arrays["encoder"]) if "encoder" in arrays.files else None
 
 
 def save_npz(path: str, embeddings, latlon, **extra) -> None:

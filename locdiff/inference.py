@@ -47,11 +47,14 @@ class Prediction:
 class Geolocator:
     """A trained LocDiff model ready to predict locations from condition embeddings."""
 
-    def __init__(self, graphdef, params, config: Config, embed_dim: int):
+    def __init__(
+        self, graphdef, params, config: Config, embed_dim: int, encoder: str | None = None
+    ):
         self.graphdef = graphdef
         self.params = params
         self.config = config
         self.embed_dim = embed_dim
+        self.encoder = encoder  # the image encoder that made the training embeddings
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -66,8 +69,9 @@ class Geolocator:
             raise FileNotFoundError(f"{workdir}: not a LocDiff run directory (no config.json)")
         config = Config.load(config_path)
         with open(meta_path) as f:
-            embed_dim = int(json.load(f)["embed_dim"])
-        from locdiff.train import checkpoint_manager  # the one definition of the layout
+            meta = json.load(f)
+        embed_dim, encoder = int(meta["embed_dim"]), meta.get("encoder")
+        from locdiff.trainer import checkpoint_manager  # the one definition of the layout
 
         manager = checkpoint_manager(workdir)
         try:
@@ -82,7 +86,8 @@ class Geolocator:
             )["state"]
         finally:
             manager.close()
-        return cls(graphdef, restored.ema if ema else restored.params, config, embed_dim)
+        params = restored.ema if ema else restored.params
+        return cls(graphdef, params, config, embed_dim, encoder)
 
     def predict(
         self,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import cli, data, train
+from locdiff import cli, data, trainer
 from locdiff.config import Config, override
 from locdiff.inference import Geolocator, rerank_gallery
 
@@ -40,7 +40,7 @@ def run(tmp_path_factory):
         scene=scene,
         ids=np.array([f"img{i}" for i in range(200)]),
     )
-    train.train(
+    trainer.train(
         override(Config(), **TINY), str(root / "train.npz"), str(root / "run"), progress=False
     )
     return root

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from locdiff import cli, data, sharding, train
+from locdiff import cli, data, sharding, trainer
 from locdiff.config import Config, override
 from locdiff.train_step import init_state, jit_train_step, make_optimizer
 
@@ -74,15 +74,15 @@ def test_cli_smoke_loss_falls_checkpoints_appear_and_rerun_resumes(tmp_path, dat
 
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, dataset):
     config = _config(**{"train.steps": 30, "diffusion.loss": "mse+kl"})
-    _, straight = train.train(config, dataset, str(tmp_path / "a"), progress=False)
+    _, straight = trainer.train(config, dataset, str(tmp_path / "a"), progress=False)
 
     def crash(step, metrics):
         if step == 17:
             raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.train(config, dataset, str(tmp_path / "b"), progress=False, on_step=crash)
-    _, resumed = train.train(config, dataset, str(tmp_path / "b"), progress=False)  # from step 10
+        trainer.train(config, dataset, str(tmp_path / "b"), progress=False, on_step=crash)
+    _, resumed = trainer.train(config, dataset, str(tmp_path / "b"), progress=False)  # from step 10
     assert int(resumed.step) == 30
     for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(x, y)
@@ -138,16 +138,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data
             "train.grad_clip": 1e30,
         }
     )
-    with pytest.raises(train.NonFiniteLossError, match="last good checkpoint"):
-        train.train(config, dataset, str(tmp_path / "run"), progress=False)
+    with pytest.raises(trainer.NonFiniteLossError, match="last good checkpoint"):
+        trainer.train(config, dataset, str(tmp_path / "run"), progress=False)
     kept = os.listdir(str(tmp_path / "run" / "checkpoints"))
     assert all(name.isdigit() for name in kept)  # nothing half-written, no non-finite state saved
 
 
 def test_resume_with_a_different_model_is_refused(tmp_path, dataset):
-    train.train(_config(**{"train.steps": 10}), dataset, str(tmp_path / "run"), progress=False)
+    trainer.train(_config(**{"train.steps": 10}), dataset, str(tmp_path / "run"), progress=False)
     with pytest.raises(ValueError, match="model.L: stored 6, given 8"):
-        train.train(
+        trainer.train(
             _config(**{"train.steps": 20, "model.L": 8}),
             dataset,
             str(tmp_path / "run"),
@@ -177,7 +177,7 @@ def test_a_trained_model_samples_near_its_clusters(tmp_path, dataset):
     from locdiff.sampling import sample_coefficients
 
     config = _config(**{"train.steps": 150, "train.ema_decay": 0.9})
-    graphdef, state = train.train(config, dataset, str(tmp_path / "run"), progress=False)
+    graphdef, state = trainer.train(config, dataset, str(tmp_path / "run"), progress=False)
     source = data.open_dataset(dataset)
     cond, truth = source.embeddings[:16], source.latlon[:16].astype(np.float64)
     coeffs = sample_coefficients(

@@ -133,6 +133,7 @@ def train(
                     "path": os.path.abspath(data_path),
                     "rows": len(source),
                     "embed_dim": source.embed_dim,
+                    "encoder": data.encoder_name(data_path),
                 },
                 f,
                 indent=2,
