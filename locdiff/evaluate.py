@@ -28,6 +28,7 @@ def predict_all(
 
     The last batch is padded to ``batch_size`` so every call has the same shape.
     """
+    embeddings = geolocator.check_embeddings(embeddings)  # before any progress is shown
     n = len(embeddings)
     seed = predict_kwargs.pop("seed", 0)
     parts = []

@@ -89,6 +89,18 @@ class Geolocator:
         params = restored.ema if ema else restored.params
         return cls(graphdef, params, config, embed_dim, encoder)
 
+    def check_embeddings(self, embeddings) -> np.ndarray:
+        """``embeddings`` as float32 ``[B, E]``; ``ValueError`` on a wrong width or a NaN."""
+        embeddings = np.asarray(embeddings, np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"embeddings must be [B, {self.embed_dim}] for this checkpoint, "
+                f"got {list(embeddings.shape)}"
+            )
+        if not np.all(np.isfinite(embeddings)):
+            raise ValueError("embeddings must be finite")
+        return embeddings
+
     def predict(
         self,
         embeddings,
@@ -105,14 +117,7 @@ class Geolocator:
 
         Unset ``num_samples`` (K), ``steps`` and ``guidance`` take the run's defaults.
         """
-        embeddings = np.asarray(embeddings, np.float32)
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
-            raise ValueError(
-                f"embeddings must be [B, {self.embed_dim}] for this checkpoint, "
-                f"got {list(embeddings.shape)}"
-            )
-        if not np.all(np.isfinite(embeddings)):
-            raise ValueError("embeddings must be finite")
+        embeddings = self.check_embeddings(embeddings)
         coeffs = sample_coefficients(
             self.graphdef,
             self.params,

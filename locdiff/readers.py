@@ -6,7 +6,9 @@ Formats recognised by their header (case-insensitive):
   ``IMG_ID, AUTHOR, LAT, LON, S3_Label, ..., Prob_indoor, Prob_natural, Prob_urban``;
 * OSV-5M: ``id, latitude, longitude, ...``;
 * MP16 S2 cells: ``class_label, hex_id, imgs_per_cell, latitude_mean, longitude_mean``;
-* a plain list: ``path, lat, lon`` (``lat, lon`` may be empty for unknown locations).
+* a plain list: ``path, lat, lon`` (``lat, lon`` may be empty for unknown locations);
+* a GPS gallery: ``lat, lon`` only (e.g. GeoCLIP's 100K MP16 ``coordinates_100K.csv``);
+  the row numbers are the ids.
 
 Each gives a :class:`Locations` table: ``ids [N]``, ``latlon [N, 2]`` (NaN where unknown),
 and, where the file has them, ``scene [N]`` (0 indoor, 1 natural, 2 urban), ``weights``
@@ -35,23 +37,24 @@ class Locations:
         return len(self.ids)
 
 
-# format -> (id column, lat column, lon column)
+# format -> (id column or None for row numbers, lat column, lon column); tried in order
 _FORMATS = {
     "geoestimation": ("img_id", "lat", "lon"),
     "osv5m": ("id", "latitude", "longitude"),
     "mp16_cells": ("class_label", "latitude_mean", "longitude_mean"),
     "paths": ("path", "lat", "lon"),
+    "gallery": (None, "lat", "lon"),
 }
 
 
 def _detect(header: list[str], path: str) -> str:
     names = set(header)
     for fmt, columns in _FORMATS.items():
-        if set(columns) <= names:
+        if {c for c in columns if c} <= names:
             return fmt
     raise ValueError(
         f"{path}: unrecognised columns {header}; expected one of "
-        + "; ".join(", ".join(c) for c in _FORMATS.values())
+        + "; ".join(", ".join(c for c in cols if c) for cols in _FORMATS.values())
     )
 
 
@@ -83,7 +86,8 @@ def read_locations(path: str) -> Locations:
     if not rows:
         raise ValueError(f"{path}: no rows after the header")
     fmt = _detect(header, path)
-    id_col, lat_col, lon_col = (header.index(c) for c in _FORMATS[fmt])
+    id_name, lat_name, lon_name = _FORMATS[fmt]
+    lat_col, lon_col = header.index(lat_name), header.index(lon_name)
     ids, latlon = [], []
     for i, row in enumerate(rows, start=1):
         if len(row) != len(header):
@@ -92,7 +96,7 @@ def read_locations(path: str) -> Locations:
         lon = _float(row[lon_col], path, i, header[lon_col])
         if abs(lat) > 90:
             raise ValueError(f"{path}: row {i}: latitude {lat} outside [-90, 90]")
-        ids.append(row[id_col])
+        ids.append(row[header.index(id_name)] if id_name else str(i - 1))
         latlon.append([lat, lon])
     out = Locations(ids=np.array(ids), latlon=np.array(latlon, np.float64), format=fmt)
     if "s3_label" in header:
@@ -101,5 +105,5 @@ def read_locations(path: str) -> Locations:
         out.weights = np.array([float(r[header.index("imgs_per_cell")]) for r in rows])
     if fmt == "paths":
         base = os.path.dirname(os.path.abspath(path))
-        out.paths = np.array([os.path.join(base, r[id_col]) for r in rows])
+        out.paths = np.array([os.path.join(base, r[header.index("path")]) for r in rows])
     return out

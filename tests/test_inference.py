@@ -121,8 +121,27 @@ def test_cli_evaluate_and_predict(run, tmp_path, capsys):
     )
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    code = cli.main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--data", "x.npz"])
-    assert code == 2
+def _one_error_line(capsys, args) -> str:
+    assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a LocDiff run directory" in err[0]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_cli_errors_are_one_line(run, tmp_path, capsys):
+    missing = ["evaluate", "--checkpoint", str(tmp_path / "none"), "--data", "x.npz"]
+    assert "not a LocDiff run directory" in _one_error_line(capsys, missing)
+    data.save_npz(str(tmp_path / "wide.npz"), np.zeros((3, 5)), np.zeros((3, 2)))
+    wide = ["predict", "--checkpoint", str(run / "run"), "--data", str(tmp_path / "wide.npz")]
+    assert "embeddings must be [B, 8] for this checkpoint" in _one_error_line(capsys, wide)
+    (tmp_path / "empty.csv").write_text("")
+    empty = [
+        "embed",
+        "--encoder",
+        "color-stats",
+        "--images",
+        str(tmp_path / "empty.csv"),
+        "--out",
+        str(tmp_path / "e.npz"),
+    ]
+    assert "empty.csv: empty file" in _one_error_line(capsys, empty)

@@ -70,6 +70,10 @@ def test_readers_osv5m_paths_and_bad_files(tmp_path):
     (tmp_path / "mine.csv").write_text("path,lat,lon\na.jpg,1,2\nb.jpg,,\n")
     mine = read_locations(str(tmp_path / "mine.csv"))
     assert mine.paths[0].endswith("a.jpg") and np.isnan(mine.latlon[1]).all()
+    (tmp_path / "gallery.csv").write_text("LAT,LON\n-50.9,-72.9\n34.2,-118.6\n")
+    gallery = read_locations(str(tmp_path / "gallery.csv"))
+    assert gallery.format == "gallery" and list(gallery.ids) == ["0", "1"]
+    np.testing.assert_allclose(gallery.latlon[1], [34.2, -118.6])
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="empty file"):
         read_locations(str(tmp_path / "empty.csv"))
