@@ -4,7 +4,7 @@
                   [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
     locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery CSV]
     locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
-                    [--out preds.csv] [--map out.png]
+                    [--out preds.csv] [--map out.png] [--geojson out.geojson]
     locdiff embed --encoder NAME --images DIR_OR_CSV --out DATA [--batch-size B]
 
 Flags override the config file; running ``train`` again on the same ``--workdir``
@@ -129,9 +129,33 @@ def _predict(args: argparse.Namespace) -> int:
     finally:
         if args.out:
             out.close()
+    if args.geojson:
+        _write_geojson(args.geojson, prediction, ids, names)
     if args.map:
         _write_maps(args, geolocator, prediction, ids)
     return 0
+
+
+def _write_geojson(path: str, prediction, ids, names) -> None:
+    """The modes as GeoJSON points (``[lon, lat]`` order) with id, rank, prob and place."""
+    import json
+
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [float(lon), float(lat)]},
+            "properties": {
+                "id": str(row_id),
+                "rank": r + 1,
+                "prob": float(prediction.prob[i, r]),
+                "place": str(names[i, r]) if names is not None else "",
+            },
+        }
+        for i, row_id in enumerate(ids)
+        for r, (lat, lon) in enumerate(prediction.latlon[i])
+    ]
+    with open(path, "w") as f:
+        json.dump({"type": "FeatureCollection", "features": features}, f)
 
 
 def _embed_files(args: argparse.Namespace, geolocator) -> np.ndarray:
@@ -243,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", help="local checkpoint directory of a CLIP-based encoder")
     p.add_argument("--map", help="write probability-map PNGs (one per input: NAME_i.png)")
     p.add_argument("--map-resolution", type=float, default=1.0)
+    p.add_argument("--geojson", help="also write the modes as GeoJSON points")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(run=_predict)

@@ -110,8 +110,18 @@ def test_cli_evaluate_and_predict(run, tmp_path, capsys):
     }
     assert keys <= set(result) and result["n"] == 200
     assert result["acc_2500km"] > 50  # four well-separated clusters
-    preds = tmp_path / "preds.csv"
-    assert cli.main(["predict", *args, "--top-k", "2", "--out", str(preds)]) == 0
+    preds, points = tmp_path / "preds.csv", tmp_path / "modes.geojson"
+    assert (
+        cli.main(["predict", *args, "--top-k", "2", "--out", str(preds), "--geojson", str(points)])
+        == 0
+    )
+    with open(points) as f:
+        features = json.load(f)["features"]
+    assert len(features) == 400 and features[0]["properties"]["rank"] == 1
+    first = lines_of(preds)[1].split(",")
+    assert features[0]["geometry"]["coordinates"] == pytest.approx(
+        [float(first[3]), float(first[2])], abs=1e-4
+    )  # GeoJSON is [lon, lat]
     lines = preds.read_text().splitlines()
     assert lines[0] == "id,rank,lat,lon,prob,place"
     assert (
@@ -119,6 +129,10 @@ def test_cli_evaluate_and_predict(run, tmp_path, capsys):
         and lines[1].startswith("img0,1,")
         and lines[2].startswith("img0,2,")
     )
+
+
+def lines_of(path) -> list[str]:
+    return path.read_text().splitlines()
 
 
 def _one_error_line(capsys, args) -> str:
