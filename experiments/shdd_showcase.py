@@ -82,6 +82,7 @@ def main() -> None:
             pmap,
             resolution_deg=res,
             truth=latlon if L == args.L[0] else None,
+            truth_label="Im2GPS3k photo locations",
             title=f"Im2GPS3k photo locations as one SHDD vector, L={L}",
             path=os.path.join(args.out, f"im2gps3k_density_L{L}.png"),
         )
@@ -96,6 +97,7 @@ def main() -> None:
             pmap,
             resolution_deg=1.0,
             truth=paris,
+            truth_label="Paris",
             title=f"Paris as an SHDD vector, L={L}, {name} delta",
             path=os.path.join(args.out, f"paris_{name}_L{L}.png"),
         )

@@ -36,6 +36,7 @@ def plot_probability_map(
     title: str = "",
     modes=None,
     truth=None,
+    truth_label: str = "truth",
     outline: bool = True,
 ) -> None:
     """Write a PNG of ``pmap [n_lat, n_lon]`` (``shdd.probability_map`` layout) as density.
@@ -43,6 +44,7 @@ def plot_probability_map(
     Args:
       modes: optional ``[k, 2]`` predicted modes, drawn as numbered crosses.
       truth: optional ``[2]`` or ``[n, 2]`` true locations, drawn as circles.
+      truth_label: their legend entry.
     """
     grid = shdd.latlon_grid(resolution_deg)
     density = np.asarray(pmap) / grid.area[:, None]
@@ -69,7 +71,7 @@ def plot_probability_map(
             facecolors="none",
             edgecolors="cyan",
             linewidths=1.2,
-            label="truth",
+            label=truth_label,
         )
     if modes is not None:
         for rank, (lat, lon) in enumerate(np.asarray(modes), start=1):
