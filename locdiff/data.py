@@ -36,6 +36,7 @@ class InMemorySource:
 
     embeddings: np.ndarray  # [N, E] float32
     latlon: np.ndarray  # [N, 2] float32 degrees
+    encoder: str | None = None  # the image encoder that made the embeddings, if recorded
 
     def __len__(self) -> int:
         return self.latlon.shape[0]
@@ -51,6 +52,8 @@ class InMemorySource:
 class ArrayRecordSource:
     """Random access over ArrayRecord shards of ``[lat, lon, embedding...]`` float32 records."""
 
+    encoder = None  # ArrayRecord shards carry no encoder name
+
     def __init__(self, paths: list[str], embed_dim: int):
         self._source = grain.sources.ArrayRecordDataSource(paths)
         self.embed_dim = embed_dim
@@ -63,12 +66,16 @@ class ArrayRecordSource:
         return {"embedding": record[2:], "latlon": record[:2]}
 
 
-def _check_rows(name: str, embeddings: np.ndarray, latlon: np.ndarray, offset: int = 0) -> None:
-    bad = ~np.isfinite(embeddings).all(axis=1) | ~np.isfinite(latlon).all(axis=1)
+def _check_rows(
+    name: str, embeddings: np.ndarray, latlon: np.ndarray | None, offset: int = 0
+) -> None:
+    bad = ~np.isfinite(embeddings).all(axis=1)
+    if latlon is not None:
+        bad |= ~np.isfinite(latlon).all(axis=1)
     if bad.any():
         row = int(np.argmax(bad)) + offset
         raise DataError(f"{name}: row {row} has a NaN or infinite value")
-    out = np.abs(latlon[:, 0]) > 90
+    out = np.zeros(len(embeddings), bool) if latlon is None else np.abs(latlon[:, 0]) > 90
     if out.any():
         row = int(np.argmax(out))
         raise DataError(
@@ -88,49 +95,29 @@ def load_npz(path: str, *, require_latlon: bool = True) -> dict[str, np.ndarray]
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as error:
         raise DataError(f"{name}: cannot be read as .npz ({error})") from None
-    if not require_latlon and "latlon" not in arrays and "embeddings" in arrays:
-        n = arrays["embeddings"].shape[0] if arrays["embeddings"].ndim else 0
-        arrays["latlon"] = np.zeros((n, 2), np.float32)  # placeholder, not returned
-        unlabelled = True
-    else:
-        unlabelled = False
-    for key in REQUIRED:
+    for key in REQUIRED if require_latlon else ("embeddings",):
         if key not in arrays:
             raise DataError(f"{name}: missing key {key!r} (has {sorted(arrays)})")
-    emb, latlon = arrays["embeddings"], arrays["latlon"]
+    emb, latlon = arrays["embeddings"], arrays.get("latlon")
     if emb.ndim != 2 or emb.shape[0] == 0:
         raise DataError(f"{name}: 'embeddings' must have shape [N, E] with N >= 1, got {emb.shape}")
-    if latlon.shape != (emb.shape[0], 2):
+    if latlon is not None and latlon.shape != (emb.shape[0], 2):
         raise DataError(
             f"{name}: 'latlon' must have shape [N, 2] = [{emb.shape[0]}, 2], got {latlon.shape}"
         )
     for key in ("ids", "scene"):
         if key in arrays and (arrays[key].ndim == 0 or arrays[key].shape[0] != emb.shape[0]):
             raise DataError(
-                f"{name}: {key!r} has {arrays[key].shape[0]} rows, expected {emb.shape[0]}"
+                f"{name}: {key!r} has shape {arrays[key].shape}, expected {emb.shape[0]} rows"
             )
-    if not np.issubdtype(emb.dtype, np.floating) or not np.issubdtype(latlon.dtype, np.floating):
+    floats = [emb] if latlon is None else [emb, latlon]
+    if not all(np.issubdtype(x.dtype, np.floating) for x in floats):
         raise DataError(f"{name}: 'embeddings' and 'latlon' must be float arrays")
     _check_rows(name, emb, latlon)
     arrays["embeddings"] = emb.astype(np.float32)
-    arrays["latlon"] = latlon.astype(np.float32)
-    if unlabelled:
-        del arrays["latlon"]
+    if latlon is not None:
+        arrays["latlon"] = latlon.astype(np.float32)
     return arrays
-
-
-def encoder_name(path: str) -> str | None:
-    """The ``encoder`` recorded in a dataset (``locdiff embed`` writes it), if any."""
-    first = path
-    if os.path.isdir(path):
-        shards = sorted(glob.glob(os.path.join(path, "*.npz")))
-        if not shards:
-            return None
-        first = shards[0]
-    if not first.endswith(".npz") or not os.path.isfile(first):
-        return None
-    with np.load(first, allow_pickle=False) as arrays:
-        return str(arrays["encoder"]) if "encoder" in arrays.files else None
 
 
 def save_npz(path: str, embeddings, latlon, **extra) -> None:
@@ -212,6 +199,7 @@ def open_dataset(path: str):
     return InMemorySource(
         embeddings=np.concatenate([p["embeddings"] for p in parts]),
         latlon=np.concatenate([p["latlon"] for p in parts]),
+        encoder=str(parts[0]["encoder"]) if "encoder" in parts[0] else None,
     )
 
 

@@ -23,6 +23,7 @@ import shdd
 from locdiff.config import Config
 from locdiff.sampling import sample_coefficients
 from locdiff.train_step import init_state, make_optimizer
+from locdiff.trainer import checkpoint_manager
 
 
 @dataclasses.dataclass
@@ -71,8 +72,6 @@ class Geolocator:
         with open(meta_path) as f:
             meta = json.load(f)
         embed_dim, encoder = int(meta["embed_dim"]), meta.get("encoder")
-        from locdiff.trainer import checkpoint_manager  # the one definition of the layout
-
         manager = checkpoint_manager(workdir)
         try:
             step = manager.latest_step() if step is None else step

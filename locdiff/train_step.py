@@ -64,9 +64,7 @@ def init_state(config: Config, cond_dim: int, tx: optax.GradientTransformation):
 def shdd_target(latlon, config: Config):
     """Scaled SHDD vectors ``[B, D]`` of ``latlon [B, 2]`` (inside jit: no value checks)."""
     m = config.model
-    weights = jnp.asarray(shdd.coefficient_weights(m.L, m.sigma_km), jnp.float32)
-    Y = shdd.harmonics(latlon, L=m.L)  # [B, D]
-    return Y * (config.diffusion.scale * weights)[None, :]
+    return shdd.encode(latlon, L=m.L, sigma_km=m.sigma_km) * config.diffusion.scale  # [B, D]
 
 
 def loss_terms(model: CSUNet, batch, key, config: Config):

@@ -36,9 +36,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def versions() -> dict[str, str]:
+def versions(packages=PACKAGES) -> dict[str, str]:
+    """Python and package versions (``"not installed"`` where absent)."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -133,7 +134,7 @@ def train(
                     "path": os.path.abspath(data_path),
                     "rows": len(source),
                     "embed_dim": source.embed_dim,
-                    "encoder": data.encoder_name(data_path),
+                    "encoder": source.encoder,
                 },
                 f,
                 indent=2,
@@ -190,7 +191,9 @@ def train(
             bar.update(1)
             if on_step is not None:
                 on_step(step, metrics)
-            if step % t.log_every == 0 or step % t.checkpoint_every == 0 or step == t.steps:
+            log_due = step % t.log_every == 0 or step == t.steps
+            save_due = step % t.checkpoint_every == 0 or step == t.steps
+            if log_due or save_due:
                 values = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 if not np.isfinite(values["loss"]):
                     raise NonFiniteLossError(
@@ -202,13 +205,10 @@ def train(
                 values["samples_per_s"] = window_steps * t.batch_size / elapsed
                 window_start, window_steps = time.perf_counter(), 0
                 bar.set_postfix(loss=f"{values['loss']:.4g}", sps=f"{values['samples_per_s']:.0f}")
-                if step % t.log_every == 0 or step == t.steps:
-                    if jax.process_index() == 0:
-                        with open(metrics_path, "a") as f:
-                            f.write(
-                                json.dumps({"step": step, **values, "time": time.time()}) + "\n"
-                            )
-                if step % t.checkpoint_every == 0 or step == t.steps:
+                if log_due and jax.process_index() == 0:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps({"step": step, **values, "time": time.time()}) + "\n")
+                if save_due:
                     save(step)
     except KeyboardInterrupt:
         loss = float(jax.device_get(metrics["loss"])) if step > start else float("nan")

@@ -149,6 +149,9 @@ def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)):
     Returns:
       ``[..., len(levels)]`` areas in km^2.
     """
+    for level in levels:
+        if not 0 < level <= 1:
+            raise ValueError(f"levels must lie in (0, 1], got {level}")
     grid = grids.latlon_grid(resolution_deg)
     pmap = jnp.asarray(pmap)
     if pmap.shape[-2:] != grid.shape:
@@ -157,15 +160,13 @@ def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)):
         )
     area = jnp.broadcast_to(jnp.asarray(grid.area, pmap.dtype)[:, None], grid.shape).reshape(-1)
     mass = pmap.reshape(*pmap.shape[:-2], -1)  # [..., cells]
-    order = jnp.argsort(-mass / area[None, :].reshape(*(1,) * (mass.ndim - 1), -1), axis=-1)
+    order = jnp.argsort(-mass / area.reshape(*(1,) * (mass.ndim - 1), -1), axis=-1)
     sorted_mass = jnp.take_along_axis(mass, order, axis=-1)
     sorted_area = jnp.take(area, order)
     cum_mass = jnp.cumsum(sorted_mass, axis=-1)
     cum_area = jnp.cumsum(sorted_area, axis=-1)
     out = []
     for level in levels:
-        if not 0 < level <= 1:
-            raise ValueError(f"levels must lie in (0, 1], got {level}")
         count = jnp.sum(
             cum_mass < level * cum_mass[..., -1:], axis=-1, keepdims=True
         )  # cells before

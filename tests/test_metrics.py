@@ -63,7 +63,7 @@ def test_readers_on_the_real_benchmark_files(shared_data):
     assert cells.weights.sum() > 4e6  # photos over all cells
 
 
-def test_readers_osv5m_paths_and_bad_files(tmp_path):
+def test_readers_osv5m_paths_and_gallery(tmp_path):
     (tmp_path / "osv.csv").write_text("id,latitude,longitude,country\n7,10.5,20.25,FR\n")
     osv = read_locations(str(tmp_path / "osv.csv"))
     assert osv.format == "osv5m" and osv.ids[0] == "7"
@@ -74,15 +74,18 @@ def test_readers_osv5m_paths_and_bad_files(tmp_path):
     gallery = read_locations(str(tmp_path / "gallery.csv"))
     assert gallery.format == "gallery" and list(gallery.ids) == ["0", "1"]
     np.testing.assert_allclose(gallery.latlon[1], [34.2, -118.6])
-    (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(ValueError, match="empty file"):
-        read_locations(str(tmp_path / "empty.csv"))
-    (tmp_path / "header.csv").write_text("path,lat,lon\n")
-    with pytest.raises(ValueError, match="no rows"):
-        read_locations(str(tmp_path / "header.csv"))
-    (tmp_path / "bad.csv").write_text("path,lat,lon\na.jpg,95,0\n")
-    with pytest.raises(ValueError, match="row 1: latitude 95.0"):
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty file"),
+        ("path,lat,lon\n", "no rows"),
+        ("path,lat,lon\na.jpg,95,0\n", "row 1: latitude 95.0"),
+        ("a,b\n1,2\n", "unrecognised columns"),
+    ],
+)
+def test_readers_reject_bad_files(tmp_path, text, match):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(ValueError, match=match):
         read_locations(str(tmp_path / "bad.csv"))
-    (tmp_path / "cols.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="unrecognised columns"):
-        read_locations(str(tmp_path / "cols.csv"))
