@@ -54,13 +54,24 @@ def versions(*packages: str) -> str:
     return ", ".join(f"{name} {found[name]}" for name in packages)
 
 
+CODE_PATHS = ("shdd", "locdiff", "experiments/*.py", "benchmarks", "pyproject.toml")
+
+
 def git_revision() -> str:
+    """The short commit hash, with ``+uncommitted`` when the code differs from it."""
     try:
-        return subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", *CODE_PATHS],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+uncommitted" if changed else "")
 
 
 def write_section(path: str, name: str, body: str) -> None:

@@ -1,47 +1,75 @@
 """The ``locdiff`` command line: thin sub-commands that call one library function each.
 
-    locdiff train --train DATA --workdir DIR [--config FILE] [--L 32] [--steps N]
-                  [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
+    locdiff train --train DATA --workdir DIR [--method METHOD] [--config FILE] [--L 32]
+                  [--steps N] [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
+                  [--gallery CSV]
     locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery CSV]
     locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
                     [--out preds.csv] [--map out.png] [--geojson out.geojson]
     locdiff embed --encoder NAME --images DIR_OR_CSV --out DATA [--batch-size B]
 
-Flags override the config file; running ``train`` again on the same ``--workdir``
-resumes. Errors print one line and exit with status 2.
+``--method`` is ``locdiff`` (default), ``locdiff-h``, or a baseline: ``retrieval``,
+``cells``, ``regression``, ``coords-diffusion`` (:mod:`locdiff.methods`); ``evaluate``
+scores any of them. Flags override the config file; running ``train`` again on the
+same ``--workdir`` resumes a LocDiff run. Errors print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 
 import numpy as np
 
 from locdiff.config import LOSSES, Config, override
+from locdiff.methods import METHODS
 
 
 def _train(args: argparse.Namespace) -> int:
-    from locdiff import data, trainer
+    from locdiff import data, methods, trainer
 
-    config = Config.load(args.config) if args.config else Config()
-    config = override(
-        config,
-        **{
-            "model.L": args.L,
-            "train.steps": args.steps,
-            "train.batch_size": args.batch_size,
-            "train.seed": args.seed,
-            "diffusion.loss": args.loss,
-        },
-    )
+    if args.method in methods.TRAINED or args.method == "retrieval":
+        config = methods.BaselineConfig()
+        if args.config:
+            with open(args.config) as f:
+                config = methods.BaselineConfig.from_dict(json.load(f))
+        changes = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
+        config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    else:
+        config = Config.load(args.config) if args.config else Config()
+        config = override(
+            config,
+            **{
+                "model.L": args.L,
+                "train.steps": args.steps,
+                "train.batch_size": args.batch_size,
+                "train.seed": args.seed,
+                "diffusion.loss": args.loss,
+            },
+        )
     if args.distributed:
         from locdiff import sharding
 
         sharding.initialize_distributed()
+    gallery = None
+    if args.gallery:
+        if args.method != "locdiff-h":
+            raise ValueError("--gallery goes with --method locdiff-h")
+        from locdiff.readers import read_locations
+
+        gallery = read_locations(args.gallery).latlon
     try:
-        trainer.train(config, args.train, args.workdir, progress=not args.no_progress)
-    except (data.DataError, trainer.NonFiniteLossError) as error:
+        methods.train_method(
+            args.method,
+            args.train,
+            args.workdir,
+            config=config,
+            gallery=gallery,
+            progress=not args.no_progress,
+        )
+    except (data.DataError, trainer.NonFiniteLossError, FloatingPointError) as error:
         print(f"locdiff train: {error}", file=sys.stderr)
         return 2
     print(f"done: {args.workdir}")
@@ -55,8 +83,6 @@ def _places():
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-
     from locdiff import metrics
     from locdiff.evaluate import evaluate
     from locdiff.readers import read_locations
@@ -73,11 +99,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
     )
-    rows = {"LocDiff": {k: v for k, v in result.items() if not isinstance(v, dict)}}
+    name = {"locdiff": "LocDiff"}.get(result["method"], result["method"])
+    rows = {name: {k: v for k, v in result.items() if not isinstance(v, (dict, str))}}
     if "locdiff_h" in result:
         rows["LocDiff-H"] = result["locdiff_h"]
     for scene, row in result.get("by_scene", {}).items():
-        rows[f"LocDiff, {scene}"] = row
+        rows[f"{name}, {scene}"] = row
     print(metrics.format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
@@ -235,10 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="locdiff", description="LocDiff: geolocation by SHDD diffusion"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train (or resume) a LocDiff model on an embedding dataset")
+    p = sub.add_parser("train", help="train (or resume) LocDiff or a baseline on embeddings")
     p.add_argument("--train", required=True, help=".npz file or directory of shards")
+    p.add_argument(
+        "--method",
+        default="locdiff",
+        choices=METHODS,
+        help="LocDiff, or a baseline under the same protocol (default: locdiff)",
+    )
+    p.add_argument("--gallery", help="locdiff-h: CSV of GPS gallery locations (default: train)")
     p.add_argument("--workdir", required=True, help="run directory (resumes if it holds a run)")
-    p.add_argument("--config", help="JSON config file (flags override it)")
+    p.add_argument(
+        "--config", help="JSON config file: a Config, or a BaselineConfig for the baselines"
+    )
     p.add_argument("--L", type=int, help="band limit of the SHDD vectors")
     p.add_argument("--steps", type=int, help="total training steps")
     p.add_argument("--batch-size", type=int, help="global batch size")

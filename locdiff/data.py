@@ -203,6 +203,27 @@ def open_dataset(path: str):
     )
 
 
+def condition_stats(source, *, max_rows: int = 100_000, seed: int = 0):
+    """Per-feature ``(mean [E], std [E])`` float32 of a source's embeddings, from all rows
+    or a fixed random ``max_rows`` of them; a constant feature gets ``std = 1``.
+
+    Conditions are standardised with these before the network sees them (training and
+    inference alike), so an encoder's feature scale does not matter.
+    """
+    n = len(source)
+    index = np.arange(n)
+    if n > max_rows:
+        index = np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    if isinstance(source, InMemorySource):
+        x = source.embeddings[index].astype(np.float64)
+    else:
+        x = np.stack([source[int(i)]["embedding"] for i in index]).astype(np.float64)
+    std = x.std(axis=0)
+    mean = x.mean(axis=0)
+    std = np.where(std > 1e-6 * np.abs(mean) + 1e-12, std, 1.0)  # constant: left as is
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 def make_pipeline(
     source, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1
 ) -> grain.MapDataset:

@@ -7,6 +7,8 @@
 * ``geoclip``: GeoCLIP's image encoder: a local CLIP ViT-L/14 directory (``path=``) and
   the MLP head whose weights ship in the PyPI wheel ``geoclip`` (read as a file; the
   package itself is not imported, so none of its dependencies are needed), 512-d.
+* ``GeoCLIPLocationEncoder`` (not an image encoder): GeoCLIP's pretrained location
+  encoder, for the oracle study, where a location's own embedding is the condition.
 * ``color-stats``: per-channel mean, standard deviation and an 8-bin histogram of each
   channel (30-d, no network): the control that shows what a pretrained encoder adds.
 
@@ -16,6 +18,7 @@ Nothing is downloaded: hub names are refused, only local paths are loaded.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 
 import numpy as np
@@ -72,7 +75,9 @@ class EfficientNetLite0Encoder:
         self._torch = torch
         self.model = EfficientNet.from_name("efficientnet-lite0")
         self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.model.eval()
+        # channels-last and chunks of 64: about 2.5x the throughput of NCHW batches of 256
+        # on 2 CPU cores (measured at 64 px).
+        self.model = self.model.eval().to(memory_format=torch.channels_last)
         self.image_size = image_size
 
     def embed(self, images) -> np.ndarray:
@@ -85,10 +90,14 @@ class EfficientNetLite0Encoder:
                 for im in _rgb(images)
             ]
         )  # [B, H, W, 3]
+        out = []
         with torch.inference_mode():
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
-            features = self.model.extract_features(x)  # [B, 1280, h, w]
-            return features.mean(dim=(2, 3)).numpy().astype(np.float32)
+            for start in range(0, len(batch), 64):
+                x = torch.from_numpy(batch[start : start + 64]).permute(0, 3, 1, 2)
+                x = x.contiguous(memory_format=torch.channels_last)
+                features = self.model.extract_features(x)  # [b, 1280, h, w]
+                out.append(features.mean(dim=(2, 3)).numpy().astype(np.float32))
+        return np.concatenate(out)
 
 
 def _local_dir(path: str | None, what: str) -> str:
@@ -125,13 +134,90 @@ class CLIPEncoder:
         return self._features(images).numpy().astype(np.float32)
 
 
-def geoclip_mlp_weights() -> str:
-    """Path of GeoCLIP's image-head weights inside the installed ``geoclip`` wheel."""
+def geoclip_file(*parts: str) -> str:
+    """Path of a file inside the installed ``geoclip`` wheel (read, never imported)."""
     spec = importlib.util.find_spec("geoclip")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("pip install --no-deps geoclip (its weight files are read)")
-    root = list(spec.submodule_search_locations)[0]
-    return os.path.join(root, "model", "weights", "image_encoder_mlp_weights.pth")
+    return os.path.join(list(spec.submodule_search_locations)[0], *parts)
+
+
+def geoclip_mlp_weights() -> str:
+    """Path of GeoCLIP's image-head weights inside the installed ``geoclip`` wheel."""
+    return geoclip_file("model", "weights", "image_encoder_mlp_weights.pth")
+
+
+# Equal Earth projection constants (Savric, Patterson & Jenny 2018), as GeoCLIP uses them.
+_EE = (1.340264, -0.081106, 0.000893, 0.003796)
+_EE_SCALE = 66.50336
+
+
+class GeoCLIPLocationEncoder:
+    """GeoCLIP's pretrained location encoder: ``embed_locations(latlon [N, 2]) -> [N, 512]``.
+
+    Locations go through the Equal Earth projection (scaled as GeoCLIP scales it), then
+    three capsules, one per random-Fourier-feature scale (sigma 1, 16, 256): RFF
+    ``[cos 2 pi B v, sin 2 pi B v]`` -> 3 ReLU layers of 1024 -> a 512-d head; the three
+    heads are summed. The weights (``location_encoder_weights.pth`` in the ``geoclip``
+    wheel, the RFF matrices included) are loaded with torch; the ``geoclip`` package
+    itself is never imported.
+    """
+
+    name, dim = "geoclip-location", 512
+
+    def __init__(self, weights: str | None = None):
+        import torch
+
+        weights = weights or geoclip_file("model", "weights", "location_encoder_weights.pth")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"{weights}: no GeoCLIP location-encoder weights")
+        self._torch = torch
+        self.state = torch.load(weights, map_location="cpu", weights_only=True)
+        self.capsules = sorted({k.split(".")[0] for k in self.state})  # LocEnc0, 1, 2
+
+    def _project(self, latlon):
+        torch = self._torch
+        lat, lon = torch.deg2rad(latlon[:, 0]), torch.deg2rad(latlon[:, 1])
+        a1, a2, a3, a4 = _EE
+        theta = torch.asin(math.sqrt(3.0) / 2 * torch.sin(lat))
+        denominator = 3 * (9 * a4 * theta**8 + 7 * a3 * theta**6 + 3 * a2 * theta**2 + a1)
+        x = 2 * math.sqrt(3.0) * lon * torch.cos(theta) / denominator
+        y = a4 * theta**9 + a3 * theta**7 + a2 * theta**3 + a1 * theta
+        return torch.stack([x, y], dim=1) * _EE_SCALE / 180
+
+    def embed_locations(self, latlon, *, batch_size: int = 4096) -> np.ndarray:
+        """Raw (unnormalised) 512-d embeddings ``[N, 512]`` of ``latlon [N, 2]`` degrees."""
+        torch = self._torch
+        latlon = np.asarray(latlon, np.float32)
+        if latlon.ndim != 2 or latlon.shape[1] != 2:
+            raise ValueError(f"latlon must be [N, 2] degrees, got {list(latlon.shape)}")
+        s, out = self.state, []
+        relu = torch.nn.functional.relu
+        with torch.inference_mode():
+            for start in range(0, len(latlon), batch_size):
+                v = self._project(torch.from_numpy(latlon[start : start + batch_size]))
+                total = 0
+                for c in self.capsules:
+                    vp = 2 * math.pi * v @ s[f"{c}.capsule.0.b"].T
+                    h = torch.cat([torch.cos(vp), torch.sin(vp)], dim=-1)
+                    for layer in (1, 3, 5):
+                        w, b = s[f"{c}.capsule.{layer}.weight"], s[f"{c}.capsule.{layer}.bias"]
+                        h = relu(h @ w.T + b)
+                    total = total + h @ s[f"{c}.head.0.weight"].T + s[f"{c}.head.0.bias"]
+                out.append(total.numpy().astype(np.float32))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def oracle_condition(embeddings, noise: float, *, seed: int = 0) -> np.ndarray:
+    """The oracle study's condition: L2-normalised ``embeddings`` plus Gaussian noise of
+    standard deviation ``noise`` per coordinate (a stand-in for an imperfect image
+    embedding; not renormalised)."""
+    x = np.asarray(embeddings, np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    rng = np.random.default_rng(seed)
+    return (x + noise * rng.standard_normal(x.shape, dtype=np.float32)).astype(np.float32)
 
 
 class GeoCLIPEncoder(CLIPEncoder):

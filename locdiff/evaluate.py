@@ -52,6 +52,15 @@ def predict_all(
     )
 
 
+def _scored(top1, truth, arrays, places) -> dict:
+    result = metrics.summarize(top1, truth)
+    if places is not None:
+        result["country_acc"] = metrics.country_accuracy(top1, truth, places)
+    if "scene" in arrays:
+        result["by_scene"] = metrics.by_scene(top1, truth, arrays["scene"])
+    return result
+
+
 def evaluate(
     checkpoint: str,
     data_path: str,
@@ -64,16 +73,24 @@ def evaluate(
 ) -> dict:
     """Metrics of a run on ``data_path`` (an ``.npz`` with ``embeddings`` and ``latlon``).
 
+    ``checkpoint`` is any run directory of :func:`locdiff.methods.train_method` or
+    ``locdiff train``; the baselines are scored by their top-1 location.
+
     Returns:
-      ``{n, acc_1km, ..., acc_2500km, median_km, mean_km, geoscore}`` for plain LocDiff,
-      plus ``country_acc`` (with ``places``), ``by_scene`` (when the data has
-      ``scene``) and ``locdiff_h`` (with a ``gallery [G, 2]``).
+      ``{method, n, acc_1km, ..., acc_2500km, median_km, mean_km, geoscore}``, plus
+      ``country_acc`` (with ``places``), ``by_scene`` (when the data has ``scene``) and,
+      for LocDiff, ``locdiff_h`` (with a ``gallery [G, 2]``, or a ``locdiff-h`` run's own).
     """
-    geolocator = Geolocator.from_checkpoint(checkpoint)
+    from locdiff.methods import LocDiffLocator, load_locator
+
+    locator = load_locator(checkpoint)
     arrays = data.load_npz(data_path)
     truth = arrays["latlon"].astype(np.float64)
+    if not isinstance(locator, LocDiffLocator):
+        top1 = locator.locate(arrays["embeddings"], top_k=1)[:, 0]
+        return {"method": locator.method, **_scored(top1, truth, arrays, places)}
     prediction = predict_all(
-        geolocator,
+        locator.geolocator,
         arrays["embeddings"],
         batch_size=batch_size,
         progress=progress,
@@ -81,12 +98,9 @@ def evaluate(
         **predict_kwargs,
     )
     top1 = prediction.latlon[:, 0].astype(np.float64)
-    result = metrics.summarize(top1, truth)
-    if places is not None:
-        result["country_acc"] = metrics.country_accuracy(top1, truth, places)
-    if "scene" in arrays:
-        result["by_scene"] = metrics.by_scene(top1, truth, arrays["scene"])
+    result = {"method": "locdiff", **_scored(top1, truth, arrays, places)}
+    gallery = locator.gallery if gallery is None else gallery
     if gallery is not None:
-        snapped = rerank_gallery(prediction, gallery, L=geolocator.config.model.L)
-        result["locdiff_h"] = metrics.summarize(snapped, truth)
+        L = locator.geolocator.config.model.L
+        result["locdiff_h"] = metrics.summarize(rerank_gallery(prediction, gallery, L=L), truth)
     return result

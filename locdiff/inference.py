@@ -23,7 +23,7 @@ import shdd
 from locdiff.config import Config
 from locdiff.sampling import sample_coefficients
 from locdiff.train_step import init_state, make_optimizer
-from locdiff.trainer import checkpoint_manager
+from locdiff.trainer import CONDITION_STATS, checkpoint_manager
 
 
 @dataclasses.dataclass
@@ -49,13 +49,21 @@ class Geolocator:
     """A trained LocDiff model ready to predict locations from condition embeddings."""
 
     def __init__(
-        self, graphdef, params, config: Config, embed_dim: int, encoder: str | None = None
+        self,
+        graphdef,
+        params,
+        config: Config,
+        embed_dim: int,
+        encoder: str | None = None,
+        condition_stats: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.graphdef = graphdef
         self.params = params
         self.config = config
         self.embed_dim = embed_dim
         self.encoder = encoder  # the image encoder that made the training embeddings
+        # (mean, std) of the training conditions; None: conditions are used as given.
+        self.condition_stats = condition_stats
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -86,7 +94,12 @@ class Geolocator:
         finally:
             manager.close()
         params = restored.ema if ema else restored.params
-        return cls(graphdef, params, config, embed_dim, encoder)
+        stats = None
+        stats_path = os.path.join(workdir, CONDITION_STATS)
+        if os.path.exists(stats_path):
+            with np.load(stats_path) as f:
+                stats = (f["mean"], f["std"])
+        return cls(graphdef, params, config, embed_dim, encoder, stats)
 
     def check_embeddings(self, embeddings) -> np.ndarray:
         """``embeddings`` as float32 ``[B, E]``; ``ValueError`` on a wrong width or a NaN."""
@@ -117,6 +130,9 @@ class Geolocator:
         Unset ``num_samples`` (K), ``steps`` and ``guidance`` take the run's defaults.
         """
         embeddings = self.check_embeddings(embeddings)
+        if self.condition_stats is not None:
+            mean, std = self.condition_stats
+            embeddings = (embeddings - mean[None, :]) / std[None, :]
         coeffs = sample_coefficients(
             self.graphdef,
             self.params,

@@ -47,6 +47,25 @@ def summarize(pred, true, *, thresholds=THRESHOLDS_KM) -> dict[str, float]:
     return out
 
 
+def bootstrap_se(pred, true, groups=None, *, n: int = 200, seed: int = 0) -> dict[str, float]:
+    """Bootstrap standard errors of :func:`summarize`'s figures.
+
+    Whole groups (``groups [N]``: held-out blocks or regions) are resampled with
+    replacement, so the spread reflects how much the result depends on *which* places
+    were held out; without groups every point is its own group.
+    """
+    d = distances_km(pred, true)
+    groups = np.arange(len(d)) if groups is None else np.asarray(groups)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        pick = np.concatenate([members[g] for g in rng.integers(0, len(ids), len(ids))])
+        draws.append(summarize(pred[pick], true[pick]))
+    return {k: float(np.std([dr[k] for dr in draws], ddof=1)) for k in draws[0] if k != "n"}
+
+
 def by_scene(pred, true, scene) -> dict[str, dict[str, float]]:
     """:func:`summarize` for each scene type present (``scene [N]`` of 0, 1, 2)."""
     scene = np.asarray(scene)

@@ -33,6 +33,7 @@ def plot_probability_map(
     truth=None,
     truth_label: str = "truth",
     outline: bool = True,
+    inset=None,
 ) -> None:
     """Write a PNG of ``pmap [n_lat, n_lon]`` (``shdd.probability_map`` layout) as density.
 
@@ -40,6 +41,7 @@ def plot_probability_map(
       modes: optional ``[k, 2]`` predicted modes, drawn as numbered crosses.
       truth: optional ``[2]`` or ``[n, 2]`` true locations, drawn as circles.
       truth_label: their legend entry.
+      inset: optional ``[h, w, 3]`` image (the input) drawn in the upper-left corner.
     """
     grid = shdd.latlon_grid(resolution_deg)
     density = np.asarray(pmap) / grid.area[:, None]
@@ -97,6 +99,11 @@ def plot_probability_map(
         ylim=(-90, 90),
     )
     fig.colorbar(image, ax=ax, label="probability per steradian")
+    if inset is not None:
+        box = ax.inset_axes([0.005, 0.58, 0.22, 0.35])
+        box.imshow(np.asarray(inset), interpolation="nearest")
+        box.set(xticks=[], yticks=[])
+        box.set_title("input", fontsize=8, color="white", pad=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,6 +2,8 @@
 
 The run directory holds ``config.json``, ``versions.json`` and ``data.json`` (the
 training data's path, rows and embedding width; written at the start),
+``condition_stats.npz`` (per-feature mean and standard deviation of the training
+conditions, which standardise every condition in training and in inference),
 ``metrics.jsonl`` (one line every ``log_every`` steps: loss, its terms, gradient norm,
 learning rate, samples/s) and ``checkpoints/`` (Orbax: the train state and the Grain
 iterator state together, saved asynchronously every ``checkpoint_every`` steps, at the
@@ -90,6 +92,27 @@ def resolve_config(workdir: str, config: Config) -> Config:
     return Config.from_dict({**theirs, "train": {**theirs["train"], "steps": config.train.steps}})
 
 
+CONDITION_STATS = "condition_stats.npz"
+
+
+def _condition_stats(workdir: str, source) -> tuple[np.ndarray, np.ndarray]:
+    """The run's condition standardisation: computed once, kept in the run directory."""
+    path = os.path.join(workdir, CONDITION_STATS)
+    if not os.path.exists(path):
+        mean, std = data.condition_stats(source)
+        if jax.process_index() == 0:
+            np.savez(path + ".tmp.npz", mean=mean, std=std)
+            os.replace(path + ".tmp.npz", path)
+        return mean, std
+    with np.load(path) as f:
+        mean, std = f["mean"], f["std"]
+    if mean.shape != (source.embed_dim,):
+        raise ValueError(
+            f"{path} is for {mean.shape[0]}-d conditions but the data are {source.embed_dim}-d"
+        )
+    return mean, std
+
+
 def train(
     config: Config,
     data_path: str,
@@ -140,6 +163,7 @@ def train(
                 indent=2,
             )
 
+    cond_mean, cond_std = _condition_stats(workdir, source)
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, source.embed_dim, tx)
     state = jax.device_put(state, sharding.replicated(mesh))
@@ -184,7 +208,9 @@ def train(
     step = start
     try:
         while step < t.steps:
-            batch = sharding.global_batch(next(iterator), mesh)
+            local = next(iterator)
+            local["embedding"] = (local["embedding"] - cond_mean) / cond_std
+            batch = sharding.global_batch(local, mesh)
             state, metrics = step_fn(state, batch, key)
             step += 1
             window_steps += 1

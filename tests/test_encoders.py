@@ -188,3 +188,56 @@ def test_predict_from_image_files_with_maps(tmp_path, rng, capsys):
     assert len(err) == 1 and "bad.jpg: unreadable image" in err[0]
     assert cli.main([*args]) == 2
     assert "exactly one of --data and --image" in capsys.readouterr().err
+
+
+def _wheel_location_encoder():
+    """GeoCLIP's own location-encoder module file, loaded without its package's imports."""
+    import importlib
+    import sys
+    import types
+    import warnings
+
+    from locdiff.encoders import geoclip_file
+
+    root = geoclip_file("model")
+    shell = types.ModuleType("_geoclip_model")
+    shell.__path__ = [root]
+    misc = types.ModuleType("_geoclip_model.misc")
+    misc.file_dir = root  # the only name location_encoder takes from misc (which needs pandas)
+    sys.modules.update({"_geoclip_model": shell, "_geoclip_model.misc": misc})
+    try:
+        with warnings.catch_warnings():  # the wheel's rff module uses torch.jit.script
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return importlib.import_module("_geoclip_model.location_encoder").LocationEncoder()
+    finally:
+        for name in [n for n in sys.modules if n.startswith("_geoclip_model")]:
+            del sys.modules[name]
+
+
+def test_geoclip_location_encoder_matches_the_wheels_module():
+    torch = pytest.importorskip("torch")
+    from locdiff.encoders import GeoCLIPLocationEncoder
+
+    latlon = np.array([[48.8566, 2.3522], [-33.9, 151.2], [0.0, -179.9], [89.0, 10.0]])
+    ours = GeoCLIPLocationEncoder().embed_locations(latlon, batch_size=3)
+    with torch.inference_mode():
+        theirs = _wheel_location_encoder()(torch.tensor(latlon, dtype=torch.float32)).numpy()
+    assert ours.shape == (4, 512)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
+    # Nearby places embed closer than distant ones.
+    e = ours / np.linalg.norm(ours, axis=1, keepdims=True)
+    near = GeoCLIPLocationEncoder().embed_locations(np.array([[48.9, 2.4]]))
+    near /= np.linalg.norm(near)
+    assert (near @ e.T)[0, 0] > (near @ e.T)[0, 1:].max()
+
+
+def test_oracle_condition_is_normalised_plus_noise():
+    from locdiff.encoders import oracle_condition
+
+    x = np.random.default_rng(0).normal(size=(2000, 64)) * 7
+    clean = oracle_condition(x, 0.0)
+    np.testing.assert_allclose(np.linalg.norm(clean, axis=1), 1.0, rtol=1e-5)
+    noisy = oracle_condition(x, 0.2, seed=1)
+    assert np.std(noisy - clean) == pytest.approx(0.2, rel=0.02)
+    with pytest.raises(ValueError, match="noise must be >= 0"):
+        oracle_condition(x, -1.0)

@@ -89,3 +89,36 @@ def test_readers_reject_bad_files(tmp_path, text, match):
     (tmp_path / "bad.csv").write_text(text)
     with pytest.raises(ValueError, match=match):
         read_locations(str(tmp_path / "bad.csv"))
+
+
+def test_bootstrap_standard_error_matches_the_binomial_one():
+    rng = np.random.default_rng(0)
+    true = np.zeros((4000, 2))
+    # 30% of predictions within 25 km, the rest 1000 km away.
+    pred = np.where(rng.random(4000)[:, None] < 0.3, [[0.1, 0.0]], [[9.0, 0.0]])
+    se = metrics.bootstrap_se(pred, true, n=300)
+    p = np.mean(metrics.distances_km(pred, true) <= 25)
+    assert se["acc_25km"] == pytest.approx(100 * np.sqrt(p * (1 - p) / 4000), rel=0.15)
+    # Whole groups resampled: two groups of opposite outcome spread far more.
+    groups = (metrics.distances_km(pred, true) <= 25).astype(int)
+    assert metrics.bootstrap_se(pred, true, groups, n=300)["acc_25km"] > 10 * se["acc_25km"]
+
+
+def test_probability_map_png_with_the_input_inset(tmp_path):
+    import shdd
+    from locdiff.plots import plot_probability_map
+
+    coeffs = shdd.encode(np.array([[48.85, 2.35]], np.float32), L=8)
+    pmap = np.asarray(shdd.probability_map(coeffs, L=8, resolution_deg=2.0))[0]
+    path = tmp_path / "map.png"
+    inset = np.zeros((16, 16, 3), np.uint8)
+    plot_probability_map(
+        pmap,
+        resolution_deg=2.0,
+        path=str(path),
+        modes=[[48.85, 2.35]],
+        truth=[48.85, 2.35],
+        inset=inset,
+        outline=False,
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

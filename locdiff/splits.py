@@ -1,0 +1,125 @@
+"""Train/test splits of located data for in-distribution and unseen-location studies.
+
+* ``random_split``: test points drawn at random; their neighbours stay in training
+  (fine-scale geolocation: 25 and 200 km).
+* ``buffered_split``: random latitude/longitude blocks held out; training keeps only points
+  at least ``buffer_km`` from every test point (nothing in training overlaps a test
+  input: coarse geolocation, 750 and 2500 km). ``groups`` names each test point's block,
+  for spreads over blocks.
+* ``region_split``: named boxes held out (``REGIONS``, or any ``(lat0, lat1, lon0, lon1)``)
+  with the same buffer: can a method predict a place it never saw?
+
+Each returns a :class:`Split` of index arrays into the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+EARTH_RADIUS_KM = 6371.0088
+
+# (lat_min, lat_max, lon_min, lon_max) in degrees.
+REGIONS = {
+    "iberia": (36.0, 44.0, -10.0, 3.5),
+    "australia": (-44.0, -10.0, 112.0, 154.0),
+    "japan": (30.0, 46.0, 129.0, 146.0),
+    "california": (32.5, 42.0, -124.5, -114.0),
+    "sahara": (15.0, 30.0, -10.0, 30.0),
+    "amazon": (-15.0, 5.0, -75.0, -50.0),
+}
+
+
+@dataclasses.dataclass
+class Split:
+    """Indices of ``train`` and ``test`` points; ``groups [len(test)]`` names each test
+    point's held-out block or region (``-1`` when the split has none)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    groups: np.ndarray
+    names: tuple[str, ...] = ()
+
+
+def _xyz(latlon) -> np.ndarray:
+    lat, lon = np.deg2rad(np.asarray(latlon, np.float64)).T
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+
+
+def in_box(latlon, box) -> np.ndarray:
+    """Whether each ``[N, 2]`` point lies in ``(lat0, lat1, lon0, lon1)`` (``lon0 > lon1``
+    wraps across the antimeridian)."""
+    lat, lon = np.asarray(latlon, np.float64).T
+    lat0, lat1, lon0, lon1 = box
+    inside_lon = (lon >= lon0) & (lon <= lon1) if lon0 <= lon1 else (lon >= lon0) | (lon <= lon1)
+    return (lat >= lat0) & (lat <= lat1) & inside_lon
+
+
+def away_from(latlon, test: np.ndarray, buffer_km: float) -> np.ndarray:
+    """Indices of ``latlon [N, 2]`` not in ``test`` and at least ``buffer_km`` from every
+    point of ``test``."""
+    xyz = _xyz(latlon)
+    chord = 2 * np.sin(min(buffer_km / EARTH_RADIUS_KM, np.pi) / 2)
+    rest = np.setdiff1d(np.arange(len(xyz)), test)
+    if len(test) == 0:
+        return rest
+    distance, _ = cKDTree(xyz[test]).query(xyz[rest], k=1)
+    return rest[distance >= chord]
+
+
+def random_split(n: int, *, test_fraction: float = 0.1, seed: int = 0) -> Split:
+    """A random ``test_fraction`` of ``n`` points for testing."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    test = np.sort(order[:n_test])
+    return Split(np.sort(order[n_test:]), test, np.full(n_test, -1))
+
+
+def buffered_split(
+    latlon,
+    *,
+    n_blocks: int = 20,
+    block_deg: float = 10.0,
+    buffer_km: float = 500.0,
+    min_points: int = 10,
+    seed: int = 0,
+) -> Split:
+    """Hold out ``n_blocks`` random ``block_deg`` blocks that hold at least ``min_points``."""
+    latlon = np.asarray(latlon, np.float64)
+    rows = np.floor((latlon[:, 0] + 90) / block_deg).astype(np.int64)
+    cols = np.floor((latlon[:, 1] + 180) / block_deg).astype(np.int64)
+    block = rows * 1000 + cols
+    ids, counts = np.unique(block, return_counts=True)
+    eligible = ids[counts >= min_points]
+    if len(eligible) < n_blocks:
+        raise ValueError(f"only {len(eligible)} blocks hold >= {min_points} points")
+    chosen = np.random.default_rng(seed).choice(eligible, n_blocks, replace=False)
+    test = np.flatnonzero(np.isin(block, chosen))
+    groups = np.searchsorted(np.sort(chosen), block[test])
+    names = tuple(
+        f"{(b // 1000) * block_deg - 90:+.0f},{(b % 1000) * block_deg - 180:+.0f}"
+        for b in np.sort(chosen)
+    )
+    return Split(away_from(latlon, test, buffer_km), test, groups, names)
+
+
+def region_split(latlon, regions, *, buffer_km: float = 500.0) -> Split:
+    """Hold out every point inside the named ``regions`` (names of ``REGIONS`` or a dict
+    of boxes); ``groups`` gives the region of each test point."""
+    latlon = np.asarray(latlon, np.float64)
+    if not isinstance(regions, dict):
+        unknown = [r for r in regions if r not in REGIONS]
+        if unknown:
+            raise ValueError(f"unknown regions {unknown}; known: {sorted(REGIONS)}")
+        regions = {r: REGIONS[r] for r in regions}
+    groups = np.full(len(latlon), -1)
+    for g, box in enumerate(regions.values()):
+        groups[(groups < 0) & in_box(latlon, box)] = g
+    test = np.flatnonzero(groups >= 0)
+    if len(test) == 0:
+        raise ValueError(f"no points inside the regions {list(regions)}")
+    return Split(away_from(latlon, test, buffer_km), test, groups[test], tuple(regions))
