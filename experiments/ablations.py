@@ -75,7 +75,8 @@ def main() -> None:
 
     def run(label: str, changes: dict, **predict_kwargs) -> dict:
         config = override(base_config, **changes)
-        key = "_".join(f"{k}={v}" for k, v in sorted(changes.items())) or "base"
+        key = "_".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        key = "base" if config == base_config else key  # e.g. L=32 is the base model
         workdir = os.path.join(runs, key)
         _, seconds = train_or_load(
             "locdiff", train_npz, workdir, config, progress=not args.no_progress
