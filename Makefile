@@ -19,28 +19,29 @@ $(STAMP): pyproject.toml | $(PY)
 
 # The main job: Blue Marble patches, LocDiff and the baselines (about 10 min on 2 cores).
 demo: $(STAMP)
-	$(PY) experiments/bluemarble.py --out experiments/results/bluemarble
+	$(PY) -m experiments.bluemarble
 
 # Setting B (oracle), the unseen-location study and the ablations (about 1 h on 2 cores).
 experiments: $(STAMP)
-	$(PY) experiments/oracle_mp16.py
-	$(PY) experiments/unseen.py
-	$(PY) experiments/ablations.py
+	$(PY) -m experiments.oracle_mp16
+	$(PY) -m experiments.unseen
+	$(PY) -m experiments.ablations
 
 shdd-showcase: $(STAMP)
-	$(PY) experiments/shdd_showcase.py --out experiments/results/shdd_showcase
+	$(PY) -m experiments.shdd_showcase
 
+# Two workers (one per core); the slowest tests are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --durations=20
 
 bench-shdd: $(STAMP)
-	$(PY) benchmarks/bench_shdd.py --out docs/benchmarks_shdd.json
+	$(PY) -m benchmarks.bench_shdd --out docs/benchmarks_shdd.json
 
 bench-train: $(STAMP)
-	$(PY) benchmarks/bench_train.py
+	$(PY) -m benchmarks.bench_train
 
 bench-infer: $(STAMP)
-	$(PY) benchmarks/bench_infer.py
+	$(PY) -m benchmarks.bench_infer
 
 bench: bench-shdd bench-train bench-infer
 

@@ -1,6 +1,6 @@
 """Inference throughput: conditions per second from embeddings to top-k modes.
 
-    python benchmarks/bench_infer.py [--quick] [--batch-size 256]
+    python -m benchmarks.bench_infer [--quick] [--batch-size 256]
 
 The default model (L=32, hidden 512, depth 3) with freshly initialised weights (speed
 does not depend on their values), ``Geolocator.predict`` at the run defaults: K=4
@@ -12,18 +12,15 @@ and credible regions. Timed after compilation; rewrites its section of
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _report  # noqa: E402
+from locdiff.config import Config
+from locdiff.inference import Geolocator
+from locdiff.train_step import init_state, make_optimizer
 
-from locdiff.config import Config  # noqa: E402
-from locdiff.inference import Geolocator  # noqa: E402
-from locdiff.train_step import init_state, make_optimizer  # noqa: E402
+from benchmarks import _report
 
 
 def main() -> None:
@@ -47,7 +44,8 @@ def main() -> None:
     rows = {}
     for maps in (False, True):
         seconds = _report.median_seconds(
-            lambda m=maps: geo.predict(embeddings, top_k=5, maps=m), repeats=repeats
+            lambda m=maps: geo.predict(embeddings, top_k=5, maps=m, batch_size=args.batch_size),
+            repeats=repeats,
         )
         rows[f"predict, maps={maps}"] = {
             "conditions/s": args.batch_size / seconds,
@@ -59,8 +57,8 @@ def main() -> None:
     print(table)
     backend = jax.default_backend()
     body = (
-        f"## Inference throughput, {backend} (`benchmarks/bench_infer.py`)\n\n"
-        f"Command: `python benchmarks/bench_infer.py --batch-size {args.batch_size}"
+        f"## Inference throughput, {backend} (`python -m benchmarks.bench_infer`)\n\n"
+        f"Command: `python -m benchmarks.bench_infer --batch-size {args.batch_size}"
         f"{' --quick' if args.quick else ''}` (revision {_report.git_revision()}).\n\n"
         f"Machine: {_report.machine()}.\n\n"
         f"Default model (L={config.model.L}), K={d.num_samples} samples per condition, "

@@ -1,6 +1,6 @@
 """Speed of the SHDD core against references, side by side in one run.
 
-    make bench-shdd        # or: python benchmarks/bench_shdd.py [--quick]
+    make bench-shdd        # or: python -m benchmarks.bench_shdd [--quick]
 
 * ``shdd.harmonics`` at L=100 on 10,000 points in float32, against the scipy float64
   oracle (``shdd.reference.harmonics_scipy``) and e3nn-jax when installed;
@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _report  # noqa: E402
+import shdd
+from shdd import reference
 
-import shdd  # noqa: E402
-from shdd import reference  # noqa: E402
+from benchmarks import _report
 
 
 def bench_harmonics(n: int, L: int, repeats: int) -> dict:
@@ -142,7 +140,7 @@ def main() -> None:
 
     body = (
         "## SHDD core (`make bench-shdd`)\n\n"
-        f"Command: `python benchmarks/bench_shdd.py{' --quick' if args.quick else ''}` "
+        f"Command: `python -m benchmarks.bench_shdd{' --quick' if args.quick else ''}` "
         f"(revision {_report.git_revision()}).\n\n"
         f"Machine: {_report.machine()}.\n\n"
         f"Versions: {_report.versions('jax', 'numpy', 'scipy', 'ducc0', 'e3nn-jax')}.\n\n"

@@ -1,6 +1,6 @@
 """Training throughput of the default CS-UNet at L = 16, 32 and 64.
 
-    python benchmarks/bench_train.py [--quick] [--batch-size 256]
+    python -m benchmarks.bench_train [--quick] [--batch-size 256]
 
 For each band limit: the jitted train step of the default model (hidden 512, depth 3,
 MSE loss on x0) on random 512-d conditions, timed after compilation. Prints samples/s,
@@ -12,18 +12,15 @@ is known (H100, H200) also the fraction of the dense bf16 peak. Rewrites its sec
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _report  # noqa: E402
+from locdiff import sharding
+from locdiff.config import Config, override
+from locdiff.train_step import init_state, jit_train_step, make_optimizer
 
-from locdiff import sharding  # noqa: E402
-from locdiff.config import Config, override  # noqa: E402
-from locdiff.train_step import init_state, jit_train_step, make_optimizer  # noqa: E402
+from benchmarks import _report
 
 # Dense peak TFLOP/s (bf16 / fp32 without sparsity) for the fraction-of-peak column.
 PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0)}
@@ -97,8 +94,8 @@ def main() -> None:
     print(table)
     backend = jax.default_backend()
     body = (
-        f"## Training throughput, {backend} (`benchmarks/bench_train.py`)\n\n"
-        f"Command: `python benchmarks/bench_train.py --batch-size {args.batch_size}"
+        f"## Training throughput, {backend} (`python -m benchmarks.bench_train`)\n\n"
+        f"Command: `python -m benchmarks.bench_train --batch-size {args.batch_size}"
         f"{' --quick' if args.quick else ''}` (revision {_report.git_revision()}).\n\n"
         f"Machine: {_report.machine()}.\n\n"
         "Default model (hidden 512, depth 3, FiLM-SIREN blocks), MSE on x0, float32, batch "

@@ -1,8 +1,8 @@
 """Ablations of LocDiff, each a table: band limit, loss, smoothing, K, sampling steps, guidance.
 
-    python experiments/ablations.py [--profile demo|full] [--which L loss smoothing K ...]
+    python -m experiments.ablations [--profile demo|full|smoke] [--which L loss smoothing K ...]
 
-All on setting B (``oracle_mp16.py``: MP16 training locations, GeoCLIP location
+All on setting B (:mod:`locdiff.oracle`: MP16 training locations, GeoCLIP location
 embeddings plus noise ``--noise``, default 0.1), tested on Im2GPS3k. One base model
 (setting B's LocDiff configuration) is varied one factor at a time:
 
@@ -13,80 +13,65 @@ embeddings plus noise ``--noise``, default 0.1), tested on Im2GPS3k. One base mo
 * ``K``, ``steps``, ``guidance``: sampling settings of the base model (no retraining).
 
 Writes ``ablations.md`` / ``.json`` into ``--out``; ± is a bootstrap standard error.
+Configs: ``experiments/configs/ablations.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
-from locdiff import methods
 from locdiff.config import override
-from locdiff.encoders import oracle_condition
+from locdiff.methods import load_locator, train_or_load
+from locdiff.oracle import oracle_condition, oracle_data, training_set
 
-import oracle_mp16 as setting_b
-from _common import log, oracle_data, score, table, train_or_load, write_report
+from experiments import common
+from experiments.configs.ablations import get_config
+from experiments.configs.common import PROFILES
 
 TRAINED = {
-    "L": lambda p: [(f"L={L}", {"model.L": L}) for L in p["L"]],
-    "loss": lambda p: [("mse", {}), ("mse+kl", {"diffusion.loss": "mse+kl"})],
-    "smoothing": lambda p: [
+    "L": lambda c: [(f"L={L}", {"model.L": L}) for L in c.L],
+    "loss": lambda c: [("mse", {}), ("mse+kl", {"diffusion.loss": "mse+kl"})],
+    "smoothing": lambda c: [
         ("truncated", {}),
-        (f"smoothed {p['sigma_km']:g} km", {"model.sigma_km": p["sigma_km"]}),
+        (f"smoothed {c.sigma_km:g} km", {"model.sigma_km": c.sigma_km}),
     ],
 }
-SAMPLING = {
-    "K": ("num_samples", (1, 4, 16)),
-    "steps": ("steps", (5, 10, 25, 50)),
-    "guidance": ("guidance", (1.0, 1.5, 2.0, 3.0)),
-}
-PROFILES = {
-    "demo": {"L": (16, 32, 64), "sigma_km": 700.0},
-    "smoke": {"L": (4, 8), "sigma_km": 3000.0},
-    "full": {"L": (16, 32, 64, 100), "sigma_km": 700.0},
-}
+SAMPLING = {"K": "num_samples", "steps": "steps", "guidance": "guidance"}
 KEYS = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--profile", choices=PROFILES, default="demo")
-    parser.add_argument(
-        "--which", nargs="+", default=[*TRAINED, *SAMPLING], choices=[*TRAINED, *SAMPLING]
-    )
+    parser = common.parser(__doc__, "ablations", PROFILES)
+    choices = [*TRAINED, *SAMPLING]
+    parser.add_argument("--which", nargs="+", default=choices, choices=choices)
     parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--out", default="experiments/results/ablations")
-    parser.add_argument("--cache", default="experiments/cache")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     wall = time.perf_counter()
-    profile = {**setting_b.PROFILES[args.profile], **PROFILES[args.profile]}
-    d = oracle_data(args.cache, yfcc_n=profile["yfcc_n"], gallery_n=profile["gallery_n"])
-    base_config, _ = setting_b.configs(profile)
-    train_npz = setting_b.training_sets(args.cache, d["gallery"], args.noise, args.seed)["noisy"]
+    config = get_config(args.profile)
+    base_config = config.base.models.locdiff
+    d = oracle_data(args.cache, yfcc_n=config.base.yfcc_n, gallery_n=config.base.gallery_n)
+    train_npz = training_set(args.cache, d["gallery"], args.noise, args.seed)
     truth, clean = d["im2gps3k"][0], d["im2gps3k"][1]
     cond = oracle_condition(clean, args.noise, seed=args.seed + 2)
     runs = os.path.join(args.cache, f"ablation_runs_{args.profile}_{args.seed}_{args.noise:g}")
     all_rows, sections = [], []
 
-    def run(label: str, changes: dict, **predict_kwargs) -> dict:
-        config = override(base_config, **changes)
+    def run(label: str, changes: dict, **sampling) -> dict:
+        run_config = override(base_config, **changes)
         key = "_".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        key = "base" if config == base_config else key  # e.g. L=32 is the base model
+        key = "base" if run_config == base_config else key  # e.g. L=32 is the base model
         workdir = os.path.join(runs, key)
-        _, seconds = train_or_load(
-            "locdiff", train_npz, workdir, config, progress=not args.no_progress
+        trained = train_or_load(
+            "locdiff", train_npz, workdir, run_config, progress=not args.no_progress
         )
-        locator = methods.LocDiffLocator(workdir, **predict_kwargs)
+        locator = load_locator(workdir, **sampling) if sampling else trained
         start = time.perf_counter()
-        pred = locator.locate(cond, top_k=1)[:, 0]
-        row = {"setting": label, **score(pred, truth, seed=args.seed)}
+        pred = locator.predict(cond, top_k=1).top1
+        row = {"setting": label, **common.score(pred, truth, seed=args.seed)}
+        seconds = trained.meta["train_seconds"]
         row.update(train_s=round(seconds, 1), predict_s=round(time.perf_counter() - start, 1))
-        log(
+        common.log(
             f"  {label}: {row['acc_25km']:.1f} / {row['acc_200km']:.1f} / "
             f"{row['acc_750km']:.1f} % , median {row['median_km']:.0f} km "
             f"(train {seconds:.0f} s, predict {row['predict_s']:.0f} s)"
@@ -94,13 +79,13 @@ def main() -> None:
         return row
 
     for which in args.which:
-        log(f"ablation: {which}")
+        common.log(f"ablation: {which}")
         if which in TRAINED:
-            rows = [run(label, changes) for label, changes in TRAINED[which](profile)]
+            rows = [run(label, changes) for label, changes in TRAINED[which](config)]
             note = "Each row is its own training run; everything else as the base model."
         else:
-            name, values = SAMPLING[which]
-            rows = [run(f"{which}={v}", {}, **{name: v}) for v in values]
+            name = SAMPLING[which]
+            rows = [run(f"{which}={v}", {}, **{name: v}) for v in getattr(config, which)]
             note = f"One trained base model; only the sampler's `{name}` changes."
         for r in rows:
             r["ablation"] = which
@@ -109,7 +94,7 @@ def main() -> None:
             f"{r['setting']}: train {r['train_s']:.0f} s, predict {r['predict_s']:.0f} s"
             for r in rows
         )
-        sections.append((which, f"{note}\n\n{table(rows, ['setting'], KEYS)}\n\n{timing}"))
+        sections.append((which, f"{note}\n\n{common.table(rows, ['setting'], KEYS)}\n\n{timing}"))
     wall_s = time.perf_counter() - wall
     payload = {
         "profile": args.profile,
@@ -118,7 +103,7 @@ def main() -> None:
         "rows": all_rows,
     }
     title = f"LocDiff ablations (setting B, noise {args.noise:g}, Im2GPS3k)"
-    write_report(args.out, "ablations", title, sections, payload, wall_s)
+    common.write_report(args.out, "ablations", title, sections, payload, wall_s)
 
 
 if __name__ == "__main__":

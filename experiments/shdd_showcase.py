@@ -1,53 +1,41 @@
 """SHDD on real photo locations: encode and decode the Im2GPS3k test coordinates, and map them.
 
-    python experiments/shdd_showcase.py [--data PATH/im2gps3k_places365.csv] [--out DIR]
+    python -m experiments.shdd_showcase [--data CSV] [--out DIR]
 
 For each band limit L: encode every location as an SHDD vector, decode it back with the
 mode-seeking decoder, and report the round-trip error (km) and the time. The mean of all
 vectors is the SHDD of the data set's empirical distribution: its probability map is a
 smoothed map of where the photos were taken. Writes ``summary.md``, ``summary.json`` and
-PNG maps into ``--out``.
+PNG maps into ``--out``. The locations are the Im2GPS3k metadata shipped with the package
+(:func:`locdiff.readers.read_benchmark`), or any CSV ``read_locations`` reads.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import time
 
 import numpy as np
 
 import shdd
+from locdiff import files
 from locdiff.plots import plot_probability_map
-
-DEFAULT_DATA = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "data", "im2gps3k_places365.csv"
-)
-
-
-def read_latlon(path: str) -> np.ndarray:
-    """``[N, 2]`` degrees from a CSV with ``LAT`` and ``LON`` columns."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    return np.array([[float(r["LAT"]), float(r["LON"])] for r in rows])
+from locdiff.readers import read_benchmark
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default=DEFAULT_DATA, help="CSV with LAT, LON columns")
+    parser.add_argument("--data", help="a locations CSV (default: the shipped Im2GPS3k)")
     parser.add_argument("--out", default="experiments/results/shdd_showcase")
     parser.add_argument("--L", type=int, nargs="+", default=[8, 32, 100])
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
-    latlon = read_latlon(args.data)
-    print(f"read {len(latlon)} locations from {os.path.basename(args.data)}", flush=True)
+    latlon = read_benchmark("im2gps3k", path=args.data).latlon
+    print(f"read {len(latlon)} locations", flush=True)
     rows = []
     for L in args.L:
         start = time.perf_counter()
@@ -110,10 +98,9 @@ def main() -> None:
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(
             f"# SHDD round trip on {len(latlon)} Im2GPS3k locations (float32)\n\n"
-            f"Command: `python experiments/shdd_showcase.py`\n\n{table}\n"
+            f"Command: `python -m experiments.shdd_showcase`\n\n{table}\n"
         )
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    files.write_json(os.path.join(args.out, "summary.json"), rows)
     print("\n" + table)
     print(f"wrote {args.out}/summary.md and maps")
 

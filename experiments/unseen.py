@@ -1,6 +1,6 @@
 """The unseen-location study: can a method place a photo in a region it never saw?
 
-    python experiments/unseen.py [--profile demo|full] [--settings A B] [--out DIR]
+    python -m experiments.unseen [--profile demo|full|smoke] [--settings A B] [--out DIR]
 
 Regions are held out of training (Iberia, Australia, Japan, California, the Sahara and
 the Amazon in setting A; the first four in setting B; plus random 10-degree boxes in
@@ -13,33 +13,31 @@ points. Every method is trained once on what remains and scored on
 * in-distribution: test points outside the regions, for contrast.
 
 Setting A: Blue Marble patches with EfficientNet-Lite0 embeddings (the data of
-``bluemarble.py``); a random 5% of the remaining patches are the in-distribution test.
-Setting B: the 100K MP16 gallery with GeoCLIP location embeddings plus noise
-(``--noise``, default 0.1); test points are Im2GPS3k and YFCC26k. Writes ``unseen.md`` /
-``.json`` into ``--out``. Whatever the outcome, it is reported.
+``experiments.bluemarble``); a random 5% of the remaining patches are the
+in-distribution test. Setting B: the 100K MP16 gallery with GeoCLIP location embeddings
+plus noise (``--noise``, default 0.1); test points are Im2GPS3k and YFCC26k. Writes
+``unseen.md`` / ``.json`` into ``--out``. Whatever the outcome, it is reported.
+Configs: ``experiments/configs/unseen.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import numpy as np
 
+from locdiff import bluemarble as bm
 from locdiff import splits
-from locdiff.encoders import oracle_condition
+from locdiff.methods import train_or_load
 from locdiff.metrics import distances_km
+from locdiff.oracle import oracle_condition, oracle_data
 
-import bluemarble as setting_a
-import oracle_mp16 as setting_b
-from _common import log, oracle_data, save_split, score, share_inside, train_or_load, write_report
+from experiments.common import log, parser, save_split, score, share_inside, write_report
+from experiments.configs.common import PROFILES
+from experiments.configs.unseen import get_config
 
 METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "locdiff")
-REGIONS = {
-    "A": ("iberia", "australia", "japan", "california", "sahara", "amazon"),
-    "B": ("iberia", "australia", "japan", "california"),
-}
 
 
 def random_boxes(latlon, n: int, *, min_points: int, seed: int, avoid) -> dict:
@@ -61,30 +59,43 @@ def random_boxes(latlon, n: int, *, min_points: int, seed: int, avoid) -> dict:
     return boxes
 
 
-def setting_data(setting: str, args) -> dict:
+def setting_data(setting: str, config, args) -> dict:
     """Training pool and test sets of a setting, with its held-out ``regions``."""
     if setting == "A":
-        profile = setting_a.PROFILES[args.profile]
-        d = setting_a.build_data(args.cache, profile, args.seed)
+        c = config.a
+        d = bm.build_dataset(
+            args.cache, n_land=c.n_land, n_ocean=c.n_ocean, seed=args.seed,
+            progress=not args.no_progress,
+        )  # fmt: skip
         latlon, emb = d["latlon"], d["emb:efficientnet-lite0"]
-        named = {r: splits.REGIONS[r] for r in REGIONS["A"]}
-        regions = {**named, **random_boxes(latlon, 4, min_points=30, seed=args.seed, avoid=named)}
-        split = splits.region_split(latlon, regions, buffer_km=500.0)
+        named = {r: splits.REGIONS[r] for r in config.regions_a}
+        boxes = random_boxes(
+            latlon, config.random_boxes, min_points=config.min_box_points_a, seed=args.seed,
+            avoid=named,
+        )  # fmt: skip
+        regions = {**named, **boxes}
+        split = splits.region_split(latlon, regions, buffer_km=config.buffer_km_a)
         pool = split.train
-        in_dist = np.sort(np.random.default_rng(args.seed).permutation(pool)[: len(pool) // 20])
+        n_in = int(len(pool) * config.in_dist_fraction_a)
+        in_dist = np.sort(np.random.default_rng(args.seed).permutation(pool)[:n_in])
         train = np.setdiff1d(pool, in_dist)
         return {
             "regions": regions,
             "train": (emb[train], latlon[train]),
+            "encoder": bm.ENCODERS["efficientnet-lite0"],
             "held_out": (emb[split.test], latlon[split.test], split.groups),
             "in_dist": (emb[in_dist], latlon[in_dist]),
-            "configs": setting_a.configs(profile),
+            "models": c.models,
         }
-    profile = setting_b.PROFILES[args.profile]
-    d = oracle_data(args.cache, yfcc_n=profile["yfcc_n"], gallery_n=profile["gallery_n"])
+    c = config.b
+    d = oracle_data(args.cache, yfcc_n=c.yfcc_n, gallery_n=c.gallery_n)
     g_latlon, g_emb = d["gallery"]
-    named = {r: splits.REGIONS[r] for r in REGIONS["B"]}
-    regions = {**named, **random_boxes(g_latlon, 4, min_points=300, seed=args.seed, avoid=named)}
+    named = {r: splits.REGIONS[r] for r in config.regions_b}
+    boxes = random_boxes(
+        g_latlon, config.random_boxes, min_points=config.min_box_points_b, seed=args.seed,
+        avoid=named,
+    )  # fmt: skip
+    regions = {**named, **boxes}
     test_latlon = np.concatenate([d["im2gps3k"][0], d["yfcc26k"][0]])
     test_emb = np.concatenate([d["im2gps3k"][1], d["yfcc26k"][1]])
     groups = np.full(len(test_latlon), -1)
@@ -97,57 +108,56 @@ def setting_data(setting: str, args) -> dict:
     for box in regions.values():
         inside |= splits.in_box(g_latlon, box)
     all_points = np.concatenate([g_latlon, test_latlon[held]])
-    far = splits.away_from(all_points, np.arange(len(g_latlon), len(all_points)), 200.0)
+    far = splits.away_from(
+        all_points, np.arange(len(g_latlon), len(all_points)), config.buffer_km_b
+    )
     train = np.setdiff1d(far, np.flatnonzero(inside))
     noisy = oracle_condition(g_emb[train], args.noise, seed=args.seed + 1)
     test_cond = oracle_condition(test_emb, args.noise, seed=args.seed + 2)
     return {
         "regions": regions,
         "train": (noisy, g_latlon[train]),
+        "encoder": "geoclip-location",
         "retrieval_train": (oracle_condition(g_emb[train], 0.0), g_latlon[train]),
         "held_out": (test_cond[held], test_latlon[held], groups[held]),
         "in_dist": (test_cond[~held], test_latlon[~held]),
-        "configs": setting_b.configs(profile),
+        "models": c.models,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--profile", choices=("demo", "smoke", "full"), default="demo")
-    parser.add_argument("--settings", nargs="+", default=["A", "B"], choices=["A", "B"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--noise", type=float, default=0.1, help="setting B's condition noise")
-    parser.add_argument("--out", default="experiments/results/unseen")
-    parser.add_argument("--cache", default="experiments/cache")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args()
+    p = parser(__doc__, "unseen", PROFILES)
+    p.add_argument("--settings", nargs="+", default=["A", "B"], choices=["A", "B"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--noise", type=float, default=0.1, help="setting B's condition noise")
+    args = p.parse_args()
     wall = time.perf_counter()
+    config = get_config(args.profile)
     rows, region_rows, sections = [], [], []
     for setting in args.settings:
-        s = setting_data(setting, args)
+        s = setting_data(setting, config, args)
         names, boxes = list(s["regions"]), list(s["regions"].values())
         held_emb, held_latlon, groups = s["held_out"]
         log(
             f"setting {setting}: {len(s['train'][1])} training points; {len(held_latlon)} "
             f"held-out test points in {len(names)} regions; {len(s['in_dist'][1])} in-distribution"
         )
-        locdiff_config, base = s["configs"]
         runs = os.path.join(args.cache, f"unseen_runs_{setting}_{args.profile}_{args.seed}")
-        os.makedirs(runs, exist_ok=True)
-        train_npz = save_split(f"{runs}/train.npz", *s["train"], slice(None))
+        encoder = s["encoder"]
+        train_npz = save_split(f"{runs}/train.npz", *s["train"], slice(None), encoder=encoder)
         retrieval_npz = train_npz
         if "retrieval_train" in s:
-            retrieval_npz = save_split(f"{runs}/retrieval.npz", *s["retrieval_train"], slice(None))
+            retrieval_npz = save_split(
+                f"{runs}/retrieval.npz", *s["retrieval_train"], slice(None), encoder=encoder
+            )
         for name in args.methods:
             log(f"setting {setting} / {name}")
-            config = locdiff_config if name == "locdiff" else base
             npz = retrieval_npz if name == "retrieval" else train_npz
-            locator, seconds = train_or_load(
-                name, npz, f"{runs}/{name}", config, progress=not args.no_progress
-            )
+            locator = train_or_load(
+                name, npz, f"{runs}/{name}", s["models"].for_method(name),
+                progress=not args.no_progress,
+            )  # fmt: skip
+            seconds = locator.meta["train_seconds"]
             held = locator.locate(held_emb, top_k=1)[:, 0]
             in_dist = locator.locate(s["in_dist"][0], top_k=1)[:, 0]
             for part, pred, truth, g in (

@@ -12,7 +12,8 @@ half-way round the globe), so patches are seamless everywhere. At a pole, "north
 the limit along the centre's meridian.
 
 ``land_fraction`` (with the optional ``global-land-mask`` package) tells ocean, coast
-and land patches apart.
+and land patches apart. :func:`build_dataset` makes (and caches) setting A's data:
+patches at random centres on land and at sea, and their embeddings by each encoder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import os
 
 import numpy as np
 
-EARTH_RADIUS_KM = 6371.0088
+from shdd.sphere import EARTH_RADIUS_KM
+
 KINDS = ("ocean", "coast", "land")
 
 
@@ -158,3 +160,38 @@ def random_centres(n_land: int, n_ocean: int, *, seed: int = 0) -> np.ndarray:
     return np.concatenate([np.concatenate(land)[:n_land], np.concatenate(sea)[:n_ocean]]).astype(
         np.float64
     )
+
+
+# Setting A's encoders: short name -> encoder spec (locdiff.encoders.load_encoder).
+ENCODERS = {
+    "efficientnet-lite0": "efficientnet-lite0(image_size=64)",
+    "color-stats": "color-stats",
+}
+
+
+def build_dataset(
+    cache: str, *, n_land: int, n_ocean: int, seed: int = 0, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Setting A's data, cached in ``cache``: ``latlon [N, 2]`` patch centres, ``kind [N]``
+    (``KINDS``), ``patches [N, 64, 64, 3]`` and ``emb:<name> [N, E]`` for each of
+    ``ENCODERS``."""
+    from tqdm.auto import tqdm
+
+    from locdiff import files
+    from locdiff.encoders import load_encoder
+
+    path = os.path.join(cache, f"bluemarble_{n_land}_{n_ocean}_{seed}.npz")
+    if os.path.exists(path):
+        return files.load_npz(path)
+    centres = random_centres(n_land, n_ocean, seed=seed)
+    kinds = kind_of(land_fraction(centres))
+    patches = extract_patches(load_image(), centres, progress=progress)
+    out = {"latlon": centres, "kind": kinds, "patches": patches}
+    for name, spec in ENCODERS.items():
+        encoder = load_encoder(spec)
+        starts = range(0, len(patches), 256)
+        bar = tqdm(starts, desc=f"embed {name}", unit="batch", disable=not progress)
+        out[f"emb:{name}"] = np.concatenate([encoder.embed(patches[i : i + 256]) for i in bar])
+    os.makedirs(cache, exist_ok=True)
+    files.save_npz(path, **out)
+    return out

@@ -9,10 +9,11 @@ and ``TrainConfig`` (optimisation, batching, checkpoints). Variants are made wit
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from typing import Any
+
+from locdiff import files
 
 PREDICTIONS = ("x0", "eps", "v")
 LOSSES = ("mse", "kl", "mse+kl")
@@ -34,7 +35,8 @@ class ModelConfig:
       hidden: width of the first U-Net level; level ``i`` has ``hidden / 2**i``.
       depth: number of encoder levels (and of decoder levels).
       w0: SIREN frequency ``sin(w0 (W x + b))``.
-      embed_dim: width of the condition/timestep embedding that drives FiLM.
+      film_dim: width of the condition/timestep embedding that drives FiLM (the
+        condition's own width comes from the data).
       time_dim: width of the sinusoidal timestep embedding.
       dropout: dropout rate inside the blocks during training.
       cond_drop: probability of replacing the condition by the learned null
@@ -46,7 +48,7 @@ class ModelConfig:
     hidden: int = 512
     depth: int = 3
     w0: float = 1.0
-    embed_dim: int = 256
+    film_dim: int = 256
     time_dim: int = 128
     dropout: float = 0.0
     cond_drop: float = 0.1
@@ -67,7 +69,7 @@ class ModelConfig:
         )
         _check(self.w0 > 0, f"model.w0 must be > 0, got {self.w0}")
         _check(self.time_dim % 2 == 0 and self.time_dim > 0, "model.time_dim must be even and > 0")
-        _check(self.embed_dim > 0, "model.embed_dim must be > 0")
+        _check(self.film_dim > 0, "model.film_dim must be > 0")
         _check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(0 <= self.cond_drop < 1, f"model.cond_drop must be in [0, 1), got {self.cond_drop}")
 
@@ -185,7 +187,9 @@ class Config:
         parts = {}
         for field in dataclasses.fields(cls):
             sub_cls = typing.get_type_hints(cls)[field.name]
-            values = data.get(field.name, {})
+            values = dict(data.get(field.name, {}))
+            if field.name == "model" and "embed_dim" in values:  # its name before 0.2
+                values["film_dim"] = values.pop("embed_dim")
             names = {f.name for f in dataclasses.fields(sub_cls)}
             bad = set(values) - names
             _check(not bad, f"unknown keys in config section {field.name!r}: {sorted(bad)}")
@@ -193,18 +197,11 @@ class Config:
         return cls(**parts)
 
     def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
+        files.write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str) -> Config:
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(files.read_json(path))
 
 
 def override(config: Config, **changes: Any) -> Config:

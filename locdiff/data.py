@@ -23,11 +23,11 @@ import os
 import grain
 import numpy as np
 
+from locdiff import files
+from locdiff.errors import DataError
+from shdd.sphere import EARTH_RADIUS_KM
+
 REQUIRED = ("embeddings", "latlon")
-
-
-class DataError(ValueError):
-    """A dataset file that cannot be used, with its name and the offending row."""
 
 
 @dataclasses.dataclass
@@ -125,7 +125,7 @@ def save_npz(path: str, embeddings, latlon, **extra) -> None:
     embeddings = np.asarray(embeddings, np.float32)
     latlon = np.asarray(latlon, np.float32)
     _check_rows(os.path.basename(path), embeddings, latlon)
-    np.savez(path, embeddings=embeddings, latlon=latlon, **extra)
+    files.save_npz(path, embeddings=embeddings, latlon=latlon, **extra)
 
 
 def write_array_record(path: str, embeddings, latlon) -> None:
@@ -269,7 +269,7 @@ def synthetic_clustered(
     codes = rng.normal(size=(n_clusters, embed_dim))
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
     label = rng.integers(0, n_clusters, n)
-    scatter = rng.normal(size=(n, 2)) * np.rad2deg(spread_km / 6371.0088)
+    scatter = rng.normal(size=(n, 2)) * np.rad2deg(spread_km / EARTH_RADIUS_KM)
     scatter[:, 1] /= np.cos(np.deg2rad(centres[label, 0]))
     latlon = centres[label] + scatter
     latlon[:, 0] = np.clip(latlon[:, 0], -90, 90)

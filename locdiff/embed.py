@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from locdiff import files
 from locdiff.readers import read_locations
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -89,9 +90,11 @@ def embed_images(
     def flush():
         nonlocal part_index, pending_ids, pending_emb
         if pending_ids:
-            tmp = os.path.join(parts_dir, f"tmp_{part_index:05d}.npz")
-            np.savez(tmp, ids=np.array(pending_ids), embeddings=np.concatenate(pending_emb))
-            os.replace(tmp, os.path.join(parts_dir, f"part_{part_index:05d}.npz"))
+            files.save_npz(
+                os.path.join(parts_dir, f"part_{part_index:05d}.npz"),
+                ids=np.array(pending_ids),
+                embeddings=np.concatenate(pending_emb),
+            )
             part_index += 1
             pending_ids, pending_emb = [], []
         with open(skipped_path, "w") as f:
@@ -139,15 +142,28 @@ def embed_images(
     result = {
         "embeddings": np.concatenate(got_emb)[sort],
         "ids": got_ids[sort],
-        "encoder": np.array(encoder.name),
+        "encoder": np.array(encoder.spec),
     }
     coords = latlon[[order[i] for i in result["ids"]]]
     if np.all(np.isfinite(coords)):
         result["latlon"] = coords.astype(np.float32)
-    tmp = out + ".tmp.npz"
-    np.savez(tmp, **result)
-    os.replace(tmp, out)
+    files.save_npz(out, **result)
     if skipped:
         shutil.copy(skipped_path, out + ".skipped.txt")
     shutil.rmtree(parts_dir)
     return {"embedded": len(result["ids"]), "skipped": len(skipped), "out": out}
+
+
+def embed_files(paths, encoder) -> np.ndarray:
+    """``[N, E]`` embeddings of the image files ``paths`` (all of them, or an error).
+
+    Raises:
+      ValueError: naming the first file that cannot be read as an image.
+    """
+    images = []
+    for path in paths:
+        loaded = _load(path)
+        if not isinstance(loaded, Image.Image):
+            raise ValueError(f"{path}: unreadable image ({loaded})")
+        images.append(loaded)
+    return encoder.embed(images)

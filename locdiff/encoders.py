@@ -8,11 +8,17 @@
   the MLP head whose weights ship in the PyPI wheel ``geoclip`` (read as a file; the
   package itself is not imported, so none of its dependencies are needed), 512-d.
 * ``GeoCLIPLocationEncoder`` (not an image encoder): GeoCLIP's pretrained location
-  encoder, for the oracle study, where a location's own embedding is the condition.
+  encoder, for the oracle study (:mod:`locdiff.oracle`), where a location's own
+  embedding is the condition.
 * ``color-stats``: per-channel mean, standard deviation and an 8-bin histogram of each
   channel (30-d, no network): the control that shows what a pretrained encoder adds.
 
 Nothing is downloaded: hub names are refused, only local paths are loaded.
+
+Every encoder has a ``spec``: its name, with the options that change its output in
+brackets (``efficientnet-lite0(image_size=64)``). Datasets and run directories record
+it, and ``load_encoder(spec)`` makes the same encoder again, so a run can embed new
+images exactly as its training images were embedded.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class ColorStatsEncoder:
     """30-d colour statistics: per-channel mean, std and an 8-bin histogram."""
 
     name, dim = "color-stats", 30
+    spec = name
 
     def embed(self, images) -> np.ndarray:
         out = []
@@ -79,6 +86,7 @@ class EfficientNetLite0Encoder:
         # on 2 CPU cores (measured at 64 px).
         self.model = self.model.eval().to(memory_format=torch.channels_last)
         self.image_size = image_size
+        self.spec = self.name if image_size == 224 else f"{self.name}(image_size={image_size})"
 
     def embed(self, images) -> np.ndarray:
         torch = self._torch
@@ -121,6 +129,7 @@ class CLIPEncoder:
         self.model = CLIPModel.from_pretrained(path, local_files_only=True).eval()
         self.processor = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
         self.dim = self.model.config.projection_dim
+        self.spec = self.name  # the checkpoint directory is given again at load time
 
     def _features(self, images):
         import torch
@@ -208,18 +217,6 @@ class GeoCLIPLocationEncoder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
-def oracle_condition(embeddings, noise: float, *, seed: int = 0) -> np.ndarray:
-    """The oracle study's condition: L2-normalised ``embeddings`` plus Gaussian noise of
-    standard deviation ``noise`` per coordinate (a stand-in for an imperfect image
-    embedding; not renormalised)."""
-    x = np.asarray(embeddings, np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
-    rng = np.random.default_rng(seed)
-    return (x + noise * rng.standard_normal(x.shape, dtype=np.float32)).astype(np.float32)
-
-
 class GeoCLIPEncoder(CLIPEncoder):
     """GeoCLIP's image encoder: CLIP image features -> MLP 768-768-512 (GeoCLIP's weights)."""
 
@@ -246,8 +243,32 @@ class GeoCLIPEncoder(CLIPEncoder):
             return self.mlp(self._features(images)).numpy().astype(np.float32)
 
 
-def load_encoder(name: str, **kwargs):
-    """An encoder by name (``ENCODERS``); ``path=`` for the CLIP-based ones."""
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``("efficientnet-lite0", {"image_size": 64})`` from ``efficientnet-lite0(image_size=64)``
+    (values are integers, floats or strings)."""
+    name, _, rest = spec.partition("(")
+    options = {}
+    if rest:
+        if not rest.endswith(")"):
+            raise ValueError(f"bad encoder spec {spec!r}: expected name(key=value, ...)")
+        for item in filter(None, (x.strip() for x in rest[:-1].split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"bad encoder spec {spec!r}: {item!r} is not key=value")
+            for cast in (int, float, str):
+                try:
+                    options[key.strip()] = cast(value.strip())
+                    break
+                except ValueError:
+                    continue
+    return name.strip(), options
+
+
+def load_encoder(spec: str, **kwargs):
+    """An encoder by name or spec (``ENCODERS``, module docstring); ``path=`` for the
+    CLIP-based ones. Keyword arguments override the spec's options."""
+    name, options = parse_spec(spec)
+    kwargs = {**options, **kwargs}
     factories = {
         "efficientnet-lite0": EfficientNetLite0Encoder,
         "clip": CLIPEncoder,

@@ -1,48 +1,31 @@
-"""From embeddings to locations: the ``Geolocator`` API over a trained run directory.
+"""From embeddings to locations: the ``Geolocator`` over a trained LocDiff run directory.
 
 ``Geolocator.from_checkpoint(workdir)`` restores the EMA parameters of the latest (or a
 given) checkpoint with the run's config; ``predict(embeddings, ...)`` draws K SHDD
 samples per condition, decodes the modes of their mean (the mixture of their
 densities), and on request the probability maps and the areas of the 50% and 90%
-credible regions. ``rerank_gallery`` is LocDiff-H: it snaps each prediction to the GPS
-gallery point of highest decoded density near the modes.
+credible regions. Any number of embeddings is predicted in fixed-size batches (one
+compilation). LocDiff-H is :func:`locdiff.hybrid.locdiff_h`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
 
 import shdd
+from locdiff import files
 from locdiff.config import Config
+from locdiff.errors import RunError
+from locdiff.prediction import Prediction, check_embeddings
+from locdiff.rundir import RunDir
 from locdiff.sampling import sample_coefficients
 from locdiff.train_step import init_state, make_optimizer
-from locdiff.trainer import CONDITION_STATS, checkpoint_manager
-
-
-@dataclasses.dataclass
-class Prediction:
-    """What ``Geolocator.predict`` returns (numpy arrays).
-
-    Attributes:
-      latlon: ``[B, k, 2]`` modes in degrees, best first.
-      prob: ``[B, k]`` probability mass of each mode (``shdd.decode``'s ``mass``).
-      coeffs: ``[B, K, D]`` the sampled SHDD vectors.
-      maps: ``[B, n_lat, n_lon]`` probability maps of the sample mean, if requested.
-      credible_km2: ``[B, 2]`` areas of the 50% and 90% credible regions, if maps were made.
-    """
-
-    latlon: np.ndarray
-    prob: np.ndarray
-    coeffs: np.ndarray
-    maps: np.ndarray | None = None
-    credible_km2: np.ndarray | None = None
+from locdiff.trainer import checkpoint_manager
 
 
 class Geolocator:
@@ -70,24 +53,21 @@ class Geolocator:
         """Restore a run directory written by ``locdiff train``.
 
         Raises:
-          FileNotFoundError: no run, or no checkpoint, in ``workdir``.
+          RunError: no LocDiff run, or no checkpoint, in ``workdir``.
         """
-        config_path = os.path.join(workdir, "config.json")
-        meta_path = os.path.join(workdir, "data.json")
-        if not os.path.exists(config_path) or not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{workdir}: not a LocDiff run directory (no config.json)")
-        config = Config.load(config_path)
-        with open(meta_path) as f:
-            meta = json.load(f)
+        run = RunDir(workdir)
+        if not run.is_locdiff:
+            raise RunError(f"{workdir}: not a LocDiff run directory (no config.json)")
+        config = Config.load(run.config)
+        meta = files.read_json(run.data)
         embed_dim, encoder = int(meta["embed_dim"]), meta.get("encoder")
         manager = checkpoint_manager(workdir)
         try:
             step = manager.latest_step() if step is None else step
             if step is None:
-                raise FileNotFoundError(f"{workdir}: no checkpoint yet")
+                raise RunError(f"{workdir}: no checkpoint yet")
             tx, _ = make_optimizer(config)
-            graphdef, state = init_state(config, embed_dim, tx)
-            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+            graphdef, abstract = _abstract_state(config, embed_dim, tx)
             restored = manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )["state"]
@@ -95,23 +75,14 @@ class Geolocator:
             manager.close()
         params = restored.ema if ema else restored.params
         stats = None
-        stats_path = os.path.join(workdir, CONDITION_STATS)
-        if os.path.exists(stats_path):
-            with np.load(stats_path) as f:
-                stats = (f["mean"], f["std"])
+        if os.path.exists(run.condition_stats):
+            arrays = files.load_npz(run.condition_stats)
+            stats = (arrays["mean"], arrays["std"])
         return cls(graphdef, params, config, embed_dim, encoder, stats)
 
     def check_embeddings(self, embeddings) -> np.ndarray:
-        """``embeddings`` as float32 ``[B, E]``; ``ValueError`` on a wrong width or a NaN."""
-        embeddings = np.asarray(embeddings, np.float32)
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
-            raise ValueError(
-                f"embeddings must be [B, {self.embed_dim}] for this checkpoint, "
-                f"got {list(embeddings.shape)}"
-            )
-        if not np.all(np.isfinite(embeddings)):
-            raise ValueError("embeddings must be finite")
-        return embeddings
+        """``embeddings`` as float32 ``[N, E]``; ``ValueError`` on a wrong width or a NaN."""
+        return check_embeddings(embeddings, self.embed_dim)
 
     def predict(
         self,
@@ -124,24 +95,40 @@ class Geolocator:
         seed: int = 0,
         maps: bool = False,
         map_resolution: float = 1.0,
+        batch_size: int = 256,
+        progress: bool = False,
     ) -> Prediction:
-        """Top-``k`` locations of each embedding ``[B, E]`` (deterministic for a ``seed``).
+        """Top-``k`` locations of each embedding ``[N, E]`` (deterministic for a ``seed``).
 
         Unset ``num_samples`` (K), ``steps`` and ``guidance`` take the run's defaults.
+        More than ``batch_size`` embeddings go in batches of ``batch_size`` (the last one
+        padded, so every batch has one shape); batch ``i`` uses seed ``seed + i *
+        batch_size``. Fewer are padded to the next power of two (at least 8). The noise of
+        a row does not depend on the padding (JAX's partitionable threefry), so a row's
+        prediction is the same whatever the batch it is padded into.
         """
-        embeddings = self.check_embeddings(embeddings)
+        embeddings = self.check_embeddings(embeddings)  # before any progress is shown
         if self.condition_stats is not None:
             mean, std = self.condition_stats
             embeddings = (embeddings - mean[None, :]) / std[None, :]
+        kwargs = dict(num_samples=num_samples, steps=steps, guidance=guidance, top_k=top_k)
+        kwargs |= dict(maps=maps, map_resolution=map_resolution)
+        n = len(embeddings)
+        if n <= batch_size:  # one batch, padded to a power of two: few shapes to compile
+            bucket = min(batch_size, max(8, 1 << (n - 1).bit_length()))
+            return self._predict_batch(_pad(embeddings, bucket), seed=seed, **kwargs)[:n]
+        parts = []
+        starts = range(0, n, batch_size)
+        for start in tqdm(starts, disable=not progress, desc="predict", unit="batch"):
+            chunk = embeddings[start : start + batch_size]
+            batch = _pad(chunk, batch_size)
+            parts.append(self._predict_batch(batch, seed=seed + start, **kwargs)[: len(chunk)])
+        return Prediction.concatenate(parts)
+
+    def _predict_batch(self, conditions, *, seed, top_k, maps, map_resolution, **sampling):
+        """One batch of standardised conditions ``[B, E]``."""
         coeffs = sample_coefficients(
-            self.graphdef,
-            self.params,
-            embeddings,
-            jax.random.key(seed),
-            self.config,
-            num_samples=num_samples,
-            steps=steps,
-            guidance=guidance,
+            self.graphdef, self.params, conditions, jax.random.key(seed), self.config, **sampling
         )  # [B, K, D]
         mean = coeffs.mean(axis=1)
         L = self.config.model.L
@@ -156,26 +143,24 @@ class Geolocator:
         return out
 
 
-def rerank_gallery(prediction: Prediction, gallery, *, L: int, neighbours: int = 64):
-    """LocDiff-H: for each prediction, the gallery point of highest density near its modes.
+def _pad(rows: np.ndarray, size: int) -> np.ndarray:
+    """``rows [n, E]`` padded to ``[size, E]`` by repeating the last row."""
+    return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
 
-    Args:
-      prediction: from :meth:`Geolocator.predict`.
-      gallery: ``[G, 2]`` degrees (e.g. the 100K MP16 gallery).
-      L: band limit of the coefficients.
-      neighbours: gallery points considered around each mode.
 
-    Returns:
-      ``[B, 2]`` snapped locations.
-    """
-    gallery = np.asarray(gallery, np.float64)
-    tree = cKDTree(np.asarray(shdd.sphere.latlon_to_xyz(gallery), np.float64))
-    modes = prediction.latlon  # [B, k, 2]
-    n = min(neighbours, len(gallery))
-    _, index = tree.query(np.asarray(shdd.sphere.latlon_to_xyz(modes.astype(np.float64))), k=n)
-    index = index.reshape(modes.shape[0], -1)  # [B, k*n]
-    candidates = gallery[index]  # [B, k*n, 2]
-    mean = prediction.coeffs.mean(axis=1)  # [B, D]
-    values = np.asarray(shdd.evaluate(mean[:, None, :], candidates.astype(np.float32), L=L))
-    best = np.argmax(values, axis=1)
-    return candidates[np.arange(len(best)), best]
+def _abstract_state(config: Config, embed_dim: int, tx):
+    """``(graphdef, state)`` where the state holds only shapes, dtypes and a one-device
+    sharding: the restore target, with nothing allocated (AdamW moments included)."""
+    graphdefs = []
+
+    def build():
+        graphdef, state = init_state(config, embed_dim, tx)
+        graphdefs.append(graphdef)
+        return state
+
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shapes = jax.eval_shape(build)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes
+    )
+    return graphdefs[0], abstract

@@ -67,7 +67,7 @@ class FiLMSirenBlock(nnx.Module):
         self,
         fan_in: int,
         fan_out: int,
-        embed_dim: int,
+        film_dim: int,
         config: ModelConfig,
         *,
         first: bool,
@@ -76,9 +76,7 @@ class FiLMSirenBlock(nnx.Module):
         self.w0 = config.w0
         self.rate = config.dropout
         self.linear = siren_linear(fan_in, fan_out, config.w0, first=first, rngs=rngs)
-        self.film = nnx.Linear(
-            embed_dim, 2 * fan_out, kernel_init=nnx.initializers.zeros, rngs=rngs
-        )
+        self.film = nnx.Linear(film_dim, 2 * fan_out, kernel_init=nnx.initializers.zeros, rngs=rngs)
         self.residual = (
             None if fan_in == fan_out else nnx.Linear(fan_in, fan_out, use_bias=False, rngs=rngs)
         )
@@ -98,7 +96,7 @@ class CSUNet(nnx.Module):
             raise ValueError(f"cond_dim must be >= 1, got {cond_dim}")
         self.config = config
         self.cond_dim = cond_dim
-        D, E = config.num_coeffs, config.embed_dim
+        D, E = config.num_coeffs, config.film_dim
         widths = [config.hidden // 2**i for i in range(config.depth + 1)]  # h .. h/2**depth
         self.null_cond = nnx.Param(jnp.zeros((cond_dim,)))
         self.embed_in = nnx.Linear(cond_dim + config.time_dim, E, rngs=rngs)

@@ -20,7 +20,7 @@ import shdd
 
 
 def _unit(latlon) -> np.ndarray:
-    return np.asarray(shdd.sphere.latlon_to_xyz(np.asarray(latlon, np.float64)), np.float64)
+    return shdd.sphere.latlon_to_xyz_np(latlon)
 
 
 @functools.cache

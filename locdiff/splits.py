@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 from scipy.spatial import cKDTree
 
-EARTH_RADIUS_KM = 6371.0088
+from shdd.sphere import EARTH_RADIUS_KM, latlon_to_xyz_np
 
 # (lat_min, lat_max, lon_min, lon_max) in degrees.
 REGIONS = {
@@ -43,11 +43,6 @@ class Split:
     names: tuple[str, ...] = ()
 
 
-def _xyz(latlon) -> np.ndarray:
-    lat, lon = np.deg2rad(np.asarray(latlon, np.float64)).T
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
-
-
 def in_box(latlon, box) -> np.ndarray:
     """Whether each ``[N, 2]`` point lies in ``(lat0, lat1, lon0, lon1)`` (``lon0 > lon1``
     wraps across the antimeridian)."""
@@ -60,7 +55,7 @@ def in_box(latlon, box) -> np.ndarray:
 def away_from(latlon, test: np.ndarray, buffer_km: float) -> np.ndarray:
     """Indices of ``latlon [N, 2]`` not in ``test`` and at least ``buffer_km`` from every
     point of ``test``."""
-    xyz = _xyz(latlon)
+    xyz = latlon_to_xyz_np(latlon)
     chord = 2 * np.sin(min(buffer_km / EARTH_RADIUS_KM, np.pi) / 2)
     rest = np.setdiff1d(np.arange(len(xyz)), test)
     if len(test) == 0:

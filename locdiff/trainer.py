@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
-from importlib import metadata
 
 import grain
 import jax
@@ -27,26 +25,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from locdiff import data, sharding
+from locdiff import data, files, sharding
 from locdiff.config import Config
+from locdiff.errors import NonFiniteLossError
+from locdiff.provenance import versions
+from locdiff.rundir import RunDir
 from locdiff.train_step import init_state, jit_train_step, make_optimizer
-
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "scipy")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-def versions(packages=PACKAGES) -> dict[str, str]:
-    """Python and package versions (``"not installed"`` where absent)."""
-    out = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.CheckpointManager:
@@ -57,7 +41,7 @@ def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.Checkp
         create=True,
     )
     return ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        RunDir(workdir).checkpoints,
         options=options,
         item_handlers={
             "state": ocp.StandardCheckpointHandler(),
@@ -72,7 +56,7 @@ def resolve_config(workdir: str, config: Config) -> Config:
     On resume only ``train.steps`` may change (to train longer); any other difference
     raises ``ValueError``, because the checkpoint could not be continued exactly.
     """
-    path = os.path.join(workdir, "config.json")
+    path = RunDir(workdir).config
     if not os.path.exists(path):
         return config
     stored = Config.load(path)
@@ -92,20 +76,16 @@ def resolve_config(workdir: str, config: Config) -> Config:
     return Config.from_dict({**theirs, "train": {**theirs["train"], "steps": config.train.steps}})
 
 
-CONDITION_STATS = "condition_stats.npz"
-
-
-def _condition_stats(workdir: str, source) -> tuple[np.ndarray, np.ndarray]:
+def _condition_stats(run: RunDir, source) -> tuple[np.ndarray, np.ndarray]:
     """The run's condition standardisation: computed once, kept in the run directory."""
-    path = os.path.join(workdir, CONDITION_STATS)
+    path = run.condition_stats
     if not os.path.exists(path):
         mean, std = data.condition_stats(source)
         if jax.process_index() == 0:
-            np.savez(path + ".tmp.npz", mean=mean, std=std)
-            os.replace(path + ".tmp.npz", path)
+            files.save_npz(path, mean=mean, std=std)
         return mean, std
-    with np.load(path) as f:
-        mean, std = f["mean"], f["std"]
+    stats = files.load_npz(path)
+    mean, std = stats["mean"], stats["std"]
     if mean.shape != (source.embed_dim,):
         raise ValueError(
             f"{path} is for {mean.shape[0]}-d conditions but the data are {source.embed_dim}-d"
@@ -134,6 +114,7 @@ def train(
         (a crash mid-run loses only the steps since the last checkpoint).
     """
     os.makedirs(workdir, exist_ok=True)
+    run = RunDir(workdir)
     config = resolve_config(workdir, config)
     source = data.open_dataset(data_path)  # checked before anything else starts
     mesh = sharding.make_mesh() if mesh is None else mesh
@@ -148,22 +129,21 @@ def train(
             f"train.batch_size must be divisible by the {jax.process_count()} processes"
         )
     if jax.process_index() == 0:
-        config.save(os.path.join(workdir, "config.json"))
-        with open(os.path.join(workdir, "versions.json"), "w") as f:
-            json.dump({**versions(), "devices": [str(d) for d in mesh.devices.flat]}, f, indent=2)
-        with open(os.path.join(workdir, "data.json"), "w") as f:
-            json.dump(
-                {
-                    "path": os.path.abspath(data_path),
-                    "rows": len(source),
-                    "embed_dim": source.embed_dim,
-                    "encoder": source.encoder,
-                },
-                f,
-                indent=2,
-            )
+        config.save(run.config)
+        files.write_json(
+            run.versions, {**versions(), "devices": [str(d) for d in mesh.devices.flat]}
+        )
+        files.write_json(
+            run.data,
+            {
+                "data": os.path.abspath(data_path),
+                "rows": len(source),
+                "embed_dim": source.embed_dim,
+                "encoder": source.encoder,
+            },
+        )
 
-    cond_mean, cond_std = _condition_stats(workdir, source)
+    cond_mean, cond_std = _condition_stats(run, source)
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, source.embed_dim, tx)
     state = jax.device_put(state, sharding.replicated(mesh))
@@ -202,7 +182,7 @@ def train(
             force=True,
         )
 
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    metrics_path = run.metrics
     bar = tqdm(total=t.steps, initial=start, disable=not progress, desc="train", unit="step")
     window_start, window_steps = time.perf_counter(), 0
     step = start

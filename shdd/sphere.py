@@ -97,6 +97,20 @@ def xyz_to_latlon(xyz):
     return jnp.stack([lat, lon], axis=-1)
 
 
+def latlon_to_xyz_np(latlon) -> np.ndarray:
+    """``latlon_to_xyz`` in float64 numpy, whatever JAX's precision setting."""
+    lat, lon = np.moveaxis(np.deg2rad(np.asarray(latlon, np.float64)), -1, 0)
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+
+
+def xyz_to_latlon_np(xyz) -> np.ndarray:
+    """``xyz_to_latlon`` in float64 numpy, whatever JAX's precision setting."""
+    x, y, z = np.moveaxis(np.asarray(xyz, np.float64), -1, 0)
+    lat = np.rad2deg(np.arctan2(z, np.hypot(x, y)))
+    lon = (np.rad2deg(np.arctan2(y, x)) + 180.0) % 360.0 - 180.0
+    return np.stack([lat, lon], axis=-1)
+
+
 def wrap_longitude(lon):
     """Longitudes in degrees wrapped into ``[-180, 180)``."""
     return (jnp.asarray(lon) + 180.0) % 360.0 - 180.0

@@ -3,11 +3,27 @@
 * ``jax_numpy_rank_promotion="raise"``: a ``[B]`` against ``[B, 1]`` mix-up fails loudly.
 * Warnings are errors (``pyproject.toml``), so deprecated APIs fail the tests.
 * ``x64``: run a test with float64 enabled; ``key`` / ``rng``: seeded randomness.
+* ``clusters`` and ``tiny_locdiff``: four well-separated clusters of synthetic
+  embeddings, and a tiny LocDiff trained on them once per session, shared by every test
+  that needs a trained model.
+* Compilation is most of the suite's time (tiny models, many shapes), so for the whole
+  run (test workers, and the experiment scripts and notebook kernels they start) JAX
+  keeps a persistent compilation cache in one directory, and XLA compiles without its
+  backend optimisations (``--xla_backend_optimization_level=0``): the same results,
+  compiled several times faster.
+* One CPU device; the multi-device test starts its own process with 8 simulated ones.
 """
 
 import os
+import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "locdiff-tests-jax-cache")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -15,7 +31,23 @@ import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+# A LocDiff small enough to train in seconds, big enough to learn four clusters.
+TINY = {
+    "model.L": 8,
+    "model.hidden": 64,
+    "model.depth": 2,
+    "model.film_dim": 32,
+    "model.time_dim": 16,
+    "train.batch_size": 64,
+    "train.learning_rate": 2e-3,
+    "train.warmup_steps": 10,
+    "train.steps": 200,
+    "train.ema_decay": 0.9,
+    "train.log_every": 50,
+    "train.checkpoint_every": 100,
+    "diffusion.steps": 10,
+    "diffusion.num_samples": 2,
+}
 
 
 @pytest.fixture
@@ -40,14 +72,6 @@ def x64():
         yield
 
 
-@pytest.fixture
-def shared_data() -> str:
-    """Path of the benchmark metadata beside the checkout; skips when it is absent."""
-    if not os.path.isdir(SHARED_DATA):
-        pytest.skip("../shared/data is not present")
-    return SHARED_DATA
-
-
 def uniform_points(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` points uniform on the sphere, plus both poles and points on the antimeridian."""
     lat = np.rad2deg(np.arcsin(rng.uniform(-1.0, 1.0, n)))
@@ -64,6 +88,54 @@ def uniform_points(rng: np.random.Generator, n: int) -> np.ndarray:
         ]
     )
     return np.concatenate([special, np.stack([lat, lon], axis=-1)])
+
+
+@pytest.fixture
+def sphere_points(rng):
+    """``sphere_points(n)``: ``n`` uniform points plus both poles and the antimeridian."""
+    return lambda n: uniform_points(rng, n)
+
+
+@dataclasses.dataclass(frozen=True)
+class Clusters:
+    """Train/test ``.npz`` files of four clusters, and the test arrays."""
+
+    root: str
+    train: str
+    test: str
+    test_emb: np.ndarray
+    test_latlon: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def clusters(tmp_path_factory) -> Clusters:
+    """Four clusters ~50 km wide, thousands of km apart, 8-d embeddings: 1000 train, 200
+    test (with scene labels and ids)."""
+    from locdiff import data
+
+    root = tmp_path_factory.mktemp("clusters")
+    emb, latlon = data.synthetic_clustered(1200, n_clusters=4, embed_dim=8, spread_km=50, seed=1)
+    data.save_npz(str(root / "train.npz"), emb[:1000], latlon[:1000])
+    ids = np.array([f"img{i}" for i in range(200)])
+    data.save_npz(
+        str(root / "test.npz"), emb[1000:], latlon[1000:], scene=np.arange(200) % 3, ids=ids
+    )
+    return Clusters(
+        str(root), str(root / "train.npz"), str(root / "test.npz"), emb[1000:], latlon[1000:]
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_locdiff(clusters, tmp_path_factory) -> str:
+    """The run directory of a tiny LocDiff trained on ``clusters`` (once per session)."""
+    from locdiff import methods
+    from locdiff.config import Config, override
+
+    workdir = str(tmp_path_factory.mktemp("tiny_locdiff") / "run")
+    methods.train_method(
+        "locdiff", clusters.train, workdir, config=override(Config(), **TINY), progress=False
+    )
+    return workdir
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,39 @@
+"""LocDiff's ablations on setting B: ``get_config(profile) -> AblationConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments.configs import oracle_mp16
+from experiments.configs.common import check_profile
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationConfig:
+    """The base (setting B's LocDiff) and the values each ablation tries.
+
+    Attributes:
+      base: setting B's config; its LocDiff is the base model.
+      L: band limits (each its own training run).
+      sigma_km: the heat-kernel width of the smoothed target.
+      K, steps, guidance: sampler settings tried on the base model (no retraining).
+    """
+
+    base: oracle_mp16.OracleConfig
+    L: tuple[int, ...] = (16, 32, 64)
+    sigma_km: float = 700.0
+    K: tuple[int, ...] = (1, 4, 16)
+    steps: tuple[int, ...] = (5, 10, 25, 50)
+    guidance: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+
+
+def get_config(profile: str = "demo") -> AblationConfig:
+    check_profile(profile)
+    config = AblationConfig(base=oracle_mp16.get_config(profile))
+    if profile == "smoke":
+        return dataclasses.replace(
+            config, L=(2, 4), sigma_km=3000.0, K=(1, 2), steps=(2,), guidance=(1.0, 2.0)
+        )
+    if profile == "full":
+        return dataclasses.replace(config, L=(16, 32, 64, 100))
+    return config

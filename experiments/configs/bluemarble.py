@@ -1,0 +1,53 @@
+"""Setting A (Blue Marble patches): ``get_config(profile) -> BlueMarbleConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from locdiff.config import Config, override
+from locdiff.methods import BaselineConfig
+
+from experiments.configs.common import (
+    SMOKE_BASELINE,
+    SMOKE_LOCDIFF,
+    Methods,
+    check_profile,
+    cpu_models,
+)
+
+PARTITIONS = ((10, 150), (40, 600))  # adaptive cells of the patch centres
+
+
+@dataclasses.dataclass(frozen=True)
+class BlueMarbleConfig:
+    """Patches on land and at sea, the buffered split's blocks, and the models.
+
+    Attributes:
+      n_land, n_ocean: patch centres drawn on land and at sea.
+      n_blocks, min_points: the buffered split's held-out 10-degree blocks, each with at
+        least ``min_points`` centres.
+      models: LocDiff's and the baselines' configs.
+    """
+
+    n_land: int
+    n_ocean: int
+    n_blocks: int
+    min_points: int
+    models: Methods
+
+
+def get_config(profile: str = "demo") -> BlueMarbleConfig:
+    check_profile(profile)
+    if profile == "smoke":
+        models = Methods(
+            SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((10, 150),))
+        )
+        return BlueMarbleConfig(n_land=400, n_ocean=100, n_blocks=3, min_points=3, models=models)
+    if profile == "full":
+        locdiff = override(
+            Config(), **{"model.L": 32, "train.steps": 20000, "train.checkpoint_every": 2000}
+        )
+        baseline = BaselineConfig(partitions=PARTITIONS, steps=20000)
+        return BlueMarbleConfig(40000, 10000, 40, 10, Methods(locdiff, baseline))
+    models = cpu_models(L=16, steps=1500, partitions=PARTITIONS)
+    return BlueMarbleConfig(12000, 3000, 20, 10, models)

@@ -1,0 +1,51 @@
+"""Setting B (MP16 locations, oracle GeoCLIP conditions): ``get_config(profile)``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from locdiff.config import Config, override
+from locdiff.methods import BaselineConfig
+
+from experiments.configs.common import (
+    SMOKE_BASELINE,
+    SMOKE_LOCDIFF,
+    Methods,
+    check_profile,
+    cpu_models,
+)
+
+PARTITIONS = ((25, 1000), (100, 5000))  # cells of the MP16 gallery (PlaNet/ISN-sized)
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleConfig:
+    """Gallery and test-set sizes, and the models.
+
+    Attributes:
+      gallery_n: training locations kept of the 100K MP16 gallery (None: all).
+      yfcc_n: YFCC26k test locations kept (None: all 25,600).
+      models: LocDiff's and the baselines' configs.
+    """
+
+    gallery_n: int | None
+    yfcc_n: int | None
+    models: Methods
+
+
+def get_config(profile: str = "demo") -> OracleConfig:
+    check_profile(profile)
+    if profile == "smoke":
+        models = Methods(
+            SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((25, 1000),))
+        )
+        return OracleConfig(gallery_n=1500, yfcc_n=100, models=models)
+    if profile == "full":
+        locdiff = override(
+            Config(), **{"model.L": 64, "train.steps": 30000, "train.checkpoint_every": 2000}
+        )
+        return OracleConfig(
+            None, None, Methods(locdiff, BaselineConfig(partitions=PARTITIONS, steps=30000))
+        )
+    models = cpu_models(L=32, steps=2000, partitions=PARTITIONS)
+    return OracleConfig(None, 5000, models)

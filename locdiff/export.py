@@ -1,0 +1,76 @@
+"""Predictions out of Python: CSV rows, GeoJSON points and probability-map PNGs.
+
+What ``locdiff predict`` writes; each function takes a :class:`Prediction`, the ids of
+its inputs and, optionally, the names of the nearest places (``PlaceIndex.name``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+import numpy as np
+
+from locdiff import files
+from locdiff.prediction import Prediction
+
+
+def write_csv(path: str | None, prediction: Prediction, ids, names=None) -> None:
+    """One row per input and rank: ``id, rank, lat, lon, prob, place`` (``path`` None:
+    standard output)."""
+    out = open(path, "w", newline="") if path else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["id", "rank", "lat", "lon", "prob", "place"])
+        for i, row_id in enumerate(ids):
+            for r, (lat, lon) in enumerate(prediction.latlon[i]):
+                prob = "" if prediction.prob is None else f"{prediction.prob[i, r]:.4f}"
+                place = names[i, r] if names is not None else ""
+                writer.writerow([row_id, r + 1, f"{lat:.5f}", f"{lon:.5f}", prob, place])
+    finally:
+        if path:
+            out.close()
+
+
+def write_geojson(path: str, prediction: Prediction, ids, names=None) -> None:
+    """The locations as GeoJSON points (``[lon, lat]`` order) with id, rank, prob and place."""
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [float(lon), float(lat)]},
+            "properties": {
+                "id": str(row_id),
+                "rank": r + 1,
+                "prob": None if prediction.prob is None else float(prediction.prob[i, r]),
+                "place": str(names[i, r]) if names is not None else "",
+            },
+        }
+        for i, row_id in enumerate(ids)
+        for r, (lat, lon) in enumerate(prediction.latlon[i])
+    ]
+    files.write_json(path, {"type": "FeatureCollection", "features": features})
+
+
+def write_maps(
+    path: str, prediction: Prediction, ids, *, resolution_deg: float, title: str = "LocDiff"
+) -> list[str]:
+    """One probability-map PNG per input: ``path`` for one input, ``<stem>_<i><ext>`` for
+    several; returns the paths written."""
+    from locdiff.plots import plot_probability_map
+
+    if prediction.maps is None:
+        raise ValueError("this prediction has no probability maps (only LocDiff gives them)")
+    stem, ext = os.path.splitext(path)
+    written = []
+    for i, row_id in enumerate(ids):
+        out = path if len(ids) == 1 else f"{stem}_{i}{ext or '.png'}"
+        plot_probability_map(
+            np.asarray(prediction.maps[i]),
+            resolution_deg=resolution_deg,
+            path=out,
+            modes=prediction.latlon[i],
+            title=f"{row_id}: {title} probability map",
+        )
+        written.append(out)
+    return written

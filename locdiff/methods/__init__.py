@@ -1,0 +1,149 @@
+"""Every geolocation method behind one surface: train on an embedding dataset, predict.
+
+    locator = train_or_load("cells", "train.npz", "runs/cells", config)
+    prediction = locator.predict(embeddings, top_k=5)   # a locdiff.Prediction
+    locator = load_locator("runs/cells")                 # later, from its run directory
+
+One module per method, each with ``Config``, ``train`` and ``load``
+(:mod:`locdiff.methods.base`):
+
+* ``locdiff`` (:mod:`.locdiff`): the CS-UNet in SHDD space; modes of the mean of K
+  samples, with coefficients and, on request, probability maps.
+* ``locdiff-h`` (:mod:`.locdiff_h`): LocDiff snapped to a gallery of locations
+  (:mod:`locdiff.hybrid`); the gallery is the training locations unless one is given.
+* ``retrieval`` (:mod:`.retrieval`): the nearest training embedding by cosine similarity.
+* ``cells`` (:mod:`.cells`): classification over PlaNet-style adaptive cells, ISN-style.
+* ``regression`` (:mod:`.regression`): a unit vector with the cosine loss.
+* ``coords-diffusion`` (:mod:`.coords_diffusion`): flow matching on raw 3-D coordinates.
+
+Every finished run's ``method.json`` records the method, its config, the training data
+and the training seconds (:mod:`locdiff.rundir`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from types import ModuleType
+
+from locdiff.methods import cells, coords_diffusion, locdiff_h, regression, retrieval
+from locdiff.methods import locdiff as locdiff_method
+from locdiff.methods.base import BaselineConfig, Locator
+from locdiff.rundir import RunDir
+
+REGISTRY: dict[str, ModuleType] = {
+    "locdiff": locdiff_method,
+    "locdiff-h": locdiff_h,
+    "retrieval": retrieval,
+    "cells": cells,
+    "regression": regression,
+    "coords-diffusion": coords_diffusion,
+}
+METHODS = tuple(REGISTRY)
+
+
+def module(method: str) -> ModuleType:
+    """The module of ``method``; ``ValueError`` for an unknown name."""
+    if method not in REGISTRY:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    return REGISTRY[method]
+
+
+def default_config(method: str):
+    """The default config of ``method`` (a LocDiff ``Config`` or a ``BaselineConfig``)."""
+    return module(method).Config()
+
+
+def config_from_dict(method: str, values: dict):
+    """``method``'s config from a dict (a JSON config file); unknown keys are refused."""
+    return module(method).Config.from_dict(values)
+
+
+def train_method(
+    method: str, data_path: str, workdir: str, *, config=None, progress=True, **options
+):
+    """Train ``method`` on ``data_path`` into ``workdir`` and return its :class:`Locator`.
+
+    Args:
+      method: one of :data:`METHODS`.
+      config: the method's config (``module(method).Config``; None: its defaults).
+      options: ``gallery=[G, 2]`` degrees for ``locdiff-h`` (default: the training
+        locations).
+    """
+    mod = module(method)
+    config = mod.Config() if config is None else config
+    if not isinstance(config, mod.Config):
+        raise TypeError(f"{method} takes a {mod.Config.__name__}, got {type(config).__name__}")
+    run = RunDir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    start = time.perf_counter()
+    info = mod.train(data_path, run, config, progress=progress, **options)
+    meta = {"method": method, "config": config.to_dict(), **info}
+    meta["train_seconds"] = time.perf_counter() - start
+    run.write_method(meta)
+    return mod.load(run, meta)
+
+
+def train_or_load(method: str, data_path: str, workdir: str, config=None, *, progress=True):
+    """The run in ``workdir`` if it finished with the same method and config, else
+    :func:`train_method` (a LocDiff run cut off mid-way resumes from its checkpoint).
+    The locator's ``meta["train_seconds"]`` is the training time either way."""
+    mod = module(method)
+    config = mod.Config() if config is None else config
+    run = RunDir(workdir)
+    if run.finished:
+        meta = run.read_method()
+        if meta["method"] == method and mod.Config.from_dict(meta["config"]) == config:
+            return mod.load(run, meta)
+    return train_method(method, data_path, workdir, config=config, progress=progress)
+
+
+def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
+    """The :class:`Locator` of a finished run directory.
+
+    Args:
+      gallery: ``[G, 2]`` degrees: a LocDiff run becomes LocDiff-H with this gallery
+        (a ``locdiff-h`` run's own gallery is replaced).
+      options: LocDiff's sampling options (``num_samples``, ``steps``, ``guidance``,
+        ``batch_size``); None leaves the run's default.
+    """
+    run = RunDir(workdir)
+    meta = run.read_method()
+    method = meta["method"]
+    if gallery is not None:
+        if method not in ("locdiff", "locdiff-h"):
+            raise ValueError(f"a gallery goes with LocDiff runs; {workdir} is {method}")
+        return locdiff_h.load(run, meta, gallery=gallery, **options)
+    return module(method).load(run, meta, **options)
+
+
+def apply_flags(config, **flags):
+    """``config`` with the command line's flags (None: unchanged): ``steps``,
+    ``batch_size``, ``seed`` for every method; ``L`` and ``loss`` for LocDiff only."""
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if isinstance(config, BaselineConfig):
+        extra = sorted(set(flags) - {"steps", "batch_size", "seed"})
+        if extra:
+            raise ValueError(f"--{extra[0].replace('_', '-')} goes with LocDiff, not a baseline")
+        return dataclasses.replace(config, **flags)
+    from locdiff.config import override
+
+    names = {"steps": "train.steps", "batch_size": "train.batch_size", "seed": "train.seed"}
+    names |= {"L": "model.L", "loss": "diffusion.loss"}
+    return override(config, **{names[k]: v for k, v in flags.items()})
+
+
+__all__ = [
+    "METHODS",
+    "REGISTRY",
+    "BaselineConfig",
+    "Locator",
+    "apply_flags",
+    "config_from_dict",
+    "default_config",
+    "load_locator",
+    "module",
+    "train_method",
+    "train_or_load",
+]

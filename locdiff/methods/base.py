@@ -1,0 +1,135 @@
+"""The fixed surface every method shares: its baseline config, and the locator base class.
+
+A method module (``locdiff/methods/<name>.py``) defines
+
+* ``Config``: the dataclass its ``--config`` file holds;
+* ``train(data_path, run, config, *, progress) -> dict``: trains into the run directory
+  and returns what ``method.json`` records about it (data rows, width, encoder, ...);
+* ``load(run, meta, **options) -> Locator``: restores the trained run.
+
+:mod:`locdiff.methods` keeps the registry and writes ``method.json``; a locator's
+``predict(embeddings, top_k=...)`` returns a :class:`locdiff.prediction.Prediction`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+from locdiff import data
+from locdiff.prediction import Prediction, check_embeddings
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig:
+    """Settings of the classic baselines (each reads only its own fields).
+
+    Attributes:
+      hidden, depth: width and number of hidden layers of the MLP trunk.
+      steps, batch_size, learning_rate, weight_decay, seed: the AdamW loop (warm-up of
+        5% of the steps, cosine decay).
+      retrieval_k, radius_km: ``retrieval``: neighbours searched and the cluster radius
+        for the densest-of-top-k rule (``retrieval_k = 1``: plain nearest neighbour).
+      partitions: ``cells``: ``(min_count, max_count)`` of each adaptive partition.
+      num_samples, flow_steps, kde_km: ``coords-diffusion``: samples per input, Euler
+        steps, and the kernel width that ranks the samples.
+    """
+
+    hidden: int = 512
+    depth: int = 2
+    steps: int = 2000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    retrieval_k: int = 1
+    radius_km: float = 200.0
+    partitions: tuple[tuple[int, int], ...] = ((20, 400),)
+    num_samples: int = 32
+    flow_steps: int = 50
+    kde_km: float = 150.0
+
+    def __post_init__(self):
+        checks = {
+            "hidden >= 1 and depth >= 1": self.hidden >= 1 and self.depth >= 1,
+            "steps >= 1 and batch_size >= 1": self.steps >= 1 and self.batch_size >= 1,
+            "learning_rate > 0": self.learning_rate > 0,
+            "retrieval_k >= 1 and radius_km > 0": self.retrieval_k >= 1 and self.radius_km > 0,
+            "partitions non-empty, 1 <= min <= max": bool(self.partitions)
+            and all(1 <= lo <= hi for lo, hi in self.partitions),
+            "num_samples >= 1 and flow_steps >= 1": self.num_samples >= 1 and self.flow_steps >= 1,
+            "kde_km > 0": self.kde_km > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"bad baseline config: need {', '.join(bad)}")
+        object.__setattr__(self, "partitions", tuple(tuple(p) for p in self.partitions))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> BaselineConfig:
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown baseline config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+class Locator:
+    """A trained method: ``predict(embeddings [N, E], top_k=k) -> Prediction``.
+
+    Subclasses set ``method`` and ``embed_dim`` and implement :meth:`_predict` on checked
+    float32 embeddings; ``meta`` is the run's ``method.json`` (training data, seconds).
+    """
+
+    method: str = ""
+    embed_dim: int = 0
+    meta: dict[str, Any] = {}
+
+    def predict(
+        self, embeddings, *, top_k: int = 1, seed: int = 0, maps: bool = False, progress=False
+    ) -> Prediction:
+        """Top-``top_k`` locations of each embedding, best first (deterministic per ``seed``).
+
+        ``maps=True`` asks for probability maps: only LocDiff gives them.
+        """
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if maps:
+            raise ValueError(f"{self.method} gives locations, not probability maps")
+        embeddings = check_embeddings(embeddings, self.embed_dim)
+        return self._predict(embeddings, top_k=top_k, seed=seed)
+
+    def locate(self, embeddings, *, top_k: int = 1, seed: int = 0) -> np.ndarray:
+        """``[N, top_k, 2]`` degrees: ``predict(...).latlon``."""
+        return self.predict(embeddings, top_k=top_k, seed=seed).latlon
+
+    def _predict(self, embeddings: np.ndarray, *, top_k: int, seed: int) -> Prediction:
+        raise NotImplementedError
+
+
+def read_training_data(data_path: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(embeddings [N, E] float32, latlon [N, 2] float64, info)`` of an ``.npz`` dataset;
+    ``info`` is what ``method.json`` records about it."""
+
+    arrays = data.load_npz(data_path)
+    x, latlon = arrays["embeddings"], arrays["latlon"].astype(np.float64)
+    info = {
+        "data": os.path.abspath(data_path),
+        "rows": len(x),
+        "embed_dim": int(x.shape[1]),
+        "encoder": str(arrays["encoder"]) if "encoder" in arrays else None,
+    }
+    return x, latlon, info
+
+
+def no_options(method: str, options: dict) -> None:
+    """Baselines take no sampling options: refuse any that is set (``batch_size`` is
+    LocDiff's; the baselines batch as they need)."""
+    given = sorted(k for k, v in options.items() if v is not None and k != "batch_size")
+    if given:
+        raise ValueError(f"{method} takes no sampling options, got {', '.join(given)}")

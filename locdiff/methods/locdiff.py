@@ -1,0 +1,63 @@
+"""LocDiff: the CS-UNet in SHDD space (:mod:`locdiff.trainer`, :mod:`locdiff.inference`).
+
+A locator over a :class:`locdiff.inference.Geolocator`: its predictions carry the K
+sampled SHDD vectors, each mode's probability and, on request, probability maps with
+the areas of their credible regions.
+"""
+
+from __future__ import annotations
+
+from locdiff import files, trainer
+from locdiff.config import Config  # the method's config type
+from locdiff.inference import Geolocator
+from locdiff.methods.base import Locator
+from locdiff.prediction import Prediction
+
+
+class LocDiffLocator(Locator):
+    """A trained LocDiff run; ``num_samples``, ``steps``, ``guidance`` (None: the run's
+    defaults) and ``batch_size`` set how it samples."""
+
+    method = "locdiff"
+
+    def __init__(self, geolocator: Geolocator, meta=None, *, batch_size: int = 256, **sampling):
+        self.geolocator = geolocator
+        self.embed_dim = geolocator.embed_dim
+        self.meta = meta or {}
+        self.batch_size = batch_size
+        self.sampling = {k: v for k, v in sampling.items() if v is not None}
+
+    @property
+    def L(self) -> int:
+        return self.geolocator.config.model.L
+
+    def predict(
+        self,
+        embeddings,
+        *,
+        top_k: int = 1,
+        seed: int = 0,
+        maps: bool = False,
+        progress=False,
+        map_resolution: float = 1.0,
+    ) -> Prediction:
+        return self.geolocator.predict(
+            embeddings,
+            top_k=top_k,
+            seed=seed,
+            maps=maps,
+            map_resolution=map_resolution,
+            batch_size=self.batch_size,
+            progress=progress,
+            **self.sampling,
+        )
+
+
+def train(data_path: str, run, config: Config, *, progress: bool = True) -> dict:
+    trainer.train(config, data_path, run.path, progress=progress)
+    return files.read_json(run.data)  # data, rows, embed_dim, encoder
+
+
+def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:
+    geolocator = Geolocator.from_checkpoint(run.path)
+    return LocDiffLocator(geolocator, meta, batch_size=batch_size or 256, **sampling)

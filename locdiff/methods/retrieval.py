@@ -1,0 +1,107 @@
+"""Retrieval (IM2GPS, GeoCLIP): the location of the most similar gallery embedding.
+
+The gallery is the training set's own embeddings and locations (image-to-image
+retrieval), or any gallery whose embeddings are comparable to the queries. Similarity
+is cosine; the gallery is normalised once, when the locator is made, and queries are
+scored in chunks so that memory stays bounded for a gallery of any size (the 100K
+MP16 gallery included). ``retrieval_k = 1`` answers with the nearest neighbour;
+``retrieval_k > 1`` with the densest cluster of the top ``k``: the neighbour with most
+others within ``radius_km``, averaged with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import shdd
+from locdiff import files
+from locdiff.methods.base import BaselineConfig, Locator, no_options, read_training_data
+from locdiff.methods.cells import spherical_mean
+from locdiff.prediction import Prediction, broadcast_top_k
+
+Config = BaselineConfig
+# Similarities held at once: chunk of queries x gallery (64 MB of float32).
+MAX_SCORES = 2**24
+
+
+def normalise(x) -> np.ndarray:
+    """Rows of ``x [N, E]`` scaled to unit length (float32; zero rows stay zero)."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def search(query_unit, gallery_unit, *, k: int = 1, max_scores: int = MAX_SCORES):
+    """Indices ``[Q, k]`` of the ``k`` most similar gallery rows (unsorted for ``k > 1``),
+    for unit-length ``query_unit [Q, E]`` and ``gallery_unit [G, E]``, in chunks of at
+    most ``max_scores`` similarities."""
+    if query_unit.shape[1] != gallery_unit.shape[1]:
+        raise ValueError(
+            f"query width {query_unit.shape[1]} differs from gallery width {gallery_unit.shape[1]}"
+        )
+    k = min(k, len(gallery_unit))
+    chunk = max(1, max_scores // len(gallery_unit))
+    out = np.empty((len(query_unit), k), np.int64)
+    for start in range(0, len(query_unit), chunk):
+        sim = query_unit[start : start + chunk] @ gallery_unit.T  # [q, G]
+        if k == 1:
+            out[start : start + chunk, 0] = sim.argmax(axis=1)
+        else:
+            out[start : start + chunk] = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    return out
+
+
+def densest(points, radius_km: float) -> np.ndarray:
+    """The mean ``[2]`` of the densest cluster of ``points [k, 2]``: the point with most
+    others within ``radius_km``, averaged with them."""
+    d = shdd.haversine_km_np(points[:, None], points[None, :])  # [k, k]
+    close = d <= radius_km
+    return spherical_mean(points[close[close.sum(axis=1).argmax()]])
+
+
+def retrieval(query, gallery, gallery_latlon, *, k: int = 1, radius_km: float = 25.0):
+    """Locations ``[Q, 2]`` of ``query [Q, E]`` by cosine retrieval over ``gallery [G, E]``
+    with locations ``gallery_latlon [G, 2]`` (module docstring for ``k``)."""
+    index = search(normalise(query), normalise(gallery), k=k)
+    gallery_latlon = np.asarray(gallery_latlon, np.float64)
+    if index.shape[1] == 1:
+        return gallery_latlon[index[:, 0]]
+    return np.stack([densest(gallery_latlon[row], radius_km) for row in index])
+
+
+class RetrievalLocator(Locator):
+    """Cosine retrieval over a gallery of ``(embedding, location)`` pairs."""
+
+    method = "retrieval"
+
+    def __init__(self, embeddings, latlon, config: BaselineConfig, meta=None):
+        self.gallery_unit = normalise(embeddings)  # [G, E], normalised once
+        self.latlon = np.asarray(latlon, np.float64)
+        self.config = config
+        self.embed_dim = self.gallery_unit.shape[1]
+        self.meta = meta or {}
+
+    def neighbours(self, embeddings, k: int) -> np.ndarray:
+        """Indices ``[N, k]`` of each embedding's ``k`` nearest gallery rows (unsorted)."""
+        return search(normalise(embeddings), self.gallery_unit, k=k)
+
+    def _predict(self, embeddings, *, top_k: int, seed: int) -> Prediction:
+        c = self.config
+        index = self.neighbours(embeddings, c.retrieval_k)
+        if index.shape[1] == 1:
+            best = self.latlon[index[:, 0]]
+        else:
+            best = np.stack([densest(self.latlon[row], c.radius_km) for row in index])
+        return Prediction(latlon=broadcast_top_k(best, top_k))
+
+
+def train(data_path: str, run, config: BaselineConfig, *, progress: bool = True) -> dict:
+    x, latlon, info = read_training_data(data_path)
+    files.save_npz(run.params, embeddings=x, latlon=latlon)
+    return info
+
+
+def load(run, meta: dict, **options) -> RetrievalLocator:
+    no_options("retrieval", options)
+    arrays = files.load_npz(run.require(run.params, "gallery"))
+    config = BaselineConfig.from_dict(meta["config"])
+    return RetrievalLocator(arrays["embeddings"], arrays["latlon"], config, meta)

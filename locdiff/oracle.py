@@ -1,0 +1,86 @@
+"""Setting B, the oracle study: real photo locations, each conditioned on its own embedding.
+
+Training locations: the 100K MP16 photo locations of GeoCLIP's GPS gallery (in the PyPI
+wheel ``geoclip``). Test locations: Im2GPS3k and YFCC26k (shipped metadata,
+:func:`locdiff.readers.read_benchmark`). The condition of a location is its embedding by
+GeoCLIP's pretrained location encoder, L2-normalised, plus Gaussian noise
+(:func:`oracle_condition`): a stand-in for an imperfect image embedding. Retrieval over
+the gallery's clean embeddings is then exactly GeoCLIP's inference. This measures what a
+method does with a condition, not accuracy on images.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from locdiff import data, files
+from locdiff.readers import read_benchmark, read_locations
+
+TEST_SETS = ("im2gps3k", "yfcc26k")
+
+
+def oracle_condition(embeddings, noise: float, *, seed: int = 0) -> np.ndarray:
+    """The oracle study's condition: L2-normalised ``embeddings`` plus Gaussian noise of
+    standard deviation ``noise`` per coordinate (a stand-in for an imperfect image
+    embedding; not renormalised)."""
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    x = np.asarray(embeddings, np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    return (x + noise * rng.standard_normal(x.shape, dtype=np.float32)).astype(np.float32)
+
+
+def gallery_file() -> str:
+    """GeoCLIP's 100K MP16 GPS gallery (``coordinates_100K.csv`` in the ``geoclip`` wheel)."""
+    from locdiff.encoders import geoclip_file
+
+    return geoclip_file("model", "gps_gallery", "coordinates_100K.csv")
+
+
+def oracle_data(cache: str, *, yfcc_n: int | None = None, gallery_n: int | None = None) -> dict:
+    """Setting B's locations and raw GeoCLIP location embeddings, cached in ``cache``.
+
+    Args:
+      yfcc_n, gallery_n: keep a fixed random subset of YFCC26k / of the gallery.
+
+    Returns:
+      ``{"gallery": (latlon, emb), "im2gps3k": (latlon, emb, scene), "yfcc26k": ...}``.
+    """
+    path = os.path.join(cache, f"oracle_geoclip_{gallery_n}_{yfcc_n}.npz")
+    if not os.path.exists(path):
+        from locdiff.encoders import GeoCLIPLocationEncoder
+
+        encoder = GeoCLIPLocationEncoder()
+        g = read_locations(gallery_file()).latlon
+        if gallery_n is not None and gallery_n < len(g):
+            g = g[np.sort(np.random.default_rng(0).choice(len(g), gallery_n, replace=False))]
+        arrays = {"gallery_latlon": g, "gallery_emb": encoder.embed_locations(g)}
+        for name in TEST_SETS:
+            test = read_benchmark(name)
+            keep = np.arange(len(test))
+            if name == "yfcc26k" and yfcc_n is not None and yfcc_n < len(test):
+                keep = np.sort(np.random.default_rng(0).choice(len(test), yfcc_n, replace=False))
+            arrays[f"{name}_latlon"] = test.latlon[keep]
+            arrays[f"{name}_emb"] = encoder.embed_locations(test.latlon[keep])
+            arrays[f"{name}_scene"] = test.scene[keep]
+        os.makedirs(cache, exist_ok=True)
+        files.save_npz(path, **arrays)
+    a = files.load_npz(path)
+    out = {"gallery": (a["gallery_latlon"], a["gallery_emb"])}
+    for name in TEST_SETS:
+        out[name] = (a[f"{name}_latlon"], a[f"{name}_emb"], a[f"{name}_scene"])
+    return out
+
+
+def training_set(cache: str, gallery, noise: float, seed: int) -> str:
+    """An ``.npz`` of the gallery with conditions of noise ``noise`` (0: clean), cached."""
+    latlon, emb = gallery
+    path = os.path.join(cache, f"mp16_{len(latlon)}_{noise:g}_{seed}.npz")
+    if not os.path.exists(path):
+        os.makedirs(cache, exist_ok=True)
+        cond = oracle_condition(emb, noise, seed=seed + 1)
+        data.save_npz(path, cond, latlon, encoder=np.array("geoclip-location"))
+    return path

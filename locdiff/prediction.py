@@ -1,0 +1,79 @@
+"""What every method answers: one :class:`Prediction` type, and the checks on its input.
+
+Every locator (:mod:`locdiff.methods`) returns a :class:`Prediction`: the top-k
+locations always, and whatever else the method can give: the probability of each
+location, the sampled SHDD coefficients, probability maps and credible-region areas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The answer of a method for ``N`` inputs (numpy arrays; None where it has none).
+
+    Attributes:
+      latlon: ``[N, k, 2]`` locations in degrees, best first.
+      prob: ``[N, k]`` probability mass of each location (LocDiff: ``shdd.decode``'s mass).
+      coeffs: ``[N, K, D]`` the K sampled SHDD vectors (LocDiff).
+      maps: ``[N, n_lat, n_lon]`` probability maps on ``shdd.latlon_grid`` (LocDiff, on
+        request).
+      credible_km2: ``[N, 2]`` areas of the 50% and 90% credible regions (with maps).
+    """
+
+    latlon: np.ndarray
+    prob: np.ndarray | None = None
+    coeffs: np.ndarray | None = None
+    maps: np.ndarray | None = None
+    credible_km2: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.latlon)
+
+    @property
+    def top1(self) -> np.ndarray:
+        """``[N, 2]`` the best location of each input, float64 degrees."""
+        return np.asarray(self.latlon[:, 0], np.float64)
+
+    def __getitem__(self, index) -> Prediction:
+        """The rows ``index`` of every field (a slice or an index array)."""
+        return Prediction(**{k: None if v is None else v[index] for k, v in self._fields()})
+
+    def _fields(self):
+        return ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+
+    @classmethod
+    def concatenate(cls, parts: list[Prediction]) -> Prediction:
+        """The rows of ``parts`` one after another (fields that all parts have)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        out = {}
+        for f in dataclasses.fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            out[f.name] = None if any(v is None for v in values) else np.concatenate(values)
+        return cls(**out)
+
+
+def check_embeddings(embeddings, embed_dim: int) -> np.ndarray:
+    """``embeddings`` as float32 ``[N, embed_dim]``.
+
+    Raises:
+      ValueError: a wrong shape or width, or a NaN or infinite value.
+    """
+    embeddings = np.asarray(embeddings, np.float32)
+    if embeddings.ndim != 2 or embeddings.shape[1] != embed_dim:
+        raise ValueError(
+            f"embeddings must be [N, {embed_dim}] for this run, got {list(embeddings.shape)}"
+        )
+    if not np.all(np.isfinite(embeddings)):
+        raise ValueError("embeddings must be finite")
+    return embeddings
+
+
+def broadcast_top_k(latlon: np.ndarray, top_k: int) -> np.ndarray:
+    """``[N, top_k, 2]`` from one location per input ``[N, 2]`` (repeated)."""
+    return np.repeat(np.asarray(latlon, np.float64)[:, None, :], top_k, axis=1)

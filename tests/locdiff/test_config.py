@@ -1,0 +1,49 @@
+import dataclasses
+
+import pytest
+
+from locdiff.config import Config, DiffusionConfig, ModelConfig, TrainConfig, override
+
+
+def test_json_round_trip(tmp_path):
+    config = override(
+        Config(), **{"model.L": 16, "model.sigma_km": 250.0, "diffusion.loss": "mse+kl"}
+    )
+    path = tmp_path / "c.json"
+    config.save(str(path))
+    assert Config.load(str(path)) == config
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ModelConfig(L=0), "model.L"),
+        (lambda: ModelConfig(hidden=100, depth=4), "model.hidden"),
+        (lambda: ModelConfig(dropout=1.0), "model.dropout"),
+        (lambda: DiffusionConfig(prediction="score"), "diffusion.prediction"),
+        (lambda: DiffusionConfig(loss="l1"), "diffusion.loss"),
+        (lambda: TrainConfig(batch_size=0), "train.batch_size"),
+        (lambda: override(Config(), **{"model.width": 3}), "unknown config field"),
+        (lambda: Config.from_dict({"model": {"hiden": 3}}), "unknown keys"),
+        (lambda: Config.from_dict({"optim": {}}), "unknown config sections"),
+    ],
+)
+def test_invalid_configs_raise(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_frozen_and_override_skips_none():
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.model.L = 3
+    assert override(config, **{"model.L": None}) == config
+
+
+def test_old_name_of_the_film_width_is_read(tmp_path):
+    """Run directories written before the rename (``model.embed_dim``) still load."""
+    old = {"model": {"L": 8, "embed_dim": 48}, "train": {"steps": 5}}
+    config = Config.from_dict(old)
+    assert config.model.film_dim == 48 and config.model.L == 8 and config.train.steps == 5
+    with pytest.raises(ValueError, match="unknown keys"):
+        Config.from_dict({"model": {"film_width": 3}})

@@ -1,0 +1,80 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from locdiff.config import ModelConfig
+from locdiff.model import CSUNet, count_parameters
+
+
+def _model(**kw):
+    config = ModelConfig(**{"L": 4, "hidden": 32, "depth": 2, "film_dim": 16, "time_dim": 8, **kw})
+    return CSUNet(config, cond_dim=6, rngs=nnx.Rngs(0)), config
+
+
+def _linear(n_in, n_out, bias=True):
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def test_shapes_and_parameter_count():
+    model, config = _model()
+    D, E, C, T = 25, 16, 6, 8
+    out = model(jnp.zeros((3, D)), jnp.full((3,), 0.5), jnp.ones((3, C)))
+    assert out.shape == (3, D)
+    w = [32, 16, 8]
+    expected = (
+        C  # null condition
+        + _linear(C + T, E)
+        + _linear(E, E)  # condition/time embedding
+        + _linear(D, w[0])
+        + _linear(w[0], D)  # input and output projections
+        # down blocks: linear, FiLM, residual projection (widths change)
+        + sum(
+            _linear(w[i], w[i + 1]) + _linear(E, 2 * w[i + 1]) + _linear(w[i], w[i + 1], False)
+            for i in range(2)
+        )
+        + _linear(w[2], w[2])
+        + _linear(E, 2 * w[2])  # bottleneck, identity residual
+        # up blocks take [h, skip] of width 2 w[i+1] = w[i]: identity residual
+        + sum(_linear(2 * w[i + 1], w[i]) + _linear(E, 2 * w[i]) for i in range(2))
+    )
+    assert count_parameters(model) == expected
+
+
+def test_siren_initialisation_bounds():
+    model, config = _model(w0=2.0)
+    first = np.asarray(model.input.kernel[...])
+    assert np.abs(first).max() <= 1 / 25 and np.abs(first).max() > 0.8 / 25
+    later = np.asarray(model.down[0].linear.kernel[...])
+    bound = np.sqrt(6 / 32) / 2.0
+    assert np.abs(later).max() <= bound and np.abs(later).max() > 0.8 * bound
+
+
+def test_film_starts_at_zero_so_the_condition_enters_through_training():
+    model, _ = _model()
+    x = jax.random.normal(jax.random.key(0), (2, 25))
+    t = jnp.array([0.3, 0.3])
+    a = model(x, t, jnp.zeros((2, 6)))
+    b = model(x, t, jnp.ones((2, 6)) * 5)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # after perturbing a FiLM layer, the condition matters
+    model.down[0].film.kernel[...] = jnp.ones_like(model.down[0].film.kernel[...]) * 0.1
+    assert not np.allclose(model(x, t, jnp.zeros((2, 6))), model(x, t, jnp.ones((2, 6)) * 5))
+
+
+def test_null_condition_and_dropout():
+    model, _ = _model(dropout=0.5)
+    model.down[0].film.kernel[...] = jnp.ones_like(model.down[0].film.kernel[...]) * 0.1
+    x = jax.random.normal(jax.random.key(0), (2, 25))
+    t = jnp.array([0.3, 0.7])
+    drop = jnp.array([True, True])
+    a = model(x, t, jnp.zeros((2, 6)), drop=drop)
+    b = model(x, t, jnp.ones((2, 6)) * 3, drop=drop)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # the condition is replaced by the null one
+    np.testing.assert_array_equal(
+        model(x, t, b[:, :6]), model(x, t, b[:, :6])
+    )  # no key: deterministic
+    assert not np.allclose(
+        model(x, t, b[:, :6], dropout_key=jax.random.key(1)),
+        model(x, t, b[:, :6], dropout_key=jax.random.key(2)),
+    )

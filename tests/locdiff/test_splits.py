@@ -1,0 +1,33 @@
+"""Train/test splits: random, buffered blocks, named regions."""
+
+import numpy as np
+import pytest
+
+import shdd
+from locdiff import splits
+
+
+def test_buffered_split_keeps_training_away_from_the_test_blocks():
+    latlon = shdd.grids.fibonacci_lattice(6000)
+    split = splits.buffered_split(latlon, n_blocks=8, block_deg=15, buffer_km=500, seed=2)
+    assert len(np.intersect1d(split.train, split.test)) == 0
+    d = shdd.haversine_km_np(latlon[split.train][:, None], latlon[split.test][None])
+    assert d.min() >= 500
+    assert set(np.unique(split.groups)) == set(range(8)) and len(split.names) == 8
+    # Everything not within the buffer stays in training.
+    rest = np.setdiff1d(np.arange(len(latlon)), np.concatenate([split.train, split.test]))
+    d_rest = shdd.haversine_km_np(latlon[rest][:, None], latlon[split.test][None])
+    assert d_rest.min(axis=1).max() < 500
+
+
+def test_region_split_and_boxes_across_the_antimeridian():
+    latlon = shdd.grids.fibonacci_lattice(20000)
+    split = splits.region_split(latlon, ["iberia", "australia"])
+    assert split.names == ("iberia", "australia")
+    assert splits.in_box(latlon[split.test][split.groups == 1], splits.REGIONS["australia"]).all()
+    wrap = splits.in_box(np.array([[0.0, 179.0], [0.0, -179.0], [0.0, 0.0]]), (-5, 5, 170, -170))
+    assert list(wrap) == [True, True, False]
+    with pytest.raises(ValueError, match="unknown regions"):
+        splits.region_split(latlon, ["atlantis"])
+    r = splits.random_split(100, test_fraction=0.25, seed=1)
+    assert len(r.test) == 25 and len(np.union1d(r.train, r.test)) == 100

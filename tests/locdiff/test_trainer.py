@@ -1,0 +1,207 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from locdiff import cli, data, sharding, trainer
+from locdiff.config import Config, override
+from locdiff.rundir import RunDir
+from locdiff.train_step import init_state, jit_train_step, make_optimizer
+
+TINY = {
+    "model.L": 6,
+    "model.hidden": 64,
+    "model.depth": 2,
+    "model.film_dim": 32,
+    "model.time_dim": 16,
+    "train.batch_size": 32,
+    "train.learning_rate": 2e-3,
+    "train.warmup_steps": 10,
+    "train.log_every": 10,
+    "train.checkpoint_every": 10,
+}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    emb, latlon = data.synthetic_clustered(512, n_clusters=4, embed_dim=8, seed=0)
+    path = str(tmp_path / "train.npz")
+    data.save_npz(path, emb, latlon)
+    return path
+
+
+def _config(**changes):
+    return override(Config(), **{**TINY, **changes})
+
+
+def _read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+
+
+def test_cli_smoke_loss_falls_checkpoints_appear_and_rerun_resumes(tmp_path, dataset):
+    workdir = str(tmp_path / "run")
+    config_path = str(tmp_path / "config.json")
+    _config().save(config_path)
+    args = [
+        "train",
+        "--train",
+        dataset,
+        "--workdir",
+        workdir,
+        "--config",
+        config_path,
+        "--no-progress",
+    ]
+    assert cli.main([*args, "--steps", "60"]) == 0
+    lines = _read_lines(os.path.join(workdir, "metrics.jsonl"))
+    assert [x["step"] for x in lines] == [10, 20, 30, 40, 50, 60]
+    assert lines[-1]["loss"] < 0.5 * lines[0]["loss"]
+    assert {"loss", "mse", "grad_norm", "learning_rate", "samples_per_s"} <= set(lines[0])
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "60"
+    with open(os.path.join(workdir, "versions.json")) as f:
+        assert json.load(f)["jax"] == jax.__version__
+    # a second call resumes: only the new steps run
+    assert cli.main([*args, "--steps", "70"]) == 0
+    lines = _read_lines(os.path.join(workdir, "metrics.jsonl"))
+    assert [x["step"] for x in lines][-2:] == [60, 70]
+
+
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, dataset):
+    config = _config(**{"train.steps": 30, "diffusion.loss": "mse+kl"})
+    _, straight = trainer.train(config, dataset, str(tmp_path / "a"), progress=False)
+
+    def crash(step, metrics):
+        if step == 17:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.train(config, dataset, str(tmp_path / "b"), progress=False, on_step=crash)
+    _, resumed = trainer.train(config, dataset, str(tmp_path / "b"), progress=False)  # from step 10
+    assert int(resumed.step) == 30
+    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+# Run in a fresh process: the 8 simulated devices must exist before JAX starts, and the
+# rest of the suite runs on one device (faster to compile).
+EIGHT_DEVICES = """
+import json, sys
+import jax, numpy as np
+from locdiff import data, sharding
+from locdiff.config import Config, override
+from locdiff.train_step import init_state, jit_train_step, make_optimizer
+
+config = override(Config(), **json.loads(sys.argv[1]))
+source = data.open_dataset(sys.argv[2])
+batch = next(iter(data.make_pipeline(source, batch_size=32, seed=0)))
+tx, schedule = make_optimizer(config)
+results = []
+for devices in (jax.devices()[:1], jax.devices()[:8]):
+    mesh = sharding.make_mesh(devices)
+    graphdef, state = init_state(config, source.embed_dim, tx)
+    state = jax.device_put(state, sharding.replicated(mesh))
+    step = jit_train_step(
+        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    )
+    for _ in range(3):
+        state, metrics = step(state, sharding.global_batch(batch, mesh), jax.random.key(0))
+    spread = len(state.params["input"]["kernel"][...].sharding.device_set)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+    results.append((spread, float(metrics["loss"]), leaves))
+(n1, loss1, one), (n8, loss8, eight) = results
+diff = max(float(np.max(np.abs(x - y) / (1e-4 * np.abs(x) + 1e-6))) for x, y in zip(one, eight))
+print(json.dumps({"devices": [n1, n8], "loss": [loss1, loss8], "worst": diff}))
+"""
+
+
+def test_sharded_step_on_8_devices_matches_one_device(dataset):
+    import subprocess
+    import sys
+
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    env = {**os.environ, "XLA_FLAGS": flags}
+    changes = json.dumps({**TINY, "train.steps": 5})
+    result = subprocess.run(
+        [sys.executable, "-c", EIGHT_DEVICES, changes, dataset],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == [1, 8]  # the parameters really live on all 8 devices
+    assert out["loss"][0] == pytest.approx(out["loss"][1], rel=1e-5)
+    assert out["worst"] <= 1.0  # every parameter within rtol 1e-4, atol 1e-6
+
+
+def test_train_step_compiles_once(dataset):
+    config = _config()
+    source = data.open_dataset(dataset)
+    tx, schedule = make_optimizer(config)
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    graphdef, state = init_state(config, source.embed_dim, tx)
+    state = jax.device_put(state, sharding.replicated(mesh))
+    step = jit_train_step(
+        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    )
+    it = iter(data.make_pipeline(source, batch_size=32, seed=0))
+    for _ in range(4):
+        state, _ = step(state, sharding.global_batch(next(it), mesh), jax.random.key(0))
+    assert step._cache_size() == 1
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, dataset):
+    config = _config(
+        **{
+            "train.steps": 40,
+            "train.learning_rate": 1e30,
+            "train.warmup_steps": 0,
+            "train.grad_clip": 1e30,
+        }
+    )
+    with pytest.raises(trainer.NonFiniteLossError, match="last good checkpoint"):
+        trainer.train(config, dataset, str(tmp_path / "run"), progress=False)
+    kept = os.listdir(str(tmp_path / "run" / "checkpoints"))
+    assert all(name.isdigit() for name in kept)  # nothing half-written, no non-finite state saved
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    _config(**{"train.steps": 10}).save(RunDir(workdir).config)
+    longer = trainer.resolve_config(workdir, _config(**{"train.steps": 20}))
+    assert longer.train.steps == 20  # only the number of steps may change
+    with pytest.raises(ValueError, match="model.L: stored 6, given 8"):
+        trainer.resolve_config(workdir, _config(**{"train.steps": 20, "model.L": 8}))
+
+
+def test_conditions_are_standardised_with_the_runs_statistics(tmp_path):
+    """A run keeps its training conditions' mean/std and inference applies them, so the
+    prediction for an embedding does not depend on the encoder's feature scale."""
+    from locdiff.inference import Geolocator
+
+    emb, latlon = data.synthetic_clustered(400, n_clusters=4, embed_dim=8, seed=0)
+    scaled = emb * np.linspace(1e-3, 1e3, 8)[None, :] + 5.0  # wildly different scales
+    data.save_npz(str(tmp_path / "a.npz"), emb, latlon)
+    data.save_npz(str(tmp_path / "b.npz"), scaled, latlon)
+    tiny = override(
+        Config(),
+        **{"model.L": 4, "model.hidden": 32, "model.depth": 2, "model.film_dim": 16},
+        **{"model.time_dim": 8, "train.steps": 3, "train.batch_size": 16},
+    )
+    for name in ("a", "b"):
+        trainer.train(tiny, str(tmp_path / f"{name}.npz"), str(tmp_path / name), progress=False)
+    stats = np.load(RunDir(str(tmp_path / "b")).condition_stats)
+    np.testing.assert_allclose(stats["mean"], scaled.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["std"], scaled.std(0), rtol=1e-4)
+    a = Geolocator.from_checkpoint(str(tmp_path / "a"))
+    b = Geolocator.from_checkpoint(str(tmp_path / "b"))
+    # Same seed, same initialisation, same standardised batches: the same model.
+    pa = a.predict(emb[:5], top_k=1, num_samples=1, steps=3, seed=0)
+    pb = b.predict(scaled[:5], top_k=1, num_samples=1, steps=3, seed=0)
+    np.testing.assert_allclose(pa.coeffs, pb.coeffs, atol=2e-4)

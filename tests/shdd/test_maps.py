@@ -1,0 +1,110 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import shdd
+
+
+@pytest.mark.parametrize("L, res", [(8, 5.0), (32, 1.0), (64, 0.5)])
+def test_map_is_a_distribution_whose_densest_cell_holds_the_point(rng, L, res, sphere_points):
+    points = sphere_points(60)
+    pmap = np.asarray(shdd.probability_map(shdd.encode(points, L=L), L=L, resolution_deg=res))
+    grid = shdd.latlon_grid(res)
+    assert pmap.shape == (len(points), *grid.shape)
+    assert np.all(pmap >= 0)
+    np.testing.assert_allclose(pmap.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    density = pmap / grid.area[None, :, None]
+    best = np.unravel_index(density.reshape(len(points), -1).argmax(-1), grid.shape)
+    best_value = density[np.arange(len(points)), best[0], best[1]]
+    # The densest cell is the one whose centre is nearest the point, which is the cell
+    # that contains it (at a pole: any cell of the polar row, all touch the pole).
+    # A point on a cell edge belongs to the cells on both sides.
+    own_value = np.zeros(len(points))
+    for shift in ([0, 0], [1e-9, 0], [-1e-9, 0], [0, 1e-9], [0, -1e-9]):
+        nudged = points + shift
+        nudged[:, 0] = np.clip(nudged[:, 0], -90, 90)
+        row, col = grid.cell_of(nudged)
+        own_value = np.maximum(own_value, density[np.arange(len(points)), row, col])
+    polar = np.abs(points[:, 0]) > 90 - res
+    assert np.all(polar | (own_value >= best_value * (1 - 1e-5)))
+    assert np.all(best[0][polar] == np.where(points[polar, 0] > 0, 0, grid.lat.size - 1))
+
+
+def test_mixture_map_is_the_mixture_of_maps(x64, rng):
+    # Where f > 0 the positive rule is linear: well-separated deltas average exactly.
+    L, res = 24, 2.0
+    a, b = np.array([40.0, -100.0]), np.array([-30.0, 140.0])
+    mean = (shdd.encode(a, L=L) + shdd.encode(b, L=L)) / 2
+    pmap = np.asarray(shdd.probability_map(mean, L=L, resolution_deg=res))
+    grid = shdd.latlon_grid(res)
+    near_a = shdd.haversine_km_np(grid.latlon(), a) < 2000
+    near_b = shdd.haversine_km_np(grid.latlon(), b) < 2000
+    assert pmap[near_a].sum() == pytest.approx(pmap[near_b].sum(), rel=1e-3)
+
+
+def test_uniform_when_nothing_is_positive():
+    negative_constant = np.zeros(25)
+    negative_constant[0] = -1.0  # f = -1/sqrt(4 pi) everywhere
+    pmap = np.asarray(shdd.probability_map(negative_constant, L=4, resolution_deg=10.0))
+    grid = shdd.latlon_grid(10.0)
+    np.testing.assert_allclose(
+        pmap, np.broadcast_to(grid.area[:, None] / (4 * np.pi), grid.shape), rtol=1e-5
+    )
+
+
+def test_softmax_rule_is_positive_everywhere():
+    pmap = np.asarray(
+        shdd.probability_map(
+            shdd.encode(np.zeros(2), L=8), L=8, resolution_deg=5.0, rule="softmax", temperature=0.2
+        )
+    )
+    assert np.all(pmap > 0)
+    assert pmap.sum() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_kl_is_zero_on_itself_and_grows_with_distance():
+    L = 16
+    origin = shdd.encode(np.array([0.0, 0.0]), L=L)
+    # within the main lobe (half-width 7.5 degrees at L=16); beyond it a side lobe of q
+    # may sit on the peak of p, and the KL is not monotone in the distance
+    others = shdd.encode(np.array([[0.0, 0.0], [0.0, 2.0], [0.0, 5.0], [0.0, 10.0]]), L=L)
+    kl = np.asarray(shdd.kl_divergence(origin, others, L=L))
+    assert kl.shape == (4,)
+    assert abs(kl[0]) < 1e-6
+    assert np.all(np.diff(kl) > 0)
+    for rule in ("positive", "softmax"):
+        assert float(shdd.kl_divergence(origin, others[2], L=L, rule=rule)) > 0
+
+
+def test_kl_gradient_matches_finite_differences(x64, rng):
+    L = 8
+    p = shdd.encode(np.array([10.0, 20.0]), L=L)
+    q = p + 0.05 * rng.normal(size=p.shape)
+    kl = lambda q: shdd.kl_divergence(p, q, L=L)
+    grad = np.asarray(jax.grad(kl)(q))
+    direction = rng.normal(size=q.shape)
+    h = 1e-6
+    fd = (kl(q + h * direction) - kl(q - h * direction)) / (2 * h)
+    assert float(jnp.dot(grad, direction)) == pytest.approx(float(fd), rel=1e-5)
+
+
+def test_kl_under_jit():
+    L = 8
+    p = shdd.encode(np.array([10.0, 20.0], np.float32), L=L)
+    value = jax.jit(lambda a, b: shdd.kl_divergence(a, b, L=L))(p, p * 0.5)
+    assert np.isfinite(float(value))
+
+
+def test_bad_inputs():
+    c = np.zeros(25)
+    with pytest.raises(ValueError, match=r"coeffs must have shape \[..., \(L\+1\)\*\*2\]"):
+        shdd.probability_map(c, L=5)
+    with pytest.raises(ValueError, match="divide 180"):
+        shdd.probability_map(c, L=4, resolution_deg=0.7)
+    with pytest.raises(ValueError, match="rule"):
+        shdd.probability_map(c, L=4, rule="relu")
+    with pytest.raises(ValueError, match="q_coeffs"):
+        shdd.kl_divergence(c, np.zeros(16), L=4)
+    with pytest.raises(ValueError, match="finite"):
+        shdd.probability_map(np.full(25, np.nan), L=4)
