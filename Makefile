@@ -32,7 +32,7 @@ shdd-showcase: $(STAMP)
 
 # Two workers (one per core); the slowest tests are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --durations=20
+	$(PY) -m pytest -n 2 --dist worksteal --durations=20
 
 bench-shdd: $(STAMP)
 	$(PY) -m benchmarks.bench_shdd --out docs/benchmarks_shdd.json

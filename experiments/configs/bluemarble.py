@@ -27,6 +27,7 @@ class BlueMarbleConfig:
       n_blocks, min_points: the buffered split's held-out 10-degree blocks, each with at
         least ``min_points`` centres.
       models: LocDiff's and the baselines' configs.
+      control_methods: the methods also run on the colour-statistics control.
     """
 
     n_land: int
@@ -34,6 +35,7 @@ class BlueMarbleConfig:
     n_blocks: int
     min_points: int
     models: Methods
+    control_methods: tuple[str, ...] = ("retrieval", "cells", "locdiff")
 
 
 def get_config(profile: str = "demo") -> BlueMarbleConfig:
@@ -42,7 +44,7 @@ def get_config(profile: str = "demo") -> BlueMarbleConfig:
         models = Methods(
             SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((10, 150),))
         )
-        return BlueMarbleConfig(n_land=400, n_ocean=100, n_blocks=3, min_points=3, models=models)
+        return BlueMarbleConfig(400, 100, 3, 3, models, control_methods=("retrieval",))
     if profile == "full":
         locdiff = override(
             Config(), **{"model.L": 32, "train.steps": 20000, "train.checkpoint_every": 2000}

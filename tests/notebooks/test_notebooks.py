@@ -2,7 +2,8 @@
 
 Without any environment variable a notebook trains its model at full size; the test
 sets only the sizes (``LOCDIFF_NB_STEPS``, ``LOCDIFF_NB_POINTS``) so that it runs in
-seconds: every cell and code path is the same.
+seconds: every cell and code path is the same. The kernel inherits the conftest's
+compilation settings.
 """
 
 import os
