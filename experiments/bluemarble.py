@@ -16,7 +16,8 @@ The colour-statistics control runs retrieval, cells and LocDiff (``control_metho
 LocDiff-H snaps the same LocDiff predictions to the training centres. Writes
 ``bluemarble.md`` / ``.json`` (the accuracy table, by patch kind too) and
 ``maps/*.png`` (probability maps of a desert, an ocean, a coast and a city-region test
-patch, chosen by place, not by outcome) into ``--out``. Configs: ``experiments/configs/bluemarble.py``.
+patch, chosen by place, not by outcome) into ``--out``.
+Configs: ``experiments/configs/bluemarble.py``.
 """
 
 from __future__ import annotations
