@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test experiments shdd-showcase bench bench-shdd bench-train bench-infer lint format clean
+.PHONY: demo test experiments shdd-showcase bench bench-shdd bench-train bench-infer bench-retrieval lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,10 @@ bench-train: $(STAMP)
 bench-infer: $(STAMP)
 	$(PY) -m benchmarks.bench_infer
 
-bench: bench-shdd bench-train bench-infer
+bench-retrieval: $(STAMP)
+	$(PY) -m benchmarks.bench_retrieval
+
+bench: bench-shdd bench-train bench-infer bench-retrieval
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shdd locdiff tests benchmarks experiments notebooks

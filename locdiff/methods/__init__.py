@@ -88,7 +88,8 @@ def train_method(
 def train_or_load(method: str, data_path: str, workdir: str, config=None, *, progress=True):
     """The run in ``workdir`` if it finished with the same method and config, else
     :func:`train_method` (a LocDiff run cut off mid-way resumes from its checkpoint).
-    The locator's ``meta["train_seconds"]`` is the training time either way."""
+    The locator's ``meta["train_seconds"]`` is the time of the call that finished the
+    training (for a resumed LocDiff run: since the resume)."""
     mod = module(method)
     config = mod.Config() if config is None else config
     run = RunDir(workdir)

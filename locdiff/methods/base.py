@@ -91,11 +91,19 @@ class Locator:
     meta: dict[str, Any] = {}
 
     def predict(
-        self, embeddings, *, top_k: int = 1, seed: int = 0, maps: bool = False, progress=False
+        self,
+        embeddings,
+        *,
+        top_k: int = 1,
+        seed: int = 0,
+        maps: bool = False,
+        progress: bool = False,
+        map_resolution: float = 1.0,
     ) -> Prediction:
         """Top-``top_k`` locations of each embedding, best first (deterministic per ``seed``).
 
-        ``maps=True`` asks for probability maps: only LocDiff gives them.
+        ``maps=True`` asks for probability maps of ``map_resolution`` degrees: only
+        LocDiff gives them.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")

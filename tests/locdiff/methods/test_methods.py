@@ -88,7 +88,7 @@ def test_bad_inputs_are_clear_errors(clusters, trained, tmp_path):
     with pytest.raises(ValueError, match="finite"):
         locator.predict(np.full((2, 8), np.nan))
     with pytest.raises(ValueError, match="not probability maps"):
-        locator.predict(clusters.test_emb[:2], maps=True)
+        locator.predict(clusters.test_emb[:2], maps=True, map_resolution=2.0)
     with pytest.raises(ValueError, match="no sampling options"):
         methods.load_locator(trained["cells"], num_samples=4)
     with pytest.raises(ValueError, match="a gallery goes with LocDiff runs"):
