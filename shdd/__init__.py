@@ -16,7 +16,13 @@ from shdd.encoder import (
 )
 from shdd.grids import LatLonGrid, default_resolution, fibonacci_lattice, latlon_grid
 from shdd.harmonics import evaluate, harmonics, legendre
-from shdd.maps import credible_area_km2, density, kl_divergence, probability_map
+from shdd.maps import (
+    credible_area_km2,
+    credible_level,
+    density,
+    kl_divergence,
+    probability_map,
+)
 from shdd.sphere import (
     EARTH_RADIUS_KM,
     band_limit,
@@ -34,6 +40,7 @@ __all__ = [
     "band_limit",
     "coefficient_weights",
     "credible_area_km2",
+    "credible_level",
     "decode",
     "default_resolution",
     "degree_order",

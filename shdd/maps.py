@@ -173,3 +173,33 @@ def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)):
         count = jnp.minimum(count, cum_area.shape[-1] - 1)
         out.append(jnp.take_along_axis(cum_area, count, axis=-1)[..., 0])
     return jnp.stack(out, axis=-1) * sphere.EARTH_RADIUS_KM**2
+
+
+def credible_level(pmap, latlon, *, resolution_deg: float) -> np.ndarray:
+    """The smallest credible level whose region holds each point: ``[N]`` in ``[0, 1)``.
+
+    With the regions of :func:`credible_area_km2` (cells by decreasing density, the cell
+    that crosses the level counting whole), ``latlon[i]`` lies in map ``i``'s region of
+    level ``a`` exactly when ``credible_level[i] < a``: it is the mass of the cells
+    denser than the point's own. Coverage of a set of predictions at level ``a`` is the
+    share of true locations with ``credible_level < a``; for points drawn from the maps
+    themselves it is ``a``, which is what calibration means.
+
+    Args:
+      pmap: ``[N, n_lat, n_lon]`` probability maps (``probability_map``'s layout).
+      latlon: ``[N, 2]`` degrees, one point per map.
+      resolution_deg: the maps' cell size.
+    """
+    grid = grids.latlon_grid(resolution_deg)
+    pmap = np.asarray(pmap, np.float64)
+    latlon = np.asarray(latlon, np.float64)
+    if pmap.ndim != 3 or pmap.shape[1:] != grid.shape:
+        raise ValueError(f"pmap must be [N, {grid.shape[0]}, {grid.shape[1]}], got {pmap.shape}")
+    if latlon.shape != (pmap.shape[0], 2):
+        raise ValueError(f"latlon must be [{pmap.shape[0]}, 2] degrees, got {latlon.shape}")
+    sphere.check_latlon(latlon)
+    dens = pmap / grid.area[None, :, None]  # [N, n_lat, n_lon]
+    row, col = grid.cell_of(latlon)
+    own = dens[np.arange(len(dens)), row, col]  # [N]
+    denser = dens > own[:, None, None]
+    return (pmap * denser).sum(axis=(1, 2)) / pmap.sum(axis=(1, 2))

@@ -108,3 +108,37 @@ def test_bad_inputs():
         shdd.kl_divergence(c, np.zeros(16), L=4)
     with pytest.raises(ValueError, match="finite"):
         shdd.probability_map(np.full(25, np.nan), L=4)
+
+
+def test_credible_level_is_uniform_for_points_drawn_from_the_map(rng):
+    """Calibration's identity: a map covers a points drawn from itself at level a."""
+    L, res = 8, 2.0
+    coeffs = shdd.encode(np.array([30.0, -40.0]), L=L, sigma_km=1500.0)
+    pmap = np.asarray(shdd.probability_map(coeffs, L=L, resolution_deg=res), np.float64)
+    grid = shdd.latlon_grid(res)
+    draws = rng.choice(pmap.size, 20000, p=pmap.ravel() / pmap.sum())
+    rows, cols = np.unravel_index(draws, grid.shape)
+    points = np.stack([grid.lat[rows], grid.lon[cols]], axis=-1)
+    levels = shdd.credible_level(np.broadcast_to(pmap, (len(points), *grid.shape)), points,
+                                 resolution_deg=res)  # fmt: skip
+    for a in (0.1, 0.5, 0.9):
+        assert np.mean(levels < a) == pytest.approx(a, abs=0.015)
+
+
+def test_credible_level_marks_the_cells_of_the_credible_region():
+    """The cells whose centres have level < a are the region whose area
+    ``credible_area_km2`` reports."""
+    L, res = 6, 10.0
+    coeffs = shdd.encode(np.array([[10.0, 100.0], [-60.0, 0.0]]), L=L).mean(axis=0)
+    pmap = np.asarray(shdd.probability_map(coeffs, L=L, resolution_deg=res), np.float64)
+    grid = shdd.latlon_grid(res)
+    centres = grid.latlon().reshape(-1, 2)
+    levels = shdd.credible_level(
+        np.broadcast_to(pmap, (len(centres), *grid.shape)), centres, resolution_deg=res
+    ).reshape(grid.shape)
+    areas = np.broadcast_to(grid.area[:, None], grid.shape) * shdd.EARTH_RADIUS_KM**2
+    for a in (0.5, 0.9):
+        area = float(shdd.credible_area_km2(pmap, resolution_deg=res, levels=(a,))[0])
+        assert areas[levels < a].sum() == pytest.approx(area, rel=1e-4)
+    with pytest.raises(ValueError, match=r"latlon must be \[1, 2\]"):
+        shdd.credible_level(pmap[None], np.zeros((2, 2)), resolution_deg=res)
