@@ -19,4 +19,4 @@ class NonFiniteLossError(RuntimeError):
 
 
 # What the command line reports as a one-line error (anything else is a bug: traceback).
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, NonFiniteLossError, FloatingPointError)
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError, NonFiniteLossError)

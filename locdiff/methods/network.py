@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 import shdd
 from locdiff import files
+from locdiff.errors import NonFiniteLossError
 from locdiff.methods.base import BaselineConfig, Locator, no_options, read_training_data
 
 
@@ -61,7 +62,7 @@ def fit(
     (5% warm-up, cosine decay) on batches drawn with replacement; the final loss.
 
     Raises:
-      FloatingPointError: the loss became NaN or infinite.
+      NonFiniteLossError: the loss became NaN or infinite.
     """
     warmup = max(1, config.steps // 20)
     schedule = optax.warmup_cosine_decay_schedule(
@@ -88,7 +89,7 @@ def fit(
         if (i + 1) % 100 == 0 or i + 1 == config.steps:
             loss = float(loss)
             if not np.isfinite(loss):
-                raise FloatingPointError(f"{name}: loss is {loss} at step {i + 1}")
+                raise NonFiniteLossError(f"{name}: loss is {loss} at step {i + 1}")
             bar.set_postfix(loss=f"{loss:.4g}")
     return float(loss)
 
