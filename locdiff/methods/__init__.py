@@ -95,7 +95,8 @@ def train_or_load(method: str, data_path: str, workdir: str, config=None, *, pro
     run = RunDir(workdir)
     if run.finished:
         meta = run.read_method()
-        if meta["method"] == method and mod.Config.from_dict(meta["config"]) == config:
+        stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
+        if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
             return mod.load(run, meta)
     return train_method(method, data_path, workdir, config=config, progress=progress)
 

@@ -123,7 +123,6 @@ class Locator:
 def read_training_data(data_path: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(embeddings [N, E] float32, latlon [N, 2] float64, info)`` of an ``.npz`` dataset;
     ``info`` is what ``method.json`` records about it."""
-
     arrays = data.load_npz(data_path)
     x, latlon = arrays["embeddings"], arrays["latlon"].astype(np.float64)
     info = {

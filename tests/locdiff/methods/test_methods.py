@@ -1,6 +1,7 @@
 """Every method behind one surface: train, restore, predict, evaluate, reuse."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -58,6 +59,14 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
         progress=False,
     )
     assert changed.meta["config"]["steps"] == 21
+    # A run written before method.json recorded its config is trained again, not trusted.
+    meta_path = os.path.join(workdir, "method.json")
+    with open(meta_path) as f:
+        old = {k: v for k, v in json.load(f).items() if k != "config"}
+    with open(meta_path, "w") as f:
+        json.dump(old, f)
+    again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
+    assert again.meta["config"]["steps"] == 20
 
 
 def test_cli_trains_a_baseline_with_flags(clusters, tmp_path):
