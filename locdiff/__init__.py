@@ -8,8 +8,8 @@ The SHDD mathematics (harmonics, encoder, decoder, probability maps) live in the
 * inference: :mod:`.inference` (``Geolocator``), :mod:`.hybrid` (LocDiff-H), the one
   answer type :mod:`.prediction`;
 * every method behind one surface: :mod:`.methods` (a module per method, a registry);
-* evaluation: :mod:`.evaluate`, :mod:`.metrics`, :mod:`.readers` (benchmark metadata
-  shipped in ``locdiff/resources``), :mod:`.places`, :mod:`.splits`;
+* evaluation: :mod:`.evaluate`, :mod:`.metrics`, :mod:`.calibration`, :mod:`.readers`
+  (benchmark metadata shipped in ``locdiff/resources``), :mod:`.places`, :mod:`.splits`;
 * around them: :mod:`.encoders` and :mod:`.embed` (images), :mod:`.plots`,
   :mod:`.worldmap` and :mod:`.export` (maps and files), :mod:`.bluemarble` and
   :mod:`.oracle` (the two real-data settings), :mod:`.rundir`, :mod:`.files`,

@@ -4,7 +4,7 @@
                   [--steps N] [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
                   [--gallery CSV]
     locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery CSV]
-                     [--num-samples K] [--sample-steps S]
+                     [--num-samples K] [--sample-steps S] [--coverage]
     locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
                     [--out preds.csv] [--map out.png] [--geojson out.geojson]
     locdiff embed --encoder SPEC --images DIR_OR_CSV --out DATA [--batch-size B]
@@ -83,6 +83,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         places=_places(),
         progress=not args.no_progress,
         seed=args.seed,
+        coverage=args.coverage,
         **{**_sampling(args), "batch_size": args.batch_size},
     )
     name = result["method"]
@@ -193,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_flags(p)
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.add_argument("--gallery", help="CSV of GPS gallery locations: LocDiff-H")
+    p.add_argument(
+        "--coverage", action="store_true", help="LocDiff: coverage of its credible regions"
+    )
     p.set_defaults(run=_evaluate)
 
     p = sub.add_parser("predict", help="top-k locations of each embedding or image, as CSV")

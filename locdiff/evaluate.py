@@ -3,15 +3,17 @@
 ``evaluate(checkpoint, data)`` predicts the top-1 location of every embedding with the
 run's method and reports accuracy within 1/25/200/750/2500 km, median and mean error
 and GeoScore (:mod:`locdiff.metrics`); with scene labels (``scene`` in the ``.npz``)
-the indoor/natural/urban breakdown; with a place index the country accuracy. Any
-method is scored the same way, through its :class:`locdiff.methods.Locator`.
+the indoor/natural/urban breakdown; with a place index the country accuracy; on
+request, for a method that gives probability maps, the coverage and size of its 50% and
+90% credible regions (:mod:`locdiff.calibration`). Any method is scored the same way,
+through its :class:`locdiff.methods.Locator`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from locdiff import data, metrics
+from locdiff import calibration, data, metrics
 from locdiff.methods import load_locator
 
 
@@ -35,6 +37,7 @@ def evaluate(
     places=None,
     progress: bool = True,
     seed: int = 0,
+    coverage: bool = False,
     **options,
 ) -> dict:
     """Metrics of the run in ``checkpoint`` on ``data_path`` (an ``.npz`` with
@@ -44,16 +47,21 @@ def evaluate(
       checkpoint: any finished run directory (:func:`locdiff.methods.train_method`).
       gallery: ``[G, 2]`` degrees: score a LocDiff run as LocDiff-H with this gallery.
       places: a :class:`locdiff.places.PlaceIndex` for the country accuracy.
+      coverage: also the coverage and median area of the 50% and 90% credible regions
+        (``coverage_50``, ``area_50_km2``, ...; methods that give maps only).
       options: LocDiff's sampling options (``num_samples``, ``steps``, ``guidance``,
         ``batch_size``).
 
     Returns:
       ``{method, n, acc_1km, ..., acc_2500km, median_km, mean_km, geoscore}``, plus
-      ``country_acc`` (with ``places``) and ``by_scene`` (when the data has ``scene``).
+      ``country_acc`` (with ``places``), ``by_scene`` (when the data has ``scene``) and
+      the credible regions' figures (with ``coverage``).
     """
     locator = load_locator(checkpoint, gallery=gallery, **options)
     arrays = data.load_npz(data_path)
     prediction = locator.predict(arrays["embeddings"], top_k=1, seed=seed, progress=progress)
     truth = arrays["latlon"].astype(np.float64)
     scored = score(prediction.top1, truth, scene=arrays.get("scene"), places=places)
+    if coverage:
+        scored |= calibration.coverage(locator, arrays["embeddings"], truth, seed=seed)
     return {"method": locator.method, **scored}

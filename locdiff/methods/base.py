@@ -89,6 +89,7 @@ class Locator:
     method: str = ""
     embed_dim: int = 0
     meta: dict[str, Any] = {}
+    gives_maps: bool = False  # whether predict(maps=True) gives probability maps
 
     def predict(
         self,

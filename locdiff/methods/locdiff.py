@@ -19,6 +19,7 @@ class LocDiffLocator(Locator):
     defaults) and ``batch_size`` set how it samples."""
 
     method = "locdiff"
+    gives_maps = True
 
     def __init__(self, geolocator: Geolocator, meta=None, *, batch_size: int = 256, **sampling):
         self.geolocator = geolocator

@@ -41,7 +41,7 @@ def test_evaluate_and_predict(tiny_locdiff, clusters, tmp_path, capsys):
     assert lines[1].startswith("img0,1,") and lines[2].startswith("img0,2,")
 
 
-def test_evaluate_with_a_gallery_is_locdiff_h(tiny_locdiff, clusters, tmp_path):
+def test_evaluate_with_a_gallery_is_locdiff_h_with_its_coverage(tiny_locdiff, clusters, tmp_path):
     gallery = tmp_path / "gallery.csv"
     train = data.load_npz(clusters.train)["latlon"]
     gallery.write_text("lat,lon\n" + "".join(f"{a},{b}\n" for a, b in train[:300]))
@@ -50,6 +50,13 @@ def test_evaluate_with_a_gallery_is_locdiff_h(tiny_locdiff, clusters, tmp_path):
     assert cli.main([*args, "--gallery", str(gallery), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["method"] == "locdiff-h" and result["n"] == 200
+    few = str(tmp_path / "few.npz")
+    data.save_npz(few, clusters.test_emb[:16], clusters.test_latlon[:16])
+    args = ["evaluate", "--checkpoint", tiny_locdiff, "--data", few, "--no-progress"]
+    assert cli.main([*args, "--json", str(out), "--coverage"]) == 0
+    result = json.loads(out.read_text())
+    assert result["method"] == "locdiff" and result["n"] == 16
+    assert 0 <= result["coverage_50"] <= result["coverage_90"] <= 100
 
 
 def test_errors_are_one_line(tiny_locdiff, tmp_path, capsys):

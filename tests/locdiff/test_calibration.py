@@ -1,0 +1,33 @@
+"""Coverage of credible regions, through any locator."""
+
+import numpy as np
+import pytest
+
+import shdd
+from locdiff import calibration, methods
+
+
+def test_coverage_counts_the_truths_inside_each_region(tiny_locdiff, clusters):
+    locator = methods.load_locator(tiny_locdiff)
+    x, truth = clusters.test_emb[:40], clusters.test_latlon[:40].astype(np.float64)
+    out = calibration.coverage(locator, x, truth, resolution_deg=5.0, batch_size=16)
+    assert set(out) == {"coverage_50", "area_50_km2", "coverage_90", "area_90_km2"}
+    # The same figures by hand, one prediction per batch as coverage draws them.
+    levels, areas = [], []
+    for start in (0, 16, 32):
+        p = locator.predict(x[start : start + 16], seed=start, maps=True, map_resolution=5.0)
+        levels.append(shdd.credible_level(p.maps, truth[start : start + 16], resolution_deg=5.0))
+        areas.append(np.asarray(shdd.credible_area_km2(p.maps, resolution_deg=5.0)))
+    levels, areas = np.concatenate(levels), np.concatenate(areas)
+    assert out["coverage_50"] == pytest.approx(100 * np.mean(levels < 0.5))
+    assert out["coverage_90"] == pytest.approx(100 * np.mean(levels < 0.9))
+    assert out["area_90_km2"] == pytest.approx(np.median(areas[:, 1]))
+    assert out["coverage_90"] >= out["coverage_50"] and out["area_90_km2"] > out["area_50_km2"]
+    # The model learnt its four clusters: most truths lie in the 90% region.
+    assert out["coverage_90"] > 50
+
+
+def test_methods_without_maps_are_refused(clusters, tmp_path):
+    locator = methods.train_method("retrieval", clusters.train, str(tmp_path / "r"), progress=False)
+    with pytest.raises(ValueError, match="no probability maps"):
+        calibration.coverage(locator, clusters.test_emb[:4], clusters.test_latlon[:4])
