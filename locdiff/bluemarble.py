@@ -12,17 +12,20 @@ half-way round the globe), so patches are seamless everywhere. At a pole, "north
 the limit along the centre's meridian.
 
 ``land_fraction`` (with the optional ``global-land-mask`` package) tells ocean, coast
-and land patches apart. :func:`build_dataset` makes (and caches) setting A's data:
+and land patches apart, and :func:`own_surface_share` says how much of a probability map lies on the
+patch's own kind of surface. :func:`build_dataset` makes (and caches) setting A's data:
 patches at random centres on land and at sea, and their embeddings by each encoder.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
 import numpy as np
 
+import shdd
 from shdd.sphere import EARTH_RADIUS_KM
 
 KINDS = ("ocean", "coast", "land")
@@ -142,6 +145,39 @@ def kind_of(fraction, *, margin: float = 0.02) -> np.ndarray:
     """``0`` ocean (land share below ``margin``), ``2`` land (above ``1 - margin``), ``1`` coast."""
     fraction = np.asarray(fraction)
     return np.where(fraction < margin, 0, np.where(fraction > 1 - margin, 2, 1))
+
+
+@functools.lru_cache(maxsize=8)
+def surface_kinds(resolution_deg: float = 1.0, *, samples: int = 4) -> np.ndarray:
+    """The kind (``KINDS``: 0 ocean, 1 coast, 2 land) of every cell of
+    ``shdd.latlon_grid(resolution_deg)``, from the land mask at ``samples x samples``
+    points per cell with the margins of :func:`kind_of`: ``[n_lat, n_lon]``."""
+    from global_land_mask import globe
+
+    grid = shdd.latlon_grid(resolution_deg)
+    step = grid.resolution_deg / samples
+    offsets = (np.arange(samples) + 0.5) * step - grid.resolution_deg / 2  # [samples]
+    lat = grid.lat[:, None, None, None] + offsets[None, None, :, None]
+    lon = grid.lon[None, :, None, None] + offsets[None, None, None, :]
+    lat, lon = np.broadcast_arrays(lat, lon)
+    land = globe.is_land(np.clip(lat, -89.999, 89.999), np.clip(lon, -180.0, 179.999))
+    return kind_of(land.mean(axis=(2, 3)))
+
+
+def own_surface_share(maps, kinds, *, resolution_deg: float = 1.0) -> np.ndarray:
+    """The share ``[N]`` of each probability map's mass on cells of the patch's own kind
+    of surface (ocean mass for an ocean patch, land for land, coast for coast).
+
+    Args:
+      maps: ``[N, n_lat, n_lon]`` probability maps on ``shdd.latlon_grid(resolution_deg)``.
+      kinds: ``[N]`` the patches' kinds (``KINDS`` indices).
+    """
+    maps = np.asarray(maps, np.float64)
+    cells = surface_kinds(resolution_deg)
+    if maps.ndim != 3 or maps.shape[1:] != cells.shape:
+        raise ValueError(f"maps must be [N, {cells.shape[0]}, {cells.shape[1]}], got {maps.shape}")
+    own = cells[None] == np.asarray(kinds)[:, None, None]  # [N, n_lat, n_lon]
+    return (maps * own).sum(axis=(1, 2)) / maps.sum(axis=(1, 2))
 
 
 def random_centres(n_land: int, n_ocean: int, *, seed: int = 0) -> np.ndarray:

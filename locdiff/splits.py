@@ -64,6 +64,16 @@ def away_from(latlon, test: np.ndarray, buffer_km: float) -> np.ndarray:
     return rest[distance >= chord]
 
 
+def nearest_km(points, reference) -> np.ndarray:
+    """Great-circle distance ``[N]`` in km from each of ``points [N, 2]`` to the nearest
+    of ``reference [M, 2]`` (degrees): e.g. test points far from every training location."""
+    reference = latlon_to_xyz_np(reference)
+    if len(reference) == 0:
+        raise ValueError("reference must hold at least one location")
+    chord, _ = cKDTree(reference).query(latlon_to_xyz_np(points), k=1)
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2, 0.0, 1.0))
+
+
 def random_split(n: int, *, test_fraction: float = 0.1, seed: int = 0) -> Split:
     """A random ``test_fraction`` of ``n`` points for testing."""
     if not 0 < test_fraction < 1:

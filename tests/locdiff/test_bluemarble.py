@@ -70,3 +70,24 @@ def test_random_centres_are_split_by_the_land_mask():
 
     land = globe.is_land(centres[:, 0], centres[:, 1])
     assert land[:200].all() and not land[200:].any()
+
+
+def test_surface_kinds_and_the_mass_on_a_patchs_own_surface():
+    pytest.importorskip("global_land_mask")
+    kinds = bm.surface_kinds(2.0)
+    grid = shdd.latlon_grid(2.0)
+    area = np.broadcast_to(grid.area[:, None], grid.shape)
+    land_share = area[kinds == 2].sum() / area.sum()
+    assert 0.2 < land_share < 0.3  # land is 29% of the Earth; coast cells are apart
+    row, col = grid.cell_of(np.array([[0.0, -150.0], [23.0, 12.0], [43.3, 5.4]]))
+    assert list(kinds[row, col]) == [0, 2, 1]  # Pacific, Sahara, Marseille
+    # Maps spread evenly over the ocean cells, over the land cells, and half and half.
+    ocean, land = (kinds == 0) * area, (kinds == 2) * area
+    maps = np.stack([ocean / ocean.sum(), land / land.sum()])
+    maps = np.concatenate([maps, maps.mean(axis=0, keepdims=True)])
+    share = bm.own_surface_share(maps, np.array([0, 2, 2]), resolution_deg=2.0)
+    np.testing.assert_allclose(share, [1.0, 1.0, 0.5])
+    wrong = bm.own_surface_share(maps, np.array([2, 1, 0]), resolution_deg=2.0)
+    np.testing.assert_allclose(wrong, [0.0, 0.0, 0.5], atol=1e-12)
+    with pytest.raises(ValueError, match="maps must be"):
+        bm.own_surface_share(maps[0], [0], resolution_deg=2.0)

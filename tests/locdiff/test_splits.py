@@ -31,3 +31,14 @@ def test_region_split_and_boxes_across_the_antimeridian():
         splits.region_split(latlon, ["atlantis"])
     r = splits.random_split(100, test_fraction=0.25, seed=1)
     assert len(r.test) == 25 and len(np.union1d(r.train, r.test)) == 100
+
+
+def test_nearest_km_finds_the_closest_reference():
+    rng = np.random.default_rng(0)
+    reference = shdd.grids.fibonacci_lattice(500)
+    points = np.stack([rng.uniform(-80, 80, 50), rng.uniform(-180, 180, 50)], -1)
+    expected = shdd.haversine_km_np(points[:, None], reference[None]).min(axis=1)
+    np.testing.assert_allclose(splits.nearest_km(points, reference), expected, rtol=1e-9)
+    assert splits.nearest_km(reference[:3], reference).max() < 1e-6
+    with pytest.raises(ValueError, match="at least one"):
+        splits.nearest_km(points, np.zeros((0, 2)))
