@@ -72,8 +72,12 @@ def test_no_import_cycle():
 
 
 def test_nothing_reads_outside_the_repository():
-    """A user's clone has nothing beside it: no file of the project names ``../shared``."""
-    pattern = re.compile(r"\.\./shared|\"\.\.\", \"\.\.\", \"shared\"|'shared', 'data'")
+    """A user's clone has nothing beside it: no file of the project names the folder that
+    sits beside the checkout on the developers' machines."""
+    sibling = "shared"
+    pattern = re.compile(
+        rf"\.\./{sibling}|\"\.\.\", \"\.\.\", \"{sibling}\"|'{sibling}', 'data'"
+    )
     hits = []
     for top in (*PACKAGES, "experiments", "tests", "notebooks", "benchmarks", "docs"):
         for root, _, names in os.walk(os.path.join(ROOT, top)):
