@@ -100,6 +100,8 @@ def main() -> None:
             for name in METHODS:
                 if encoder != "efficientnet-lite0" and name not in config.control_methods:
                     continue
+                if split_name == "buffered" and name not in (config.buffered_methods or METHODS):
+                    continue
                 common.log(f"{split_name} / {encoder} / {name}")
                 locator = train_one(name, train_npz, f"{stem}/{name}", config.models, progress)
                 start = time.perf_counter()

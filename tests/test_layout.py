@@ -75,9 +75,7 @@ def test_nothing_reads_outside_the_repository():
     """A user's clone has nothing beside it: no file of the project names the folder that
     sits beside the checkout on the developers' machines."""
     sibling = "shared"
-    pattern = re.compile(
-        rf"\.\./{sibling}|\"\.\.\", \"\.\.\", \"{sibling}\"|'{sibling}', 'data'"
-    )
+    pattern = re.compile(rf"\.\./{sibling}|\"\.\.\", \"\.\.\", \"{sibling}\"|'{sibling}', 'data'")
     hits = []
     for top in (*PACKAGES, "experiments", "tests", "notebooks", "benchmarks", "docs"):
         for root, _, names in os.walk(os.path.join(ROOT, top)):

@@ -28,6 +28,7 @@ class BlueMarbleConfig:
         least ``min_points`` centres.
       models: LocDiff's and the baselines' configs.
       control_methods: the methods also run on the colour-statistics control.
+      buffered_methods: the methods run on the buffered split (None: all).
     """
 
     n_land: int
@@ -36,6 +37,7 @@ class BlueMarbleConfig:
     min_points: int
     models: Methods
     control_methods: tuple[str, ...] = ("retrieval", "cells", "locdiff")
+    buffered_methods: tuple[str, ...] | None = None
 
 
 def get_config(profile: str = "demo") -> BlueMarbleConfig:
@@ -44,7 +46,9 @@ def get_config(profile: str = "demo") -> BlueMarbleConfig:
         models = Methods(
             SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((10, 150),))
         )
-        return BlueMarbleConfig(400, 100, 3, 3, models, control_methods=("retrieval",))
+        return BlueMarbleConfig(
+            400, 100, 3, 3, models, ("retrieval",), buffered_methods=("retrieval", "locdiff")
+        )
     if profile == "full":
         locdiff = override(
             Config(), **{"model.L": 32, "train.steps": 20000, "train.checkpoint_every": 2000}
