@@ -69,7 +69,12 @@ def _places():
 
 
 def _sampling(args: argparse.Namespace) -> dict:
-    return {"num_samples": args.num_samples, "steps": args.sample_steps, "batch_size": None}
+    """LocDiff's sampling options from ``evaluate``/``predict``'s flags."""
+    return {
+        "num_samples": args.num_samples,
+        "steps": args.sample_steps,
+        "batch_size": args.batch_size,
+    }
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -84,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         seed=args.seed,
         coverage=args.coverage,
-        **{**_sampling(args), "batch_size": args.batch_size},
+        **_sampling(args),
     )
     name = result["method"]
     rows = {name: {k: v for k, v in result.items() if not isinstance(v, (dict, str))}}
@@ -102,7 +107,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.image):
         raise ValueError("give exactly one of --data and --image")
-    locator = load_locator(args.checkpoint, **{**_sampling(args), "batch_size": args.batch_size})
+    locator = load_locator(args.checkpoint, **_sampling(args))
     if args.image:
         ids, embeddings = np.array(args.image), _embed_files(args, locator.meta.get("encoder"))
     else:

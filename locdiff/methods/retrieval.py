@@ -58,14 +58,19 @@ def densest(points, radius_km: float) -> np.ndarray:
     return spherical_mean(points[close[close.sum(axis=1).argmax()]])
 
 
+def answer(index, gallery_latlon, radius_km: float) -> np.ndarray:
+    """Locations ``[Q, 2]`` from neighbour indices ``[Q, k]``: the neighbour's location
+    for ``k = 1``, else the densest cluster of the ``k``."""
+    if index.shape[1] == 1:
+        return gallery_latlon[index[:, 0]]
+    return np.stack([densest(gallery_latlon[row], radius_km) for row in index])
+
+
 def retrieval(query, gallery, gallery_latlon, *, k: int = 1, radius_km: float = 25.0):
     """Locations ``[Q, 2]`` of ``query [Q, E]`` by cosine retrieval over ``gallery [G, E]``
     with locations ``gallery_latlon [G, 2]`` (module docstring for ``k``)."""
     index = search(normalise(query), normalise(gallery), k=k)
-    gallery_latlon = np.asarray(gallery_latlon, np.float64)
-    if index.shape[1] == 1:
-        return gallery_latlon[index[:, 0]]
-    return np.stack([densest(gallery_latlon[row], radius_km) for row in index])
+    return answer(index, np.asarray(gallery_latlon, np.float64), radius_km)
 
 
 class RetrievalLocator(Locator):
@@ -85,12 +90,8 @@ class RetrievalLocator(Locator):
         return search(normalise(embeddings), self.gallery_unit, k=k)
 
     def _predict(self, embeddings, *, top_k: int, seed: int) -> Prediction:
-        c = self.config
-        index = self.neighbours(embeddings, c.retrieval_k)
-        if index.shape[1] == 1:
-            best = self.latlon[index[:, 0]]
-        else:
-            best = np.stack([densest(self.latlon[row], c.radius_km) for row in index])
+        index = self.neighbours(embeddings, self.config.retrieval_k)
+        best = answer(index, self.latlon, self.config.radius_km)
         return Prediction(latlon=broadcast_top_k(best, top_k))
 
 
