@@ -1,22 +1,32 @@
-"""Training throughput of the default CS-UNet at L = 16, 32 and 64.
+"""Training throughput: the experiments' runs end to end, and the default CS-UNet's step.
 
     python -m benchmarks.bench_train [--quick] [--batch-size 256]
 
-For each band limit: the jitted train step of the default model (hidden 512, depth 3,
-MSE loss on x0) on random 512-d conditions, timed after compilation. Prints samples/s,
-the step's FLOPs from XLA's cost analysis and the achieved FLOP/s; on a GPU whose peak
-is known (H100, H200) also the fraction of the dense bf16 peak. Rewrites its section of
-``docs/benchmarks.md``.
+1. End to end (what an experiment waits for): :func:`locdiff.trainer.train` on an
+   in-memory dataset the size of the experiment's, with its model (``demo`` profiles of
+   ``experiments/configs``: Blue Marble at L = 16 on 1280-d conditions, setting B at
+   L = 32 on 512-d conditions), input pipeline, validation and checkpoints included;
+   samples/s is the median of the logged windows after the first (compilation).
+2. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
+   L = 16, 32 and 64 on random 512-d conditions: samples/s, the step's FLOPs from XLA's
+   cost analysis and the achieved FLOP/s; on a GPU whose peak is known (H100, H200) also
+   the fraction of the dense peak.
+
+Rewrites its sections of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import tempfile
 
 import jax
 import numpy as np
 
-from locdiff import sharding
+from locdiff import data, sharding, trainer
 from locdiff.config import Config, override
 from locdiff.train_step import init_state, jit_train_step, make_optimizer
 
@@ -75,6 +85,42 @@ def bench(L: int, batch_size: int, steps: int, cond_dim: int = 512) -> dict:
     return row
 
 
+# The experiments' LocDiff runs: (name, config module, conditions' width, training rows).
+RUNS = (
+    ("Blue Marble demo", "bluemarble", 1280, 13_500),
+    ("setting B demo", "oracle_mp16", 512, 100_000),
+)
+
+
+def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=None) -> dict:
+    """Samples/s of ``trainer.train`` with the ``demo`` profile's LocDiff of ``module``."""
+    import importlib
+
+    from locdiff.config import override as replace
+
+    config = importlib.import_module(f"experiments.configs.{module}").get_config("demo")
+    locdiff = config.models.locdiff
+    changes = {"train.steps": steps, "train.log_every": 25, "train.checkpoint_every": 10**6}
+    if batch_size:
+        changes["train.batch_size"] = batch_size
+    locdiff = replace(locdiff, **changes)
+    rng = np.random.default_rng(0)
+    latlon = np.stack([rng.uniform(-80, 80, rows), rng.uniform(-180, 180, rows)], -1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.npz")
+        data.save_npz(path, rng.normal(size=(rows, embed_dim)), latlon)
+        trainer.train(locdiff, path, os.path.join(tmp, "run"), progress=False)
+        with open(os.path.join(tmp, "run", "metrics.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+    rates = [line["samples_per_s"] for line in lines[1:]]
+    return {
+        "L": locdiff.model.L,
+        "batch": locdiff.train.batch_size,
+        "samples/s": statistics.median(rates),
+        "ms/step": 1e3 * locdiff.train.batch_size / statistics.median(rates),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,7 +129,30 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--L", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--report", default="docs/benchmarks.md")
+    parser.add_argument("--e2e-steps", type=int, default=400)
+    parser.add_argument("--e2e-batch", type=int, default=None, help="override the runs' batch")
     args = parser.parse_args()
+    backend = jax.default_backend()
+    e2e_steps = 60 if args.quick else args.e2e_steps
+    e2e = {
+        name: end_to_end(module, width, rows, e2e_steps, args.e2e_batch)
+        for name, module, width, rows in RUNS
+    }
+    table = "| run | L | batch | samples/s | ms/step |\n|---|---|---|---|---|\n"
+    for name, row in e2e.items():
+        table += f"| {name} | {row['L']} | {row['batch']} | {row['samples/s']:.0f} | "
+        table += f"{row['ms/step']:.1f} |\n"
+    print(table)
+    body = (
+        f"## Training end to end, {backend} (`python -m benchmarks.bench_train`)\n\n"
+        f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}` "
+        f"(revision {_report.git_revision()}); {e2e_steps} steps per run.\n\n"
+        f"Machine: {_report.machine()}.\n\n"
+        "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data of "
+        "their size and width: input pipeline, train step, validation and logging "
+        "included; median of the logged windows after the first.\n\n" + table
+    )
+    _report.write_section(args.report, f"bench-train-e2e-{backend}", body)
     steps = 3 if args.quick else 10
     rows = {L: bench(L, args.batch_size, steps) for L in args.L}
     keys = list(next(iter(rows.values())))
@@ -92,7 +161,6 @@ def main() -> None:
         cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
         table += f"| {L} | " + " | ".join(cells) + " |\n"
     print(table)
-    backend = jax.default_backend()
     body = (
         f"## Training throughput, {backend} (`python -m benchmarks.bench_train`)\n\n"
         f"Command: `python -m benchmarks.bench_train --batch-size {args.batch_size}"

@@ -13,8 +13,12 @@ every baseline on two splits:
   test centre (750 and 2500 km); spreads are bootstrap standard errors over blocks.
 
 The colour-statistics control runs retrieval, cells and LocDiff (``control_methods``).
-LocDiff-H snaps the same LocDiff predictions to the training centres. Writes
-``bluemarble.md`` / ``.json`` (the accuracy table, by patch kind too) and
+LocDiff-H re-ranks retrieval's candidates among the training patches by the same
+LocDiff predictions, with its rule chosen on the validation split. Every learned method
+stops on its validation loss within the same cap in samples. On the random split
+LocDiff's 50% and 90% credible regions are scored for coverage, and each patch kind's
+map mass on its own kind of surface is reported. Writes ``bluemarble.md`` / ``.json``
+(the accuracy table, by patch kind too, training budgets) and
 ``maps/*.png`` (probability maps of a desert, an ocean, a coast and a city-region test
 patch, chosen by place, not by outcome) into ``--out``.
 Configs: ``experiments/configs/bluemarble.py``.
@@ -30,10 +34,12 @@ import numpy as np
 
 import shdd
 from locdiff import bluemarble as bm
-from locdiff import splits
-from locdiff.hybrid import locdiff_h
+from locdiff import calibration, splits
+from locdiff.hybrid import Gallery, locdiff_h
+from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
 from locdiff.plots import plot_probability_map
+from locdiff.rundir import RunDir
 
 from experiments import common
 from experiments.configs.bluemarble import get_config
@@ -86,7 +92,7 @@ def main() -> None:
     )
     split_of = make_splits(latlon, config, args.seed)
     runs = os.path.join(args.cache, f"bluemarble_runs_{args.profile}_{args.seed}")
-    rows, kind_rows, locdiff_runs = [], [], {}
+    rows, kind_rows, locdiff_runs, calibration_rows = [], [], {}, []
     for split_name, split in split_of.items():
         common.log(f"split {split_name}: {len(split.train)} train, {len(split.test)} test")
         groups = split.groups if split_name == "buffered" else None
@@ -107,16 +113,23 @@ def main() -> None:
                 start = time.perf_counter()
                 prediction = locator.predict(emb[split.test], top_k=1)
                 variants = {name: prediction.top1}
-                if name == "locdiff":  # LocDiff-H: the same samples, snapped to the centres
+                if name == "locdiff":  # LocDiff-H: the same samples, retrieval's candidates
                     locdiff_runs[(split_name, encoder)] = locator
-                    snapped = locdiff_h(prediction, latlon[split.train], L=locator.L)
-                    variants["locdiff-h"] = snapped.top1
+                    run = RunDir(f"{stem}/{name}")
+                    rule = hybrid_method.rule_for(run, locator, train_npz)
+                    gallery = Gallery.of(emb[split.train], latlon[split.train])
+                    hybrid = locdiff_h(prediction, emb[split.test], gallery, L=locator.L, rule=rule)
+                    variants["locdiff-h"] = hybrid.top1
+                    if split_name == "random":
+                        calibration_rows.append(
+                            _calibration(locator, emb[split.test], truth, kind[split.test])
+                            | {"encoder": encoder}
+                        )
                 predict_s = time.perf_counter() - start
-                seconds = locator.meta["train_seconds"]
                 for variant, top1 in variants.items():
                     row = {"split": split_name, "encoder": encoder, "method": variant}
                     row.update(common.score(top1, truth, groups, seed=args.seed))
-                    row.update(train_s=round(seconds, 1), predict_s=round(predict_s, 1))
+                    row.update(common.budget(locator.meta), predict_s=round(predict_s, 1))
                     rows.append(row)
                     common.log(
                         f"  {variant}: {row['acc_25km']:.1f} / {row['acc_200km']:.1f} / "
@@ -134,13 +147,22 @@ def main() -> None:
             "Random split: test centres among training centres. Buffered split: held-out "
             "10-degree blocks, nothing in training within 500 km of a test centre; ± is a "
             "bootstrap standard error (over blocks for the buffered split).\n\n"
-            + common.table(rows, ["split", "encoder", "method"])
-            + "\n\nTraining seconds: "
-            + ", ".join(
-                f"{r['split']}/{r['encoder']}/{r['method']} {r['train_s']:.0f}"
-                for r in rows
-                if r["method"] != "locdiff-h"
-            ),
+            + common.table(rows, ["split", "encoder", "method"]),
+        ),
+        (
+            "Training budgets",
+            "Each learned method stops when its validation loss (5% of the training rows) "
+            "has not improved for 4 evaluations, within the same cap in samples; the "
+            "model kept is the best evaluation's.\n\n"
+            + common.budget_table(rows, ["split", "encoder", "method"]),
+        ),
+        (
+            "LocDiff's probabilities (random split)",
+            "Coverage: share of test patches whose centre lies inside LocDiff's 50% / 90% "
+            "credible region (1-degree maps); area: the regions' median area. Own surface: "
+            "the mean share of a map's mass on the patch's own kind of surface (ocean for "
+            "ocean patches, coast for coast, land for land).\n\n"
+            + _calibration_table(calibration_rows),
         ),
         (
             "By patch kind (EfficientNet-Lite0)",
@@ -157,6 +179,7 @@ def main() -> None:
         "runs": runs,
         "rows": rows,
         "by_kind": kind_rows,
+        "calibration": calibration_rows,
         "maps": maps,
     }
     title = "Setting A: Blue Marble patches"
@@ -179,6 +202,37 @@ def _by_kind(row: dict, top1, truth, kinds, seed: int) -> list[dict]:
             score = common.score(top1[sel], truth[sel], seed=seed)
             out.append({**keys, "kind": kind_name, "n": int(sel.sum()), **score})
     return out
+
+
+def _calibration(locator, emb, truth, kinds) -> dict:
+    """Coverage and areas of LocDiff's credible regions, and the own-surface share of its
+    maps by patch kind."""
+    row = calibration.coverage(locator, emb, truth)
+    share = np.concatenate(
+        [
+            bm.own_surface_share(
+                locator.predict(emb[i : i + 256], top_k=1, maps=True).maps, kinds[i : i + 256]
+            )
+            for i in range(0, len(emb), 256)
+        ]
+    )
+    for k, kind_name in enumerate(bm.KINDS):
+        if (kinds == k).any():
+            row[f"own_surface_{kind_name}"] = float(100 * np.mean(share[kinds == k]))
+    return row
+
+
+def _calibration_table(rows: list[dict]) -> str:
+    kinds = [k for k in bm.KINDS if any(f"own_surface_{k}" in r for r in rows)]
+    head = ["encoder", "coverage 50%", "coverage 90%", "area 50% (km²)", "area 90% (km²)"]
+    head += [f"own surface, {k} (%)" for k in kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["encoder"], f"{r['coverage_50']:.1f}", f"{r['coverage_90']:.1f}"]
+        cells += [f"{r['area_50_km2']:.3g}", f"{r['area_90_km2']:.3g}"]
+        cells += [f"{r.get(f'own_surface_{k}', float('nan')):.1f}" for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_maps(out: str, d: dict, split, locator) -> list[str]:

@@ -58,6 +58,39 @@ def score(pred, truth, groups=None, *, seed: int = 0) -> dict:
     return {**result, **{f"se_{k}": v for k, v in se.items()}}
 
 
+BUDGET = ("steps", "best_step", "epochs", "samples_seen", "train_s")
+
+
+def budget(meta: dict) -> dict:
+    """What a method's training cost, from its ``method.json``: steps run, the step kept
+    (best validation loss), epochs, samples seen and training seconds (cumulative)."""
+    return {
+        "steps": meta.get("steps", 0),
+        "best_step": meta.get("best_step", 0),
+        "epochs": round(meta.get("epochs", 0.0), 1),
+        "samples_seen": meta.get("samples_seen", 0),
+        "stopped_early": meta.get("stopped_early", False),
+        "train_s": round(meta.get("train_seconds", 0.0), 1),
+    }
+
+
+def budget_table(rows: list[dict], columns: list[str]) -> str:
+    """One line per trained run: ``columns``, then its :func:`budget` (duplicates of a
+    run, e.g. its rows on several test sets, are listed once)."""
+    head = columns + ["steps", "best step", "epochs", "samples seen", "stopped early", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    seen = set()
+    for row in rows:
+        key = tuple(row[c] for c in columns)
+        if key in seen or not row.get("steps"):
+            continue
+        seen.add(key)
+        cells = [str(v) for v in key] + [str(row[k]) for k in ("steps", "best_step", "epochs")]
+        cells += [f"{row['samples_seen']:,}", "yes" if row["stopped_early"] else "no (cap)"]
+        lines.append("| " + " | ".join(cells + [f"{row['train_s']:.0f}"]) + " |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict], columns: list[str], metric_keys=HEADLINE) -> str:
     """A markdown table: the ``columns`` as given, then each metric as ``value ± se``."""
     head = columns + [k.replace("acc_", "% ≤ ") for k in metric_keys] + ["median km", "GeoScore"]

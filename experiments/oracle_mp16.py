@@ -9,7 +9,10 @@ GeoCLIP's pretrained location encoder, L2-normalised, plus Gaussian noise of sta
 deviation ``--noise`` per coordinate (:mod:`locdiff.oracle`; fresh noise for every
 training and test row). Retrieval over the gallery's clean embeddings is then exactly
 GeoCLIP's inference, so the comparison isolates what each method does with the same
-condition. LocDiff-H snaps the same LocDiff predictions to the gallery. Writes
+condition. Rows: ``geoclip-retrieval`` searches GeoCLIP's clean GPS gallery (as GeoCLIP
+does), ``retrieval`` the training set's own (noisy) embeddings; ``locdiff-h`` and
+``locdiff-h-geoclip`` re-rank those two galleries' candidates by the same LocDiff
+predictions, each with its rule chosen on the validation split. Writes
 ``oracle_mp16.md`` / ``.json`` into ``--out``. Configs: ``experiments/configs/oracle_mp16.py``.
 """
 
@@ -18,9 +21,11 @@ from __future__ import annotations
 import os
 import time
 
-from locdiff.hybrid import locdiff_h
+from locdiff.hybrid import Gallery, locdiff_h
+from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
 from locdiff.oracle import oracle_condition, oracle_data, training_set
+from locdiff.rundir import RunDir
 
 from experiments import common
 from experiments.configs.common import PROFILES
@@ -38,7 +43,7 @@ def main() -> None:
     wall = time.perf_counter()
     config = get_config(args.profile)
     d = oracle_data(args.cache, yfcc_n=config.yfcc_n, gallery_n=config.gallery_n)
-    gallery_latlon = d["gallery"][0]
+    gallery_latlon, gallery_emb = d["gallery"]
     runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}")
     rows = []
     for noise in args.noise:
@@ -48,31 +53,47 @@ def main() -> None:
         }
         for name in args.methods:
             common.log(f"noise {noise:g} / {name}")
-            # Retrieval searches the gallery's clean embeddings, as GeoCLIP does; the
-            # trained methods learn from conditions as noisy as the test ones.
-            sigma = 0.0 if name == "retrieval" else noise
-            train_npz = training_set(args.cache, d["gallery"], sigma, args.seed)
+            # The trained methods learn from conditions as noisy as the test ones; GeoCLIP's
+            # retrieval searches the gallery's clean embeddings.
+            train_npz = training_set(args.cache, d["gallery"], noise, args.seed)
+            workdir = os.path.join(runs, f"noise{noise:g}", name)
             locator = train_or_load(
                 name,
                 train_npz,
-                os.path.join(runs, f"noise{noise:g}", name),
+                workdir,
                 config.models.for_method(name),
                 progress=not args.no_progress,
             )
+            geoclip = None
+            if name == "retrieval":
+                clean = training_set(args.cache, d["gallery"], 0.0, args.seed)
+                geoclip = train_or_load(
+                    name, clean, os.path.join(runs, "geoclip-retrieval"),
+                    config.models.for_method(name), progress=False,
+                )  # fmt: skip
+            hybrids = {}
+            if name == "locdiff":
+                own = hybrid_method.rule_for(RunDir(workdir), locator, train_npz)
+                clean_emb = oracle_condition(gallery_emb, 0.0)
+                tuned, _ = hybrid_method.tune(locator, train_npz, (clean_emb, gallery_latlon))
+                hybrids = {
+                    "locdiff-h": (Gallery.of(*_arrays(train_npz)), own),
+                    "locdiff-h-geoclip": (Gallery.of(clean_emb, gallery_latlon), tuned),
+                }
             for test_name, (truth, cond) in tests.items():
                 start = time.perf_counter()
                 prediction = locator.predict(cond, top_k=1)
-                variants = {"geoclip retrieval" if name == "retrieval" else name: prediction.top1}
-                if name == "locdiff":
-                    variants["locdiff-h"] = locdiff_h(prediction, gallery_latlon, L=locator.L).top1
+                variants = {name: prediction.top1}
+                if geoclip is not None:
+                    variants["geoclip-retrieval"] = geoclip.predict(cond, top_k=1).top1
+                for variant, (gallery, rule) in hybrids.items():
+                    hybrid = locdiff_h(prediction, cond, gallery, L=locator.L, rule=rule)
+                    variants[variant] = hybrid.top1
                 predict_s = time.perf_counter() - start
                 for variant, top1 in variants.items():
                     row = {"noise": noise, "test": test_name, "method": variant}
                     row.update(common.score(top1, truth, seed=args.seed))
-                    row.update(
-                        train_s=round(locator.meta["train_seconds"], 1),
-                        predict_s=round(predict_s, 1),
-                    )
+                    row.update(common.budget(locator.meta), predict_s=round(predict_s, 1))
                     rows.append(row)
                     common.log(
                         f"  {test_name} {variant}: {row['acc_1km']:.1f} / {row['acc_25km']:.1f}"
@@ -86,12 +107,20 @@ def main() -> None:
             "An oracle study: the condition is GeoCLIP's embedding of the true location "
             "plus noise, not an image. ± is a bootstrap standard error over test points.\n\n"
             + common.table(rows, ["noise", "test", "method"], KEYS),
-        )
+        ),
+        ("Training budgets", common.budget_table(rows, ["noise", "method"])),
     ]
     payload = {"profile": args.profile, "config": config.models.to_dict(), "rows": rows}
     title = "Setting B: MP16 locations, oracle GeoCLIP location embeddings"
     common.write_report(args.out, "oracle_mp16", title, sections, payload, wall_s)
     print(common.table(rows, ["noise", "test", "method"], KEYS))
+
+
+def _arrays(path: str):
+    from locdiff import data
+
+    arrays = data.load_npz(path)
+    return arrays["embeddings"], arrays["latlon"]
 
 
 if __name__ == "__main__":

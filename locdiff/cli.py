@@ -2,8 +2,8 @@
 
     locdiff train --train DATA --workdir DIR [--method METHOD] [--config FILE] [--L 32]
                   [--steps N] [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
-                  [--gallery CSV]
-    locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery CSV]
+                  [--gallery DATA]
+    locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery DATA]
                      [--num-samples K] [--sample-steps S] [--coverage]
     locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
                     [--out preds.csv] [--map out.png] [--geojson out.geojson]
@@ -47,7 +47,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.gallery:
         if args.method != "locdiff-h":
             raise ValueError("--gallery goes with --method locdiff-h")
-        options["gallery"] = _gallery(args.gallery)
+        gallery = _gallery(args.gallery)
+        options["gallery"] = (gallery.unit, gallery.latlon)
     methods.train_method(
         args.method, args.train, args.workdir, config=config, progress=not args.no_progress,
         **options,
@@ -57,9 +58,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _gallery(path: str | None):
-    from locdiff.readers import read_locations
+    """A LocDiff-H gallery from a dataset file (``embeddings`` and ``latlon``)."""
+    from locdiff import data
+    from locdiff.hybrid import Gallery
 
-    return None if path is None else read_locations(path).latlon
+    if path is None:
+        return None
+    arrays = data.load_npz(path)
+    return Gallery.of(arrays["embeddings"], arrays["latlon"])
 
 
 def _places():
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or resume) LocDiff or a baseline on embeddings")
     p.add_argument("--train", required=True, help=".npz file or directory of shards")
     p.add_argument("--method", default="locdiff", choices=METHODS, help="default: locdiff")
-    p.add_argument("--gallery", help="locdiff-h: CSV of GPS gallery locations (default: train)")
+    p.add_argument(
+        "--gallery", help="locdiff-h: gallery dataset (embeddings, latlon; default: train)"
+    )
     p.add_argument("--workdir", required=True, help="run directory (resumes if it holds a run)")
     p.add_argument("--config", help="JSON config: a Config, or a BaselineConfig for baselines")
     p.add_argument("--L", type=int, help="LocDiff: band limit of the SHDD vectors")
@@ -198,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy of a trained run on a labelled dataset")
     _inference_flags(p)
     p.add_argument("--json", help="also write the metrics as JSON here")
-    p.add_argument("--gallery", help="CSV of GPS gallery locations: LocDiff-H")
+    p.add_argument("--gallery", help="gallery dataset (embeddings, latlon): score as LocDiff-H")
     p.add_argument(
         "--coverage", action="store_true", help="LocDiff: coverage of its credible regions"
     )

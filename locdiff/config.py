@@ -130,7 +130,8 @@ class TrainConfig:
     """Optimisation, batching and checkpointing.
 
     Attributes:
-      steps: total optimiser steps (the learning-rate schedule spans them).
+      steps: the cap on optimiser steps (the learning-rate schedule spans them); the cap
+        in samples seen is ``steps * batch_size``.
       batch_size: global batch size (divisible by the number of devices).
       learning_rate, warmup_steps, weight_decay, grad_clip: AdamW with linear warm-up
         and cosine decay, gradients clipped by global norm.
@@ -139,7 +140,13 @@ class TrainConfig:
       log_every: steps between metric lines in ``metrics.jsonl``.
       checkpoint_every: steps between (asynchronous) checkpoints; one is also written
         at the end and on Ctrl-C.
-      keep: checkpoints kept.
+      keep: checkpoints kept (besides the best one).
+      validation_fraction: share of the training rows held out to decide when to stop
+        (:func:`locdiff.early_stopping.validation_split`; 0: no validation, train to
+        ``steps``).
+      eval_every: steps between validation losses (each is also a checkpoint).
+      patience: evaluations without improvement before training stops (0: never); the
+        run's model is then the one of its best evaluation.
     """
 
     steps: int = 10_000
@@ -153,6 +160,9 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     keep: int = 3
+    validation_fraction: float = 0.05
+    eval_every: int = 250
+    patience: int = 4
 
     def __post_init__(self):
         _check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
@@ -167,6 +177,9 @@ class TrainConfig:
             "log_every and checkpoint_every must be >= 1",
         )
         _check(self.keep >= 1, "train.keep must be >= 1")
+        _check(0 <= self.validation_fraction < 1, "train.validation_fraction must be in [0, 1)")
+        _check(self.eval_every >= 1, "train.eval_every must be >= 1")
+        _check(self.patience >= 0, "train.patience must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

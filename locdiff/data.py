@@ -8,9 +8,10 @@ float32 vector ``[lat, lon, embedding...]``.
 
 Everything is checked before training starts (:func:`open_dataset`): a missing key, a
 wrong shape, a NaN or a latitude out of range is reported with the file and the row.
-The pipeline shuffles deterministically by seed (a new order each epoch), repeats,
-shards by process for multi-host runs, and batches with static shapes; its iterator
-state is checkpointed with the model. The SHDD targets are not stored: the train step
+The pipeline (:class:`BatchSource`) shuffles deterministically by seed (a new order
+each epoch), repeats, shares every global batch among the processes of a multi-host
+run, and gathers whole batches at once with static shapes; its iterator state is
+checkpointed with the model. The SHDD targets are not stored: the train step
 computes them from ``latlon`` inside the jitted function.
 """
 
@@ -224,23 +225,83 @@ def condition_stats(source, *, max_rows: int = 100_000, seed: int = 0):
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def make_pipeline(
-    source, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1
-) -> grain.MapDataset:
-    """Shuffled (new order each epoch), repeated, batched dataset of one process's share.
+class BatchSource:
+    """Random access to the training batches: batch ``j`` is rows ``j*B .. (j+1)*B - 1``
+    of the endless stream made of one shuffled pass over the data after another.
 
-    Each process reads the records ``process_index::process_count`` and batches
-    ``batch_size`` of them (its local share of the global batch); the last partial
-    batch of an epoch does not exist because the data repeat forever.
+    Each epoch ``e`` is a fresh permutation seeded by ``(seed, e)``; a batch may span the
+    end of one epoch and the start of the next, so no row is dropped. Rows are gathered
+    with one fancy index per batch (in memory) or read together (ArrayRecord), which is
+    what keeps the input pipeline far faster than the train step. A process of a
+    multi-host run takes its contiguous share ``process_index`` of every global batch.
+    ``rows`` restricts the stream to those rows of the source (the training rows when a
+    validation slice is held out).
     """
-    if len(source) // process_count < 1:
-        raise DataError(
-            f"the dataset has {len(source)} rows: too few for {process_count} processes"
+
+    def __init__(self, source, *, global_batch: int, seed: int, rows=None, process_index: int = 0,
+                 process_count: int = 1):  # fmt: skip
+        self.source, self.seed = source, seed
+        self.subset = None if rows is None else np.asarray(rows, np.int64)
+        self.global_batch = global_batch
+        self.n = len(source) if rows is None else len(self.subset)
+        self.local = global_batch // process_count
+        self.offset = process_index * self.local
+        self._perms: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return 2**62  # endless: a batch exists for every index
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The row order of ``epoch`` (the last two are cached)."""
+        if epoch not in self._perms:
+            if len(self._perms) >= 2:
+                self._perms.pop(min(self._perms))
+            rng = np.random.default_rng([self.seed, epoch])
+            self._perms[epoch] = rng.permutation(self.n)
+        return self._perms[epoch]
+
+    def rows(self, index: int) -> np.ndarray:
+        """The row indices of this process's share of global batch ``index``."""
+        start = index * self.global_batch + self.offset
+        position = np.arange(start, start + self.local)
+        epoch, within = np.divmod(position, self.n)
+        out = np.empty(self.local, np.int64)
+        for e in np.unique(epoch):
+            sel = epoch == e
+            out[sel] = self.permutation(int(e))[within[sel]]
+        return out if self.subset is None else self.subset[out]
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rows = self.rows(int(index))
+        if isinstance(self.source, InMemorySource):
+            return {"embedding": self.source.embeddings[rows], "latlon": self.source.latlon[rows]}
+        items = [self.source[int(r)] for r in rows]
+        return {k: np.stack([item[k] for item in items]) for k in ("embedding", "latlon")}
+
+
+def make_pipeline(
+    source, *, batch_size: int, seed: int, rows=None, process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:  # fmt: skip
+    """The endless, shuffled (new order each epoch) batches of one process.
+
+    ``batch_size`` is the process's local share of the global batch
+    ``batch_size * process_count``; the processes see disjoint rows of every global
+    batch. The iterator's position is all the state there is (checkpointed with the
+    model). ``rows``: only these rows of the source (default: all).
+    """
+    if (len(source) if rows is None else len(rows)) == 0:
+        raise DataError("the dataset has no rows to train on")
+    return grain.MapDataset.source(
+        BatchSource(
+            source,
+            global_batch=batch_size * process_count,
+            seed=seed,
+            rows=rows,
+            process_index=process_index,
+            process_count=process_count,
         )
-    ds = grain.MapDataset.source(source)
-    if process_count > 1:
-        ds = ds[process_index::process_count]
-    return ds.shuffle(seed=seed).repeat(None).batch(batch_size, drop_remainder=True)
+    )
 
 
 def synthetic_clustered(

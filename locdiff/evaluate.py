@@ -45,7 +45,8 @@ def evaluate(
 
     Args:
       checkpoint: any finished run directory (:func:`locdiff.methods.train_method`).
-      gallery: ``[G, 2]`` degrees: score a LocDiff run as LocDiff-H with this gallery.
+      gallery: a :class:`locdiff.hybrid.Gallery`: score a LocDiff run as LocDiff-H
+        searching this gallery.
       places: a :class:`locdiff.places.PlaceIndex` for the country accuracy.
       coverage: also the coverage and median area of the 50% and 90% credible regions
         (``coverage_50``, ``area_50_km2``, ...; methods that give maps only).

@@ -1,48 +1,144 @@
-"""LocDiff-H: LocDiff's answer snapped to a gallery of known locations.
+"""LocDiff-H: retrieval's candidates re-ranked by the density LocDiff generated.
 
 The one implementation of the hybrid, called by the ``locdiff-h`` method, ``locdiff
-evaluate --gallery``, the notebooks and every experiment. Today's rule: among the
-``neighbours`` gallery points nearest each of LocDiff's modes, take the one where the
-generated SHDD density (the mean of the K samples) is highest. It does not look at the
-embeddings; a rule that also scores query-to-gallery similarity is the planned
-reconstruction of the paper's hybrid (DESIGN.md section 6).
+evaluate --gallery``, the notebooks and every experiment. A gallery is a set of
+``(embedding, location)`` pairs whose embeddings are comparable to the queries': the
+training set by default (image-to-image retrieval, as IM2GPS), or e.g. GeoCLIP's GPS
+gallery with its location-encoder embeddings. For a query with LocDiff's prediction
+(the mean ``f`` of its K sampled SHDD functions):
+
+    candidates = the ``candidates`` gallery rows most similar to the query (cosine)
+    score(g)   = cos(query, g) + weight * log(max(f(g), 0) / max_candidates f, floored)
+    answer     = the location of the best-scoring candidate
+
+``weight = 0`` is plain retrieval; a large weight is "the most probable of the similar
+places". The rule and its constants are our reconstruction (the paper's hybrid is not
+public): :func:`choose_rule` picks them on a validation split, never the test set.
+The other top-k locations stay LocDiff's modes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 import shdd
+from locdiff import metrics
+from locdiff.neighbours import normalise, search
 from locdiff.prediction import Prediction
 
+FLOOR = 1e-4  # density ratio below which a candidate counts as off the map
 
-def locdiff_h(prediction: Prediction, gallery, *, L: int, neighbours: int = 64) -> Prediction:
-    """``prediction`` with its first location replaced by the gallery point of highest
-    density near its modes (the other fields unchanged).
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """``candidates``: retrieval's top-N searched; ``weight``: of the log density."""
+
+    candidates: int = 64
+    weight: float = 0.1
+
+    def __post_init__(self):
+        if self.candidates < 1 or self.weight < 0:
+            raise ValueError(f"need candidates >= 1 and weight >= 0, got {self}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gallery:
+    """``(embedding, location)`` pairs: ``unit [G, E]`` normalised once, ``latlon [G, 2]``."""
+
+    unit: np.ndarray
+    latlon: np.ndarray
+
+    @classmethod
+    def of(cls, embeddings, latlon) -> Gallery:
+        embeddings, latlon = np.asarray(embeddings), np.asarray(latlon, np.float64)
+        if embeddings.ndim != 2 or latlon.shape != (len(embeddings), 2) or not len(latlon):
+            raise ValueError(
+                "a gallery is embeddings [G, E] and locations [G, 2] with G >= 1, got "
+                f"{list(embeddings.shape)} and {list(latlon.shape)}"
+            )
+        return cls(normalise(embeddings), latlon)
+
+    def subset(self, rows) -> Gallery:
+        return Gallery(self.unit[rows], self.latlon[rows])
+
+
+def candidates(query, gallery: Gallery, n: int):
+    """``(locations [Q, n, 2], similarities [Q, n])`` of the ``n`` most similar rows."""
+    query = normalise(query)
+    index = search(query, gallery.unit, k=n)  # [Q, n]
+    sim = np.einsum("qe,qne->qn", query, gallery.unit[index])
+    return gallery.latlon[index], sim
+
+
+def densities(prediction: Prediction, latlon, *, L: int) -> np.ndarray:
+    """``[Q, n]``: the mean sampled SHDD function of each query at ``latlon [Q, n, 2]``."""
+    if prediction.coeffs is None:
+        raise ValueError("LocDiff-H needs LocDiff's sampled coefficients (prediction.coeffs)")
+    mean = prediction.coeffs.mean(axis=1)[:, None, :]  # [Q, 1, D]
+    return np.asarray(shdd.evaluate(mean, np.asarray(latlon, np.float32), L=L), np.float64)
+
+
+def rerank(similarity, density, weight: float) -> np.ndarray:
+    """Index ``[Q]`` of the best candidate by ``similarity + weight * log density ratio``."""
+    peak = np.maximum(density.max(axis=1, keepdims=True), 1e-30)
+    ratio = np.clip(density / peak, FLOOR, 1.0)
+    return np.argmax(similarity + weight * np.log(ratio), axis=1)
+
+
+def locdiff_h(
+    prediction: Prediction, query, gallery: Gallery, *, L: int, rule: Rule = Rule()
+) -> Prediction:
+    """``prediction`` with its first location replaced by the hybrid's answer.
 
     Args:
-      prediction: LocDiff's, with ``coeffs [N, K, D]`` and modes ``latlon [N, k, 2]``.
-      gallery: ``[G, 2]`` degrees (the training locations, or e.g. the 100K MP16 gallery).
+      prediction: LocDiff's for ``query``, with ``coeffs [Q, K, D]``.
+      query: the query embeddings ``[Q, E]``.
+      gallery: the :class:`Gallery` searched.
       L: band limit of the coefficients.
-      neighbours: gallery points considered around each mode.
+      rule: candidates and weight (:func:`choose_rule`).
     """
     if prediction.coeffs is None:
         raise ValueError("LocDiff-H needs LocDiff's sampled coefficients (prediction.coeffs)")
-    gallery = np.asarray(gallery, np.float64)
-    if gallery.ndim != 2 or gallery.shape[1] != 2 or len(gallery) == 0:
-        raise ValueError(f"gallery must be [G, 2] degrees with G >= 1, got {list(gallery.shape)}")
-    tree = cKDTree(shdd.sphere.latlon_to_xyz_np(gallery))
-    modes = np.asarray(prediction.latlon, np.float64)  # [N, k, 2]
-    n = min(neighbours, len(gallery))
-    _, index = tree.query(shdd.sphere.latlon_to_xyz_np(modes), k=n)
-    index = np.asarray(index).reshape(modes.shape[0], -1)  # [N, k*n]
-    candidates = gallery[index]  # [N, k*n, 2]
-    mean = prediction.coeffs.mean(axis=1)  # [N, D]
-    values = np.asarray(shdd.evaluate(mean[:, None, :], candidates.astype(np.float32), L=L))
-    best = candidates[np.arange(len(index)), np.argmax(values, axis=1)]  # [N, 2]
-    latlon = modes.copy()
-    latlon[:, 0] = best
-    return dataclasses.replace(prediction, latlon=latlon)
+    latlon, sim = candidates(query, gallery, min(rule.candidates, len(gallery.latlon)))
+    best = rerank(sim, densities(prediction, latlon, L=L), rule.weight)
+    out = np.asarray(prediction.latlon, np.float64).copy()
+    out[:, 0] = latlon[np.arange(len(best)), best]
+    return dataclasses.replace(prediction, latlon=out)
+
+
+CANDIDATES = (1, 4, 16, 64, 256)
+WEIGHTS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def choose_rule(
+    prediction: Prediction, query, truth, gallery: Gallery, *, L: int,
+    candidates_grid=CANDIDATES, weights=WEIGHTS,
+) -> tuple[Rule, list[dict]]:  # fmt: skip
+    """The rule of highest mean accuracy over the standard thresholds (1 to 2500 km) on a
+    validation split: ``prediction`` of ``query`` by a LocDiff that did not train on it,
+    ``truth [Q, 2]``, and a ``gallery`` without the queries. Returns the rule and every
+    rule's scores (``weight = 0`` is retrieval, so the choice never does worse than
+    retrieval on the validation split)."""
+    n_max = min(max(candidates_grid), len(gallery.latlon))
+    latlon, sim = candidates(query, gallery, n_max)
+    order = np.argsort(-sim, axis=1)
+    latlon = np.take_along_axis(latlon, order[..., None], axis=1)
+    sim = np.take_along_axis(sim, order, axis=1)
+    density = densities(prediction, latlon, L=L)
+    rows, best = [], None
+    for n, w in itertools.product(candidates_grid, weights):
+        n = min(n, n_max)
+        pick = rerank(sim[:, :n], density[:, :n], w)
+        top1 = latlon[np.arange(len(pick)), pick]
+        score = metrics.summarize(top1, truth)
+        mean_acc = float(np.mean([v for k, v in score.items() if k.startswith("acc_")]))
+        rows.append({"candidates": n, "weight": w, "mean_acc": mean_acc, **score})
+        if best is None or mean_acc > best[0]:
+            best = (mean_acc, Rule(n, w))
+    return best[1], rows

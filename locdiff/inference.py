@@ -25,7 +25,7 @@ from locdiff.prediction import Prediction, check_embeddings
 from locdiff.rundir import RunDir
 from locdiff.sampling import sample_coefficients
 from locdiff.train_step import init_state, make_optimizer
-from locdiff.trainer import checkpoint_manager
+from locdiff.trainer import checkpoint_manager, read_progress
 
 
 class Geolocator:
@@ -50,7 +50,8 @@ class Geolocator:
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
-        """Restore a run directory written by ``locdiff train``.
+        """Restore a run directory written by ``locdiff train``: ``step``, or by default
+        the step of the lowest validation loss (``training.json``), else the latest.
 
         Raises:
           RunError: no LocDiff run, or no checkpoint, in ``workdir``.
@@ -60,10 +61,12 @@ class Geolocator:
             raise RunError(f"{workdir}: not a LocDiff run directory (no config.json)")
         config = Config.load(run.config)
         meta = files.read_json(run.data)
-        embed_dim, encoder = int(meta["embed_dim"]), meta.get("encoder")
+        embed_dim = int(meta["embed_dim"])
         manager = checkpoint_manager(workdir)
         try:
-            step = manager.latest_step() if step is None else step
+            if step is None:  # the best validation step where there is one, else the latest
+                best = read_progress(workdir).get("best_step")
+                step = best if best in manager.all_steps() else manager.latest_step()
             if step is None:
                 raise RunError(f"{workdir}: no checkpoint yet")
             tx, _ = make_optimizer(config)
@@ -73,12 +76,20 @@ class Geolocator:
             )["state"]
         finally:
             manager.close()
-        params = restored.ema if ema else restored.params
+        return cls.from_params(workdir, graphdef, restored.ema if ema else restored.params)
+
+    @classmethod
+    def from_params(cls, workdir: str, graphdef, params):
+        """A geolocator of run ``workdir``'s config and data with the given parameters
+        (e.g. a run's EMA parameters mid-training, for a learning curve)."""
+        run = RunDir(workdir)
+        meta = files.read_json(run.data)
         stats = None
         if os.path.exists(run.condition_stats):
             arrays = files.load_npz(run.condition_stats)
             stats = (arrays["mean"], arrays["std"])
-        return cls(graphdef, params, config, embed_dim, encoder, stats)
+        config = Config.load(run.config)
+        return cls(graphdef, params, config, int(meta["embed_dim"]), meta.get("encoder"), stats)
 
     def check_embeddings(self, embeddings) -> np.ndarray:
         """``embeddings`` as float32 ``[N, E]``; ``ValueError`` on a wrong width or a NaN."""

@@ -4,12 +4,14 @@
       method.json          every finished run: method, training data, rows, embedding
                            width, image encoder, config, training seconds, versions
       params.npz           trained baselines: parameters (retrieval: its gallery)
-      gallery.npy          locdiff-h: the gallery locations [G, 2] degrees
+      gallery.npz          locdiff-h: a given gallery (unit embeddings, locations)
+      hybrid.json          locdiff-h: the rule chosen on the validation split
       config.json          LocDiff: the run's Config (written at the start)
       versions.json        LocDiff: package versions and devices (at the start)
       data.json            LocDiff: training data path, rows, width, encoder (at the start)
       condition_stats.npz  LocDiff: per-feature mean and std of the training conditions
       metrics.jsonl        LocDiff: one line of training metrics every log_every steps
+      training.json        LocDiff: validation losses, best step, cumulative seconds
       checkpoints/         LocDiff: Orbax checkpoints (train state + data-iterator state)
 
 ``method.json`` is written last, when training has finished: its presence is what makes
@@ -39,12 +41,13 @@ class RunDir:
 
     method = property(lambda self: self.file("method.json"))
     params = property(lambda self: self.file("params.npz"))
-    gallery = property(lambda self: self.file("gallery.npy"))
+    gallery = property(lambda self: self.file("gallery.npz"))
     config = property(lambda self: self.file("config.json"))
     versions = property(lambda self: self.file("versions.json"))
     data = property(lambda self: self.file("data.json"))
     condition_stats = property(lambda self: self.file("condition_stats.npz"))
     metrics = property(lambda self: self.file("metrics.jsonl"))
+    training = property(lambda self: self.file("training.json"))
     checkpoints = property(lambda self: os.path.abspath(self.file("checkpoints")))
 
     @property

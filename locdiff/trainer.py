@@ -23,22 +23,43 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import orbax.checkpoint.checkpoint_managers as ocp_policies
 from tqdm.auto import tqdm
 
 from locdiff import data, files, sharding
 from locdiff.config import Config
+from locdiff.early_stopping import EarlyStopping, validation_split
 from locdiff.errors import NonFiniteLossError
 from locdiff.provenance import versions
 from locdiff.rundir import RunDir
-from locdiff.train_step import init_state, jit_train_step, make_optimizer
+from locdiff.train_step import (
+    init_state,
+    jit_train_step,
+    make_optimizer,
+    make_validation_loss,
+)
 
 
 def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.CheckpointManager:
-    """The run's Orbax manager (items ``state`` and ``data``)."""
+    """The run's Orbax manager (items ``state`` and ``data``): the latest ``train.keep``
+    checkpoints, and the one of the lowest validation loss."""
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=config.train.keep if config else None,
         enable_async_checkpointing=True,
         create=True,
+        preservation_policy=None
+        if config is None
+        else ocp_policies.AnyPreservationPolicy(
+            [
+                ocp_policies.LatestN(n=config.train.keep),
+                # Every evaluation is saved with "improved" 1 or 0; of those with 1 the
+                # latest (a stable sort keeps their order) is the early-stopping best.
+                ocp_policies.BestN(
+                    get_metric_fn=lambda m: m["improved"],
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                ),
+            ]
+        ),
     )
     return ocp.CheckpointManager(
         RunDir(workdir).checkpoints,
@@ -93,6 +114,26 @@ def _condition_stats(run: RunDir, source) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+MAX_VALIDATION_ROWS = 2048  # the validation loss is computed on at most this many rows
+
+
+def _validation_batch(source, rows: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The validation rows' raw conditions and locations (the first 2048 of them)."""
+    rows = rows[:MAX_VALIDATION_ROWS]
+    if len(rows) == 0:
+        return None
+    items = [source[int(r)] for r in rows]
+    return {k: np.stack([item[k] for item in items]) for k in ("embedding", "latlon")}
+
+
+def read_progress(workdir: str) -> dict:
+    """``training.json`` of a run: validation losses ``evals [[step, loss], ...]``, the
+    cumulative training ``seconds`` at each saved step, ``best_step``, ``stopped_early``
+    (empty before the first save)."""
+    path = RunDir(workdir).training
+    return files.read_json(path) if os.path.exists(path) else {}
+
+
 def train(
     config: Config,
     data_path: str,
@@ -101,8 +142,15 @@ def train(
     mesh=None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
+    on_eval: Callable[[int, object, object], None] | None = None,
 ):
     """Train (or resume) a LocDiff run; returns the final ``(graphdef, state)``.
+
+    With ``train.validation_fraction > 0`` a validation slice of the data is held out,
+    its loss (EMA parameters, fixed noise draws) is computed every ``train.eval_every``
+    steps and at the end, each evaluation is a checkpoint, and training stops after
+    ``train.patience`` evaluations without improvement; ``training.json`` names the best
+    step, which :meth:`locdiff.inference.Geolocator.from_checkpoint` restores.
 
     Args:
       config: the run's configuration (compared with the stored one on resume).
@@ -112,6 +160,8 @@ def train(
       progress: show a progress bar.
       on_step: called after every step with ``(step, metrics)``; exceptions propagate
         (a crash mid-run loses only the steps since the last checkpoint).
+      on_eval: called after every validation evaluation with ``(step, graphdef, ema)``
+        (for learning curves); its time is not counted as training time.
     """
     os.makedirs(workdir, exist_ok=True)
     run = RunDir(workdir)
@@ -128,6 +178,7 @@ def train(
         raise ValueError(
             f"train.batch_size must be divisible by the {jax.process_count()} processes"
         )
+    train_rows, val_rows = validation_split(len(source), t.validation_fraction)
     if jax.process_index() == 0:
         config.save(run.config)
         files.write_json(
@@ -138,12 +189,14 @@ def train(
             {
                 "data": os.path.abspath(data_path),
                 "rows": len(source),
+                "train_rows": len(train_rows),
+                "validation_rows": len(val_rows),
                 "embed_dim": source.embed_dim,
                 "encoder": source.encoder,
             },
         )
 
-    cond_mean, cond_std = _condition_stats(run, source)
+    cond_stats = _condition_stats(run, source)
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, source.embed_dim, tx)
     state = jax.device_put(state, sharding.replicated(mesh))
@@ -151,6 +204,7 @@ def train(
         source,
         batch_size=t.batch_size // jax.process_count(),
         seed=t.seed,
+        rows=train_rows,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
@@ -168,29 +222,54 @@ def train(
         )
         state = restored["state"]
     start = int(state.step)
+    record = read_progress(workdir)
+    evals = [(s, v) for s, v in record.get("evals", []) if s <= start]
+    stopper = EarlyStopping(t.patience, history=evals)
+    seconds_at = {int(k): v for k, v in record.get("seconds", {}).items() if int(k) <= start}
+    train_seconds = seconds_at.get(start, 0.0)
+    val_batch = _validation_batch(source, val_rows)
+    val_loss = make_validation_loss(graphdef, config, cond_stats) if val_batch else None
+    val_key = jax.random.key(t.seed + 1)
     step_fn = jit_train_step(
-        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    )
+        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh),
+        cond_stats,
+    )  # fmt: skip
     key = jax.random.key(t.seed)
 
-    def save(step: int) -> None:
+    def save(step: int, metrics=None) -> None:
         manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
             ),
+            metrics=metrics,
             force=True,
         )
+        seconds_at[step] = train_seconds
+        if jax.process_index() == 0:
+            files.write_json(
+                run.training,
+                {
+                    "step": step,
+                    "samples_seen": step * t.batch_size,
+                    "epochs": step * t.batch_size / len(train_rows),
+                    "train_seconds": train_seconds,
+                    "best_step": stopper.best_step,
+                    "best_val_loss": stopper.best_loss if stopper.best_step else None,
+                    "stopped_early": stopper.should_stop,
+                    "evals": stopper.history,
+                    "seconds": seconds_at,
+                },
+            )
 
     metrics_path = run.metrics
     bar = tqdm(total=t.steps, initial=start, disable=not progress, desc="train", unit="step")
     window_start, window_steps = time.perf_counter(), 0
     step = start
     try:
-        while step < t.steps:
-            local = next(iterator)
-            local["embedding"] = (local["embedding"] - cond_mean) / cond_std
-            batch = sharding.global_batch(local, mesh)
+        while step < t.steps and not stopper.should_stop:
+            tick = time.perf_counter()
+            batch = sharding.global_batch(next(iterator), mesh)
             state, metrics = step_fn(state, batch, key)
             step += 1
             window_steps += 1
@@ -198,7 +277,8 @@ def train(
             if on_step is not None:
                 on_step(step, metrics)
             log_due = step % t.log_every == 0 or step == t.steps
-            save_due = step % t.checkpoint_every == 0 or step == t.steps
+            eval_due = val_loss is not None and (step % t.eval_every == 0 or step == t.steps)
+            save_due = step % t.checkpoint_every == 0 or step == t.steps or eval_due
             if log_due or save_due:
                 values = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 if not np.isfinite(values["loss"]):
@@ -210,12 +290,26 @@ def train(
                 elapsed = time.perf_counter() - window_start
                 values["samples_per_s"] = window_steps * t.batch_size / elapsed
                 window_start, window_steps = time.perf_counter(), 0
+                if eval_due:
+                    values["val_loss"] = float(val_loss(state.ema, val_batch, val_key))
+                    improved = stopper.update(step, values["val_loss"])
                 bar.set_postfix(loss=f"{values['loss']:.4g}", sps=f"{values['samples_per_s']:.0f}")
-                if log_due and jax.process_index() == 0:
+                if (log_due or eval_due) and jax.process_index() == 0:
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps({"step": step, **values, "time": time.time()}) + "\n")
+                train_seconds += time.perf_counter() - tick
                 if save_due:
-                    save(step)
+                    save(step, {"improved": float(improved)} if eval_due else None)
+                if eval_due and on_eval is not None:
+                    on_eval(step, graphdef, state.ema)
+                window_start = time.perf_counter()
+            else:
+                train_seconds += time.perf_counter() - tick
+        if stopper.should_stop and progress:
+            bar.write(
+                f"stopped at step {step}: no better validation loss in {t.patience} "
+                f"evaluations; the best is step {stopper.best_step}"
+            )
     except KeyboardInterrupt:
         loss = float(jax.device_get(metrics["loss"])) if step > start else float("nan")
         if step > start and np.isfinite(loss) and manager.latest_step() != step:

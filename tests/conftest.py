@@ -135,6 +135,14 @@ def clusters(tmp_path_factory) -> Clusters:
 
 
 @pytest.fixture(scope="session")
+def tiny_config():
+    """The config of the tiny LocDiff (``TINY``)."""
+    from locdiff.config import Config, override
+
+    return override(Config(), **TINY)
+
+
+@pytest.fixture(scope="session")
 def tiny_locdiff(clusters, tmp_path_factory) -> str:
     """The run directory of a tiny LocDiff trained on ``clusters`` (once per session)."""
     from locdiff import methods

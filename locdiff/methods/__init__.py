@@ -9,8 +9,8 @@ One module per method, each with ``Config``, ``train`` and ``load``
 
 * ``locdiff`` (:mod:`.locdiff`): the CS-UNet in SHDD space; modes of the mean of K
   samples, with coefficients and, on request, probability maps.
-* ``locdiff-h`` (:mod:`.locdiff_h`): LocDiff snapped to a gallery of locations
-  (:mod:`locdiff.hybrid`); the gallery is the training locations unless one is given.
+* ``locdiff-h`` (:mod:`.locdiff_h`): retrieval's candidates re-ranked by LocDiff's
+  density (:mod:`locdiff.hybrid`); the gallery is the training set unless one is given.
 * ``retrieval`` (:mod:`.retrieval`): the nearest training embedding by cosine similarity.
 * ``cells`` (:mod:`.cells`): classification over PlaNet-style adaptive cells, ISN-style.
 * ``regression`` (:mod:`.regression`): a unit vector with the cosine loss.
@@ -68,8 +68,12 @@ def train_method(
     Args:
       method: one of :data:`METHODS`.
       config: the method's config (``module(method).Config``; None: its defaults).
-      options: ``gallery=[G, 2]`` degrees for ``locdiff-h`` (default: the training
-        locations).
+      options: ``on_eval(step, locator)``, called after each validation evaluation of
+        a learned method (for learning curves); ``gallery=(embeddings, latlon)`` for
+        ``locdiff-h`` (default: the training set).
+
+    ``method.json`` records, for learned methods, the steps, best step, samples seen,
+    epochs, validation losses and training seconds (cumulative over resumes).
     """
     mod = module(method)
     config = mod.Config() if config is None else config
@@ -80,16 +84,17 @@ def train_method(
     start = time.perf_counter()
     info = mod.train(data_path, run, config, progress=progress, **options)
     meta = {"method": method, "config": config.to_dict(), **info}
-    meta["train_seconds"] = time.perf_counter() - start
+    meta.setdefault("train_seconds", time.perf_counter() - start)
     run.write_method(meta)
     return mod.load(run, meta)
 
 
-def train_or_load(method: str, data_path: str, workdir: str, config=None, *, progress=True):
+def train_or_load(
+    method: str, data_path: str, workdir: str, config=None, *, progress=True, on_eval=None
+):
     """The run in ``workdir`` if it finished with the same method and config, else
-    :func:`train_method` (a LocDiff run cut off mid-way resumes from its checkpoint).
-    The locator's ``meta["train_seconds"]`` is the time of the call that finished the
-    training (for a resumed LocDiff run: since the resume)."""
+    :func:`train_method` (a LocDiff run cut off mid-way resumes from its checkpoint;
+    ``on_eval`` is then called only for the evaluations still to come)."""
     mod = module(method)
     config = mod.Config() if config is None else config
     run = RunDir(workdir)
@@ -98,15 +103,16 @@ def train_or_load(method: str, data_path: str, workdir: str, config=None, *, pro
         stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
         if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
             return mod.load(run, meta)
-    return train_method(method, data_path, workdir, config=config, progress=progress)
+    options = {} if on_eval is None else {"on_eval": on_eval}
+    return train_method(method, data_path, workdir, config=config, progress=progress, **options)
 
 
 def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
     """The :class:`Locator` of a finished run directory.
 
     Args:
-      gallery: ``[G, 2]`` degrees: a LocDiff run becomes LocDiff-H with this gallery
-        (a ``locdiff-h`` run's own gallery is replaced).
+      gallery: a :class:`locdiff.hybrid.Gallery`: a LocDiff run becomes LocDiff-H
+        searching it (a ``locdiff-h`` run's own gallery is replaced).
       options: LocDiff's sampling options (``num_samples``, ``steps``, ``guidance``,
         ``batch_size``); None leaves the run's default.
     """

@@ -36,6 +36,8 @@ class BaselineConfig:
       partitions: ``cells``: ``(min_count, max_count)`` of each adaptive partition.
       num_samples, flow_steps, kde_km: ``coords-diffusion``: samples per input, Euler
         steps, and the kernel width that ranks the samples.
+      validation_fraction, eval_every, patience: early stopping, as LocDiff's
+        (:mod:`locdiff.early_stopping`): ``steps`` is then a cap.
     """
 
     hidden: int = 512
@@ -51,6 +53,9 @@ class BaselineConfig:
     num_samples: int = 32
     flow_steps: int = 50
     kde_km: float = 150.0
+    validation_fraction: float = 0.05
+    eval_every: int = 250
+    patience: int = 4
 
     def __post_init__(self):
         checks = {
@@ -62,6 +67,8 @@ class BaselineConfig:
             and all(1 <= lo <= hi for lo, hi in self.partitions),
             "num_samples >= 1 and flow_steps >= 1": self.num_samples >= 1 and self.flow_steps >= 1,
             "kde_km > 0": self.kde_km > 0,
+            "0 <= validation_fraction < 1": 0 <= self.validation_fraction < 1,
+            "eval_every >= 1 and patience >= 0": self.eval_every >= 1 and self.patience >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -172,14 +172,17 @@ def _model(config: BaselineConfig, embed_dim: int, hierarchy: Hierarchy) -> Cell
     )
 
 
-def train(data_path: str, run, config: BaselineConfig, *, progress: bool = True) -> dict:
+def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval=None) -> dict:
     x, latlon, info = read_training_data(data_path)
     hierarchy, labels = Hierarchy.build(latlon, config.partitions)
     model = _model(config, x.shape[1], hierarchy)
     model.trunk.standardise_with(x)
-    final = fit("cells", model, loss, x, labels, config, progress=progress)
+    callback = None
+    if on_eval is not None:
+        callback = lambda step, m: on_eval(step, CellsLocator(m, config, x.shape[1], hierarchy))  # noqa: E731
+    record = fit("cells", model, loss, x, labels, config, progress=progress, on_eval=callback)
     save_params(run.params, model, **hierarchy.arrays())
-    return {**info, "finest": hierarchy.finest, "final_loss": final}
+    return {**info, "finest": hierarchy.finest, **record}
 
 
 def load(run, meta: dict, **options) -> CellsLocator:

@@ -117,10 +117,12 @@ def _model(config: BaselineConfig, embed_dim: int) -> FlowNet:
     return FlowNet(embed_dim, config.hidden, config.depth, rngs=nnx.Rngs(config.seed))
 
 
-def train(data_path: str, run, config: BaselineConfig, *, progress: bool = True) -> dict:
+def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval=None) -> dict:
+    make = None if on_eval is None else (lambda m: FlowLocator(m, config, m.trunk.mean.shape[0]))
     return train_on_unit_vectors(
-        "coords-diffusion", data_path, run, config, _model, loss, progress=progress
-    )
+        "coords-diffusion", data_path, run, config, _model, loss, progress=progress,
+        on_eval=on_eval, locator=make,
+    )  # fmt: skip
 
 
 def load(run, meta: dict, **options) -> FlowLocator:

@@ -54,9 +54,29 @@ class LocDiffLocator(Locator):
         )
 
 
-def train(data_path: str, run, config: Config, *, progress: bool = True) -> dict:
-    trainer.train(config, data_path, run.path, progress=progress)
-    return files.read_json(run.data)  # data, rows, embed_dim, encoder
+def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -> dict:
+    """Train (or resume) into ``run``; ``on_eval(step, locator)`` after each validation
+    evaluation. Returns the data (``data.json``) and the training record (steps, best
+    step, samples seen, epochs, validation losses, cumulative seconds)."""
+    callback = None
+    if on_eval is not None:
+
+        def callback(step, graphdef, ema):
+            on_eval(step, LocDiffLocator(Geolocator.from_params(run.path, graphdef, ema)))
+
+    trainer.train(config, data_path, run.path, progress=progress, on_eval=callback)
+    record = trainer.read_progress(run.path)
+    steps = record["step"]
+    return {
+        **files.read_json(run.data),  # data, rows, embed_dim, encoder
+        "steps": steps,
+        "best_step": record.get("best_step") or steps,
+        "samples_seen": record["samples_seen"],
+        "epochs": record["epochs"],
+        "evals": record.get("evals", []),
+        "stopped_early": record.get("stopped_early", False),
+        "train_seconds": record["train_seconds"],
+    }
 
 
 def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:

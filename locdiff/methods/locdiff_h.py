@@ -1,44 +1,95 @@
-"""LocDiff-H: a LocDiff run plus a gallery of locations (:func:`locdiff.hybrid.locdiff_h`).
+"""LocDiff-H: a LocDiff run, a gallery and the hybrid's rule (:mod:`locdiff.hybrid`).
 
-Trained as LocDiff; the gallery (``[G, 2]`` degrees, the training locations unless one
-is given) is kept in the run directory's ``gallery.npy``.
+Trained as LocDiff; then the rule (candidates, weight) is chosen on the run's validation
+split (:func:`locdiff.early_stopping.validation_split`: rows LocDiff did not train on,
+searched against the other training rows) and kept in ``hybrid.json``. The gallery is
+the training data unless one is given (kept in ``gallery.npz``).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
 from locdiff import data, files
 from locdiff.config import Config
-from locdiff.hybrid import locdiff_h
+from locdiff.early_stopping import validation_split
+from locdiff.hybrid import Gallery, Rule, choose_rule, locdiff_h
 from locdiff.methods import locdiff as locdiff_method
-from locdiff.prediction import Prediction
+from locdiff.prediction import Prediction, check_embeddings
+
+MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
 
 
 class LocDiffHLocator(locdiff_method.LocDiffLocator):
-    """LocDiff's prediction with its first location snapped to the gallery."""
+    """LocDiff's prediction with its first location chosen by the hybrid's rule."""
 
     method = "locdiff-h"
 
-    def __init__(self, geolocator, gallery, meta=None, **kwargs):
+    def __init__(self, geolocator, gallery: Gallery, rule: Rule, meta=None, **kwargs):
         super().__init__(geolocator, meta, **kwargs)
-        self.gallery = np.asarray(gallery, np.float64)
+        self.gallery, self.rule = gallery, rule
 
     def predict(self, embeddings, *, top_k: int = 1, **kwargs) -> Prediction:
-        return locdiff_h(super().predict(embeddings, top_k=top_k, **kwargs), self.gallery, L=self.L)
+        embeddings = check_embeddings(embeddings, self.embed_dim)
+        plain = super().predict(embeddings, top_k=top_k, **kwargs)
+        return locdiff_h(plain, embeddings, self.gallery, L=self.L, rule=self.rule)
 
 
-def train(data_path: str, run, config: Config, *, progress: bool = True, gallery=None) -> dict:
-    info = locdiff_method.train(data_path, run, config, progress=progress)
-    if gallery is None:
-        gallery = data.load_npz(data_path)["latlon"]
-    with files.atomic_path(run.gallery) as tmp:
-        np.save(tmp, np.asarray(gallery, np.float64))
+def tune(locator, data_path: str, gallery=None) -> tuple[Rule, list[dict]]:
+    """The rule chosen on ``locator``'s validation split of ``data_path`` (its training
+    data), with every rule's validation scores; the default rule when the run held
+    nothing out.
+
+    ``gallery``: ``(embeddings, latlon)`` row-aligned with the training data (e.g. the
+    clean GeoCLIP embeddings of the same locations) to tune for that gallery instead of
+    the training embeddings; either way the validation rows are left out of it.
+    """
+    arrays = data.load_npz(data_path)
+    fraction = locator.geolocator.config.train.validation_fraction
+    train_rows, val_rows = validation_split(len(arrays["latlon"]), fraction)
+    if len(val_rows) == 0:
+        return Rule(), []
+    val_rows = val_rows[:MAX_TUNING_ROWS]
+    query = arrays["embeddings"][val_rows]
+    prediction = locdiff_method.LocDiffLocator.predict(locator, query, top_k=1)
+    emb, latlon = (arrays["embeddings"], arrays["latlon"]) if gallery is None else gallery
+    if len(emb) != len(arrays["latlon"]):
+        raise ValueError("the tuning gallery must be row-aligned with the training data")
+    gallery = Gallery.of(emb[train_rows], latlon[train_rows])
+    return choose_rule(prediction, query, arrays["latlon"][val_rows], gallery, L=locator.L)
+
+
+def rule_for(run, locator, data_path: str) -> Rule:
+    """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and kept."""
+    path = run.file("hybrid.json")
+    if not os.path.exists(path):
+        rule, rows = tune(locator, data_path)
+        files.write_json(path, {"rule": rule.to_dict(), "validation": rows})
+    return Rule(**files.read_json(path)["rule"])
+
+
+def train(
+    data_path: str, run, config: Config, *, progress=True, on_eval=None, gallery=None
+) -> dict:
+    """Train LocDiff, choose the rule; ``gallery``: ``(embeddings, latlon)`` to keep."""
+    info = locdiff_method.train(data_path, run, config, progress=progress, on_eval=on_eval)
+    if gallery is not None:
+        g = Gallery.of(*gallery)
+        files.save_npz(run.gallery, unit=g.unit, latlon=g.latlon)
+    rule_for(run, locdiff_method.load(run, info), data_path)
     return info
 
 
-def load(run, meta: dict, *, gallery=None, batch_size=None, **sampling) -> LocDiffHLocator:
-    if gallery is None:
-        gallery = np.load(run.require(run.gallery, "LocDiff-H gallery"))
+def load(run, meta: dict, *, gallery: Gallery | None = None, batch_size=None, **sampling):
+    """The locator; ``gallery`` replaces the run's (default: its training data)."""
     base = locdiff_method.load(run, meta, batch_size=batch_size, **sampling)
-    return LocDiffHLocator(base.geolocator, gallery, meta, batch_size=base.batch_size, **sampling)
+    if gallery is None and os.path.exists(run.gallery):
+        arrays = files.load_npz(run.gallery)
+        gallery = Gallery(arrays["unit"], arrays["latlon"])
+    if gallery is None:
+        arrays = data.load_npz(meta["data"])
+        gallery = Gallery.of(arrays["embeddings"], arrays["latlon"])
+    rule = rule_for(run, base, meta["data"])
+    return LocDiffHLocator(
+        base.geolocator, gallery, rule, meta, batch_size=base.batch_size, **sampling
+    )

@@ -7,6 +7,7 @@ with :func:`save_params` into the run's ``params.npz``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import jax
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 import shdd
 from locdiff import files
+from locdiff.early_stopping import EarlyStopping, validation_split
 from locdiff.errors import NonFiniteLossError
 from locdiff.methods.base import BaselineConfig, Locator, no_options, read_training_data
 
@@ -48,6 +50,9 @@ class Trunk(nnx.Module):
 LossFn = Callable[[nnx.Module, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
+MAX_VALIDATION_ROWS = 4096  # the validation loss is computed on at most this many rows
+
+
 def fit(
     name: str,
     model: nnx.Module,
@@ -57,9 +62,19 @@ def fit(
     config: BaselineConfig,
     *,
     progress: bool = True,
-) -> float:
+    on_eval: Callable[[int, nnx.Module], None] | None = None,
+) -> dict:
     """Train ``model`` in place on ``loss_fn(model, x_batch, target_batch, key)`` with AdamW
-    (5% warm-up, cosine decay) on batches drawn with replacement; the final loss.
+    (5% warm-up, cosine decay over ``config.steps``) on batches drawn with replacement.
+
+    With ``config.validation_fraction > 0`` the validation rows of
+    :func:`locdiff.early_stopping.validation_split` are held out, the loss on them (fixed
+    key) is computed every ``eval_every`` steps and at the end, training stops after
+    ``patience`` evaluations without improvement, and the model is left at its best
+    evaluation. ``on_eval(step, model)`` is called after each evaluation (its time is not
+    training time). Returns what ``method.json`` records: ``steps``, ``best_step``,
+    ``samples_seen``, ``epochs``, ``evals`` ``[[step, loss], ...]``, ``train_seconds``,
+    ``final_loss``.
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite.
@@ -78,20 +93,49 @@ def fit(
         optimizer.update(model, grads)
         return loss
 
+    evaluate = nnx.jit(loss_fn)
+    train_rows, val_rows = validation_split(len(x), config.validation_fraction)
+    val_rows = val_rows[:MAX_VALIDATION_ROWS]
+    val_key = jax.random.key(config.seed + 1)
+    stopper, best = EarlyStopping(config.patience), None
     rng = np.random.default_rng(config.seed)
     key = jax.random.key(config.seed)
-    batch = min(config.batch_size, len(x))
+    batch = min(config.batch_size, len(train_rows))
     bar = tqdm(range(config.steps), disable=not progress, desc=f"train {name}", unit="step")
-    loss = float("nan")
+    loss, seconds, steps = float("nan"), 0.0, 0
     for i in bar:
-        index = rng.integers(0, len(x), batch)
+        tick = time.perf_counter()
+        index = train_rows[rng.integers(0, len(train_rows), batch)]
         loss = step(model, optimizer, x[index], targets[index], jax.random.fold_in(key, i))
-        if (i + 1) % 100 == 0 or i + 1 == config.steps:
+        steps = i + 1
+        eval_due = len(val_rows) and (steps % config.eval_every == 0 or steps == config.steps)
+        if steps % 100 == 0 or steps == config.steps or eval_due:
             loss = float(loss)
             if not np.isfinite(loss):
-                raise NonFiniteLossError(f"{name}: loss is {loss} at step {i + 1}")
+                raise NonFiniteLossError(f"{name}: loss is {loss} at step {steps}")
             bar.set_postfix(loss=f"{loss:.4g}")
-    return float(loss)
+        if eval_due:
+            value = float(evaluate(model, x[val_rows], targets[val_rows], val_key))
+            if stopper.update(steps, value):
+                best = jax.tree.map(np.array, nnx.state(model))
+        seconds += time.perf_counter() - tick
+        if eval_due and on_eval is not None:
+            on_eval(steps, model)
+        if stopper.should_stop:
+            break
+    bar.close()
+    if best is not None:
+        nnx.update(model, best)
+    return {
+        "steps": steps,
+        "best_step": stopper.best_step or steps,
+        "samples_seen": steps * batch,
+        "epochs": steps * batch / len(train_rows),
+        "evals": stopper.history,
+        "stopped_early": stopper.should_stop,
+        "train_seconds": seconds,
+        "final_loss": float(loss),
+    }
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
@@ -139,17 +183,19 @@ Build = Callable[[BaselineConfig, int], nnx.Module]
 
 def train_on_unit_vectors(
     name: str, data_path: str, run, config: BaselineConfig, build: Build, loss_fn: LossFn, *,
-    progress: bool = True,
+    progress: bool = True, on_eval=None, locator=None,
 ) -> dict:  # fmt: skip
     """Train ``build(config, embed_dim)`` with ``loss_fn`` against the unit vectors
-    ``[N, 3]`` of the training locations; save it in the run; what ``method.json`` records."""
+    ``[N, 3]`` of the training locations; save it in the run; what ``method.json`` records.
+    ``on_eval(step, locator(model))`` is called after each validation evaluation."""
     x, latlon, info = read_training_data(data_path)
     targets = shdd.sphere.latlon_to_xyz_np(latlon).astype(np.float32)
     model = build(config, x.shape[1])
     model.trunk.standardise_with(x)
-    final = fit(name, model, loss_fn, x, targets, config, progress=progress)
+    callback = None if on_eval is None else lambda step, m: on_eval(step, locator(m))
+    record = fit(name, model, loss_fn, x, targets, config, progress=progress, on_eval=callback)
     save_params(run.params, model)
-    return {**info, "final_loss": final}
+    return {**info, **record}
 
 
 def load_network(name: str, run, meta: dict, build: Build, locator, options: dict):

@@ -57,10 +57,14 @@ def _model(config: BaselineConfig, embed_dim: int) -> Regressor:
     return Regressor(embed_dim, config.hidden, config.depth, rngs=nnx.Rngs(config.seed))
 
 
-def train(data_path: str, run, config: BaselineConfig, *, progress: bool = True) -> dict:
-    return train_on_unit_vectors(
-        "regression", data_path, run, config, _model, loss, progress=progress
+def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval=None) -> dict:
+    make = (
+        None if on_eval is None else (lambda m: RegressionLocator(m, config, m.trunk.mean.shape[0]))
     )
+    return train_on_unit_vectors(
+        "regression", data_path, run, config, _model, loss, progress=progress, on_eval=on_eval,
+        locator=make,
+    )  # fmt: skip
 
 
 def load(run, meta: dict, **options) -> RegressionLocator:

@@ -49,6 +49,13 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
         assert (split, "color-stats", "retrieval") in got  # the control (smoke: retrieval)
     assert len(result["maps"]) == 4 and all(os.path.exists(p) for p in result["maps"])
     assert {r["kind"] for r in result["by_kind"]} <= {"ocean", "coast", "land"}
+    # Every learned row states its budget; LocDiff's probabilities are scored.
+    for r in result["rows"]:
+        if r["method"] not in ("retrieval", "retrieval-densest"):
+            assert r["steps"] >= 1 and r["samples_seen"] == 64 * r["steps"] and r["train_s"] > 0
+    (cal,) = [c for c in result["calibration"] if c["encoder"] == "efficientnet-lite0"]
+    assert 0 <= cal["coverage_50"] <= cal["coverage_90"] <= 100
+    assert all(0 <= v <= 100 for k, v in cal.items() if k.startswith("own_surface_"))
     # The demo's LocDiff run embeds a new image with the encoder it was trained with.
     from locdiff import cli
 
@@ -67,13 +74,13 @@ def test_oracle_setting_b(run_script, tmp_path):
         "oracle_mp16", tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
     )
     rows = {(r["test"], r["method"]): r for r in result["rows"]}
-    expected = {"geoclip retrieval", "locdiff", "locdiff-h"}
+    expected = {"retrieval", "geoclip-retrieval", "locdiff", "locdiff-h", "locdiff-h-geoclip"}
     assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k") for m in expected}
     assert rows["im2gps3k", "locdiff"]["n"] == 2997 and rows["yfcc26k", "locdiff"]["n"] == 100
     # GeoCLIP's retrieval over its clean gallery (1,500 MP16 locations in the smoke
     # profile) with the location's own embedding plus noise 0.1: the right continent.
     for test in ("im2gps3k", "yfcc26k"):
-        assert rows[test, "geoclip retrieval"]["acc_2500km"] > 80, rows[test, "geoclip retrieval"]
+        assert rows[test, "geoclip-retrieval"]["acc_2500km"] > 80, rows[test, "geoclip-retrieval"]
 
 
 def test_unseen_study_and_ablations(run_script, tmp_path):

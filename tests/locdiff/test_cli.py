@@ -42,9 +42,9 @@ def test_evaluate_and_predict(tiny_locdiff, clusters, tmp_path, capsys):
 
 
 def test_evaluate_with_a_gallery_is_locdiff_h_with_its_coverage(tiny_locdiff, clusters, tmp_path):
-    gallery = tmp_path / "gallery.csv"
-    train = data.load_npz(clusters.train)["latlon"]
-    gallery.write_text("lat,lon\n" + "".join(f"{a},{b}\n" for a, b in train[:300]))
+    gallery = tmp_path / "gallery.npz"
+    train = data.load_npz(clusters.train)
+    data.save_npz(str(gallery), train["embeddings"][:300], train["latlon"][:300])
     out = tmp_path / "h.json"
     args = ["evaluate", "--checkpoint", tiny_locdiff, "--data", clusters.test, "--no-progress"]
     assert cli.main([*args, "--gallery", str(gallery), "--json", str(out)]) == 0

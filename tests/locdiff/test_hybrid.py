@@ -1,34 +1,64 @@
-"""LocDiff-H: the one implementation of the hybrid."""
+"""LocDiff-H: the one implementation of the hybrid, and its rule chosen on validation."""
 
 import numpy as np
 import pytest
 
-import shdd
-from locdiff.hybrid import locdiff_h
+from locdiff import data
+from locdiff.hybrid import Gallery, Rule, choose_rule, densities, locdiff_h, rerank
 from locdiff.inference import Geolocator
 from locdiff.prediction import Prediction
 
 
-def test_snaps_to_the_densest_gallery_point_near_the_mode(tiny_locdiff, clusters):
+def test_rerank_trades_similarity_for_density():
+    sim = np.array([[0.9, 0.8, 0.1]])
+    density = np.array([[1e-3, 1.0, 2.0]])
+    assert rerank(sim, density, 0.0)[0] == 0  # weight 0: retrieval
+    assert rerank(sim, density, 0.1)[0] == 1  # a little density: the likelier neighbour
+    assert rerank(sim, density, 10.0)[0] == 2  # much density: the likeliest candidate
+    negative = np.array([[-5.0, -1.0, 0.5]])  # negative values count as off the map
+    assert rerank(np.zeros((1, 3)), negative, 1.0)[0] == 2
+
+
+def test_locdiff_h_answers_a_candidate_and_keeps_the_rest(tiny_locdiff, clusters):
     geo = Geolocator.from_checkpoint(tiny_locdiff)
-    out = geo.predict(clusters.test_emb[:4], top_k=2)
-    truth = clusters.test_latlon[:4].astype(np.float64)
-    gallery = np.concatenate([truth, [[0.0, 0.0], [-60, 100]]])
-    snapped = locdiff_h(out, gallery, L=8, neighbours=3)
-    np.testing.assert_array_equal(snapped.latlon[:, 1], out.latlon[:, 1])  # others unchanged
-    np.testing.assert_array_equal(snapped.coeffs, out.coeffs)
-    mean = out.coeffs.mean(axis=1)
-    for i in range(4):
-        values = np.asarray(shdd.evaluate(mean[i], gallery.astype(np.float32), L=8))
-        chosen = np.argmin(np.abs(gallery - snapped.latlon[i, 0]).sum(-1))
-        assert np.abs(gallery[chosen] - snapped.latlon[i, 0]).max() < 1e-9  # a gallery point
-        assert values[chosen] >= np.sort(values)[-3]
+    train = data.load_npz(clusters.train)
+    gallery = Gallery.of(train["embeddings"], train["latlon"])
+    query = clusters.test_emb[:6]
+    out = geo.predict(query, top_k=2)
+    retrieval = locdiff_h(out, query, gallery, L=8, rule=Rule(candidates=1, weight=1.0))
+    nearest = np.argmax(gallery.unit @ (query / np.linalg.norm(query, axis=1)[:, None]).T, 0)
+    np.testing.assert_allclose(retrieval.latlon[:, 0], gallery.latlon[nearest])
+    hybrid = locdiff_h(out, query, gallery, L=8, rule=Rule(candidates=32, weight=1e6))
+    np.testing.assert_array_equal(hybrid.latlon[:, 1], out.latlon[:, 1])  # others unchanged
+    np.testing.assert_array_equal(hybrid.coeffs, out.coeffs)
+    for i in range(6):  # with a huge weight: the densest of the 32 most similar
+        sims = gallery.unit @ (query[i] / np.linalg.norm(query[i]))
+        top = np.argsort(-sims)[:32]
+        dens = densities(out[i : i + 1], gallery.latlon[top][None], L=8)[0]
+        chosen = np.flatnonzero((gallery.latlon[top] == hybrid.latlon[i, 0]).all(1))
+        assert len(chosen) and dens[chosen[0]] >= dens.max() * (1 - 1e-5)
 
 
-def test_needs_coefficients_and_a_gallery():
+def test_choose_rule_never_does_worse_than_retrieval_on_its_split(tiny_locdiff, clusters):
+    geo = Geolocator.from_checkpoint(tiny_locdiff)
+    train = data.load_npz(clusters.train)
+    gallery = Gallery.of(train["embeddings"][:800], train["latlon"][:800])
+    query, truth = train["embeddings"][800:], train["latlon"][800:].astype(np.float64)
+    rule, rows = choose_rule(geo.predict(query, top_k=1), query, truth, gallery, L=8)
+    retrieval = next(r for r in rows if r["candidates"] == 1)
+    chosen = next(
+        r for r in rows if (r["candidates"], r["weight"]) == (rule.candidates, rule.weight)
+    )
+    assert chosen["mean_acc"] >= retrieval["mean_acc"]
+    assert chosen["mean_acc"] == max(r["mean_acc"] for r in rows)
+
+
+def test_needs_coefficients_and_a_proper_gallery():
     bare = Prediction(latlon=np.zeros((2, 1, 2)))
+    gallery = Gallery.of(np.ones((3, 4)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="coefficients"):
-        locdiff_h(bare, np.zeros((3, 2)), L=4)
-    with_coeffs = Prediction(latlon=np.zeros((2, 1, 2)), coeffs=np.zeros((2, 1, 25)))
-    with pytest.raises(ValueError, match=r"gallery must be \[G, 2\]"):
-        locdiff_h(with_coeffs, np.zeros((3,)), L=4)
+        locdiff_h(bare, np.ones((2, 4)), gallery, L=4)
+    with pytest.raises(ValueError, match=r"embeddings \[G, E\] and locations \[G, 2\]"):
+        Gallery.of(np.ones((3, 4)), np.zeros((3,)))
+    with pytest.raises(ValueError, match="candidates >= 1"):
+        Rule(candidates=0)

@@ -3,8 +3,8 @@
 import numpy as np
 
 import shdd
-from locdiff import data, methods
-from locdiff.hybrid import locdiff_h
+from locdiff import data, files, methods
+from locdiff.hybrid import Gallery, Rule, locdiff_h
 from locdiff.rundir import RunDir
 
 
@@ -18,17 +18,22 @@ def test_locdiff_run_records_what_it_was_trained_on(tiny_locdiff, clusters):
     assert prediction.maps.shape == (5, 18, 36) and prediction.coeffs.shape[:2] == (5, 2)
 
 
-def test_locdiff_h_is_locdiff_snapped_to_its_gallery(tiny_locdiff, clusters):
-    """The locdiff-h locator with a gallery answers exactly ``locdiff_h`` of LocDiff's
-    prediction; every first location is a gallery point."""
-    train = data.load_npz(clusters.train)["latlon"].astype(np.float64)
-    hybrid = methods.load_locator(tiny_locdiff, gallery=train)
+def test_locdiff_h_is_the_hybrid_of_locdiffs_prediction(tiny_locdiff, clusters):
+    """The locdiff-h locator answers exactly ``locdiff_h`` of LocDiff's prediction with
+    the rule chosen on the run's validation split (kept in hybrid.json); every first
+    location is a gallery point."""
+    train = data.load_npz(clusters.train)
+    gallery = Gallery.of(train["embeddings"], train["latlon"])
+    hybrid = methods.load_locator(tiny_locdiff, gallery=gallery)
     assert hybrid.method == "locdiff-h"
+    stored = files.read_json(RunDir(tiny_locdiff).file("hybrid.json"))
+    assert Rule(**stored["rule"]) == hybrid.rule and len(stored["validation"]) > 1
     x = clusters.test_emb[:20]
     plain = methods.load_locator(tiny_locdiff).predict(x, top_k=2, seed=4)
-    snapped = hybrid.predict(x, top_k=2, seed=4)
-    np.testing.assert_array_equal(snapped.latlon, locdiff_h(plain, train, L=8).latlon)
-    d = shdd.haversine_km_np(snapped.latlon[:, 0, None], train[None])
+    answered = hybrid.predict(x, top_k=2, seed=4)
+    expected = locdiff_h(plain, x, gallery, L=8, rule=hybrid.rule)
+    np.testing.assert_array_equal(answered.latlon, expected.latlon)
+    d = shdd.haversine_km_np(answered.latlon[:, 0, None], gallery.latlon[None])
     assert d.min(axis=1).max() < 1e-6
 
 
@@ -41,12 +46,13 @@ def test_a_locdiff_h_run_keeps_its_gallery(clusters, tmp_path):
         **{"model.time_dim": 4, "train.steps": 2, "train.batch_size": 32},
         **{"diffusion.steps": 2, "diffusion.num_samples": 1},
     )
-    gallery = np.array([[10.0, 20.0], [-30.0, 40.0]])
+    emb = np.eye(8)[:2].astype(np.float32)
+    gallery = (emb, np.array([[10.0, 20.0], [-30.0, 40.0]]))
     workdir = str(tmp_path / "h")
     locator = methods.train_method(
         "locdiff-h", clusters.train, workdir, config=tiny, gallery=gallery, progress=False
     )
-    np.testing.assert_array_equal(np.load(RunDir(workdir).gallery), gallery)
+    np.testing.assert_array_equal(files.load_npz(RunDir(workdir).gallery)["latlon"], gallery[1])
     top1 = methods.load_locator(workdir).predict(clusters.test_emb[:6]).top1
     assert locator.method == "locdiff-h"
-    assert all(np.abs(gallery - p).sum(1).min() < 1e-9 for p in top1)
+    assert all(np.abs(gallery[1] - p).sum(1).min() < 1e-9 for p in top1)

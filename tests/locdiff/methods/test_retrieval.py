@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import data
+from locdiff import data, neighbours
 from locdiff.methods import retrieval
 from locdiff.methods.base import BaselineConfig
 
@@ -27,11 +27,11 @@ def test_retrieval_top1_and_densest_cluster():
 def test_chunked_search_is_exact_and_the_gallery_is_normalised_once(rng):
     gallery = rng.normal(size=(1000, 12)).astype(np.float32)
     query = rng.normal(size=(37, 12)).astype(np.float32)
-    q, g = retrieval.normalise(query), retrieval.normalise(gallery)
+    q, g = neighbours.normalise(query), neighbours.normalise(gallery)
     whole = np.argmax(q @ g.T, axis=1)
-    chunked = retrieval.search(q, g, k=1, max_scores=3000)  # 3 queries at a time
+    chunked = neighbours.search(q, g, k=1, max_scores=3000)  # 3 queries at a time
     np.testing.assert_array_equal(chunked[:, 0], whole)
-    top5 = retrieval.search(q, g, k=5, max_scores=3000)
+    top5 = neighbours.search(q, g, k=5, max_scores=3000)
     np.testing.assert_array_equal(np.sort(top5, 1), np.sort(np.argsort(-(q @ g.T), 1)[:, :5], 1))
     locator = retrieval.RetrievalLocator(gallery * 7.0, np.zeros((1000, 2)), BaselineConfig())
     np.testing.assert_allclose(np.linalg.norm(locator.gallery_unit, axis=1), 1.0, rtol=1e-5)
