@@ -73,7 +73,9 @@ def train_one(name: str, train_npz: str, workdir: str, models, progress: bool):
     if name == "retrieval-densest":
         config = dataclasses.replace(models.baseline, retrieval_k=16, radius_km=200.0)
         return train_or_load("retrieval", train_npz, workdir, config, progress=progress)
-    return train_or_load(name, train_npz, workdir, models.for_method(name), progress=progress)
+    return common.train_with_curve(
+        name, train_npz, workdir, models.for_method(name), progress=progress
+    )
 
 
 def main() -> None:
@@ -92,7 +94,7 @@ def main() -> None:
     )
     split_of = make_splits(latlon, config, args.seed)
     runs = os.path.join(args.cache, f"bluemarble_runs_{args.profile}_{args.seed}")
-    rows, kind_rows, locdiff_runs, calibration_rows = [], [], {}, []
+    rows, kind_rows, locdiff_runs, calibration_rows, curves = [], [], {}, [], {}
     for split_name, split in split_of.items():
         common.log(f"split {split_name}: {len(split.train)} train, {len(split.test)} test")
         groups = split.groups if split_name == "buffered" else None
@@ -110,6 +112,8 @@ def main() -> None:
                     continue
                 common.log(f"{split_name} / {encoder} / {name}")
                 locator = train_one(name, train_npz, f"{stem}/{name}", config.models, progress)
+                if split_name == "random" and encoder == "efficientnet-lite0":
+                    curves[name] = common.read_curve(f"{stem}/{name}", locator.meta)
                 start = time.perf_counter()
                 prediction = locator.predict(emb[split.test], top_k=1)
                 variants = {name: prediction.top1}
@@ -137,6 +141,9 @@ def main() -> None:
                         f"median {row['median_km']:.0f} km"
                     )
                     kind_rows += _by_kind(row, top1, truth, kind[split.test], args.seed)
+    curve_png = common.write_curves(
+        args.out, curves, "Blue Marble, random split, EfficientNet-Lite0: validation accuracy"
+    )
     maps = write_maps(
         args.out, d, split_of["random"], locdiff_runs[("random", "efficientnet-lite0")]
     )
@@ -171,6 +178,11 @@ def main() -> None:
                 ["split", "method", "kind", "n"],
             ),
         ),
+        (
+            "Learning curves",
+            f"`{curve_png}`: accuracy on (500 of) the validation rows at every validation "
+            "evaluation, against training samples seen; the ringed point is the model kept.",
+        ),
         ("Probability maps", "\n".join(f"- `{m}`" for m in maps)),
     ]
     payload = {
@@ -180,6 +192,7 @@ def main() -> None:
         "rows": rows,
         "by_kind": kind_rows,
         "calibration": calibration_rows,
+        "curves": curves,
         "maps": maps,
     }
     title = "Setting A: Blue Marble patches"
@@ -206,16 +219,10 @@ def _by_kind(row: dict, top1, truth, kinds, seed: int) -> list[dict]:
 
 def _calibration(locator, emb, truth, kinds) -> dict:
     """Coverage and areas of LocDiff's credible regions, and the own-surface share of its
-    maps by patch kind."""
-    row = calibration.coverage(locator, emb, truth)
-    share = np.concatenate(
-        [
-            bm.own_surface_share(
-                locator.predict(emb[i : i + 256], top_k=1, maps=True).maps, kinds[i : i + 256]
-            )
-            for i in range(0, len(emb), 256)
-        ]
-    )
+    maps by patch kind (one pass over the maps)."""
+    share = {"share": lambda maps, rows: bm.own_surface_share(maps, kinds[rows])}
+    row = calibration.coverage(locator, emb, truth, also=share)
+    share = row.pop("share")
     for k, kind_name in enumerate(bm.KINDS):
         if (kinds == k).any():
             row[f"own_surface_{kind_name}"] = float(100 * np.mean(share[kinds == k]))

@@ -10,6 +10,7 @@ over).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -18,6 +19,7 @@ import time
 import numpy as np
 
 from locdiff import data, files, metrics
+from locdiff.early_stopping import validation_split
 from locdiff.provenance import git_revision, machine
 
 REVISION = git_revision()  # the code as this run loaded it
@@ -89,6 +91,60 @@ def budget_table(rows: list[dict], columns: list[str]) -> str:
         cells += [f"{row['samples_seen']:,}", "yes" if row["stopped_early"] else "no (cap)"]
         lines.append("| " + " | ".join(cells + [f"{row['train_s']:.0f}"]) + " |")
     return "\n".join(lines)
+
+
+CURVE_ROWS = 500  # validation rows scored at each evaluation for the learning curves
+
+
+def _budget_settings(config) -> tuple[float, int]:
+    """``(validation_fraction, batch_size)`` of a LocDiff ``Config`` or a baseline's."""
+    t = getattr(config, "train", config)
+    return t.validation_fraction, t.batch_size
+
+
+def train_with_curve(method: str, train_npz: str, workdir: str, config, *, progress: bool):
+    """:func:`locdiff.methods.train_or_load`, recording the learning curve: after every
+    validation evaluation, the accuracy of the model of that moment on (at most 500 of)
+    the validation rows goes into ``<workdir>/curve.jsonl``."""
+    from locdiff.methods import train_or_load
+
+    fraction, batch_size = _budget_settings(config)
+    on_eval = None
+    if fraction > 0 and method != "retrieval":
+        arrays = data.load_npz(train_npz)
+        val = validation_split(len(arrays["latlon"]), fraction)[1][:CURVE_ROWS]
+        x, truth = arrays["embeddings"][val], arrays["latlon"][val].astype(np.float64)
+
+        def on_eval(step, locator):
+            scores = metrics.summarize(locator.predict(x, top_k=1).top1, truth)
+            point = {"step": step, "samples_seen": step * batch_size}
+            point |= {k: scores[k] for k in ("acc_200km", "acc_750km")}
+            with open(os.path.join(workdir, "curve.jsonl"), "a") as f:
+                f.write(json.dumps(point) + "\n")
+
+    return train_or_load(method, train_npz, workdir, config, progress=progress, on_eval=on_eval)
+
+
+def read_curve(workdir: str, meta: dict) -> list[dict]:
+    """The learning curve of a finished run (one point per evaluation; the kept step is
+    flagged ``best``); empty for runs without one."""
+    path = os.path.join(workdir, "curve.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        points = {p["step"]: p for p in map(json.loads, f)}  # a resumed run: the last
+    best = meta.get("best_step")
+    return [{**p, "best": p["step"] == best} for _, p in sorted(points.items())]
+
+
+def write_curves(out_dir: str, curves: dict, title: str) -> str:
+    """``{out_dir}/learning_curves.png`` of the methods with a curve; its path."""
+    from locdiff.plots import plot_learning_curves
+
+    path = os.path.join(out_dir, "learning_curves.png")
+    os.makedirs(out_dir, exist_ok=True)
+    plot_learning_curves({k: v for k, v in curves.items() if v}, path, title=title)
+    return path
 
 
 def table(rows: list[dict], columns: list[str], metric_keys=HEADLINE) -> str:

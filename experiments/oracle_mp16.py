@@ -1,19 +1,23 @@
 """Setting B: real photo locations with an oracle condition (an oracle study, not image accuracy).
 
-    python -m experiments.oracle_mp16 [--profile demo|full|smoke] [--noise 0 0.1 0.2] [--out DIR]
+    python -m experiments.oracle_mp16 [--profile demo|full|smoke] [--noise 0.1 0.2] [--out DIR]
 
-Training set: the 100K MP16 photo locations of the ``geoclip`` wheel. Test sets: the
-Im2GPS3k and YFCC26k ground truth (shipped with the package; the ``demo`` profile uses a
-fixed random 5,000 of YFCC26k). The condition of a location is its embedding by
-GeoCLIP's pretrained location encoder, L2-normalised, plus Gaussian noise of standard
-deviation ``--noise`` per coordinate (:mod:`locdiff.oracle`; fresh noise for every
-training and test row). Retrieval over the gallery's clean embeddings is then exactly
-GeoCLIP's inference, so the comparison isolates what each method does with the same
-condition. Rows: ``geoclip-retrieval`` searches GeoCLIP's clean GPS gallery (as GeoCLIP
-does), ``retrieval`` the training set's own (noisy) embeddings; ``locdiff-h`` and
+Training set: the 100K MP16 photo locations of the ``geoclip`` wheel, and a thinned
+variant (a fixed random 10% of them: sparse coverage). Test sets: the Im2GPS3k and
+YFCC26k ground truth (shipped with the package; the ``demo`` profile uses a fixed random
+5,000 of YFCC26k). The condition of a location is its embedding by GeoCLIP's pretrained
+location encoder, L2-normalised, plus Gaussian noise of standard deviation ``--noise``
+per coordinate (:mod:`locdiff.oracle`; fresh noise for every training and test row).
+
+Rows: ``geoclip-retrieval`` searches GeoCLIP's clean GPS gallery (exactly GeoCLIP's
+inference), ``retrieval`` the training set's own (noisy) embeddings; ``locdiff-h`` and
 ``locdiff-h-geoclip`` re-rank those two galleries' candidates by the same LocDiff
-predictions, each with its rule chosen on the validation split. Writes
-``oracle_mp16.md`` / ``.json`` into ``--out``. Configs: ``experiments/configs/oracle_mp16.py``.
+predictions, each with its rule chosen on the validation split. Every learned method
+stops on its validation loss within the same cap in samples. Each test set is also
+scored on its points farther than 100 km from every training location (``far``: the
+sparse-coverage generalisation). LocDiff's 50% / 90% credible regions are scored for
+coverage on Im2GPS3k. Writes ``oracle_mp16.md`` / ``.json`` and
+``learning_curves.png`` into ``--out``. Configs: ``experiments/configs/oracle_mp16.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
+from locdiff import calibration, data, splits
 from locdiff.hybrid import Gallery, locdiff_h
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
@@ -33,94 +40,165 @@ from experiments.configs.oracle_mp16 import get_config
 
 METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "locdiff")
 KEYS = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
+FAR_KM = 100.0
 
 
 def main() -> None:
     parser = common.parser(__doc__, "oracle_mp16", PROFILES)
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args()
     wall = time.perf_counter()
     config = get_config(args.profile)
     d = oracle_data(args.cache, yfcc_n=config.yfcc_n, gallery_n=config.gallery_n)
-    gallery_latlon, gallery_emb = d["gallery"]
     runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}")
-    rows = []
-    for noise in args.noise:
-        tests = {
-            name: (d[name][0], oracle_condition(d[name][1], noise, seed=args.seed + 2))
-            for name in ("im2gps3k", "yfcc26k")
-        }
-        for name in args.methods:
-            common.log(f"noise {noise:g} / {name}")
-            # The trained methods learn from conditions as noisy as the test ones; GeoCLIP's
-            # retrieval searches the gallery's clean embeddings.
-            train_npz = training_set(args.cache, d["gallery"], noise, args.seed)
-            workdir = os.path.join(runs, f"noise{noise:g}", name)
-            locator = train_or_load(
-                name,
-                train_npz,
-                workdir,
-                config.models.for_method(name),
-                progress=not args.no_progress,
-            )
-            geoclip = None
-            if name == "retrieval":
-                clean = training_set(args.cache, d["gallery"], 0.0, args.seed)
-                geoclip = train_or_load(
-                    name, clean, os.path.join(runs, "geoclip-retrieval"),
-                    config.models.for_method(name), progress=False,
-                )  # fmt: skip
-            hybrids = {}
-            if name == "locdiff":
-                own = hybrid_method.rule_for(RunDir(workdir), locator, train_npz)
-                clean_emb = oracle_condition(gallery_emb, 0.0)
-                tuned, _ = hybrid_method.tune(locator, train_npz, (clean_emb, gallery_latlon))
-                hybrids = {
-                    "locdiff-h": (Gallery.of(*_arrays(train_npz)), own),
-                    "locdiff-h-geoclip": (Gallery.of(clean_emb, gallery_latlon), tuned),
-                }
-            for test_name, (truth, cond) in tests.items():
-                start = time.perf_counter()
-                prediction = locator.predict(cond, top_k=1)
-                variants = {name: prediction.top1}
-                if geoclip is not None:
-                    variants["geoclip-retrieval"] = geoclip.predict(cond, top_k=1).top1
-                for variant, (gallery, rule) in hybrids.items():
-                    hybrid = locdiff_h(prediction, cond, gallery, L=locator.L, rule=rule)
-                    variants[variant] = hybrid.top1
-                predict_s = time.perf_counter() - start
-                for variant, top1 in variants.items():
-                    row = {"noise": noise, "test": test_name, "method": variant}
-                    row.update(common.score(top1, truth, seed=args.seed))
-                    row.update(common.budget(locator.meta), predict_s=round(predict_s, 1))
-                    rows.append(row)
-                    common.log(
-                        f"  {test_name} {variant}: {row['acc_1km']:.1f} / {row['acc_25km']:.1f}"
-                        f" / {row['acc_200km']:.1f} / {row['acc_750km']:.1f} / "
-                        f"{row['acc_2500km']:.1f} %, median {row['median_km']:.0f} km"
+    rows, coverage_rows, curves = [], [], {}
+    for label, share in (("100%", 1.0), *((f"{t:.0%}", t) for t in config.thinned)):
+        latlon, emb = d["gallery"]
+        if share < 1:
+            keep = np.random.default_rng(args.seed).random(len(latlon)) < share
+            latlon, emb = latlon[keep], emb[keep]
+        for noise in args.noise:
+            tests = {
+                name: (d[name][0], oracle_condition(d[name][1], noise, seed=args.seed + 2))
+                for name in ("im2gps3k", "yfcc26k")
+            }
+            far = {name: splits.nearest_km(t[0], latlon) > FAR_KM for name, t in tests.items()}
+            stem = os.path.join(runs, f"gallery{share:g}", f"noise{noise:g}")
+            for name in args.methods:
+                common.log(f"gallery {label} / noise {noise:g} / {name}")
+                train_npz = training_set(args.cache, (latlon, emb), noise, args.seed)
+                variants = _train(name, train_npz, (latlon, emb), stem, config, args)
+                locator = variants[name][0]
+                if share == 1 and noise == 0.1:
+                    curves[name] = common.read_curve(f"{stem}/{name}", locator.meta)
+                if name == "locdiff":
+                    truth, cond = tests["im2gps3k"]
+                    some = np.random.default_rng(0).permutation(len(truth))[: config.coverage_n]
+                    truth, cond = truth[some], cond[some]
+                    coverage_rows.append(
+                        {"gallery": label, "noise": noise}
+                        | calibration.coverage(locator, cond, truth, seed=args.seed)
                     )
-    wall_s = time.perf_counter() - wall
+                for test_name, (truth, cond) in tests.items():
+                    prediction = locator.predict(cond, top_k=1)
+                    subsets = {"all": np.ones(len(truth), bool), "far": far[test_name]}
+                    for variant, (_, answer) in variants.items():
+                        top1 = answer(prediction, cond)
+                        for subset, sel in subsets.items():
+                            if not sel.any():
+                                continue
+                            row = {"gallery": label, "noise": noise, "test": test_name}
+                            row |= {"subset": subset, "method": variant}
+                            row |= common.score(top1[sel], truth[sel], seed=args.seed)
+                            rows.append(row | common.budget(locator.meta))
+                            common.log(
+                                f"  {test_name} {subset} (n={int(sel.sum())}) {variant}: "
+                                + " / ".join(f"{row[k]:.1f}" for k in KEYS)
+                                + f" %, median {row['median_km']:.0f} km"
+                            )
+    curve_png = common.write_curves(
+        args.out, curves, "Setting B, MP16 100%, noise 0.1: validation accuracy"
+    )
+    _report(args, config, rows, coverage_rows, curves, curve_png, time.perf_counter() - wall)
+
+
+def _train(name, train_npz, gallery, stem, config, args) -> dict:
+    """``{row name: (locator, answer(prediction, cond) -> top1 [N, 2])}`` of one method:
+    retrieval also as GeoCLIP's (clean gallery), LocDiff also as its two hybrids."""
+    progress = not args.no_progress
+    models = config.models.for_method(name)
+    workdir = f"{stem}/{name}"
+    locator = common.train_with_curve(name, train_npz, workdir, models, progress=progress)
+    out = {name: (locator, lambda p, c: p.top1)}
+    latlon, emb = gallery
+    if name == "retrieval":
+        clean = training_set(args.cache, gallery, 0.0, args.seed)
+        workdir = os.path.join(os.path.dirname(stem), "geoclip-retrieval")
+        geoclip = train_or_load(name, clean, workdir, models, progress=False)
+        out["geoclip-retrieval"] = (locator, lambda p, c: geoclip.predict(c, top_k=1).top1)
+    if name == "locdiff":
+        arrays = data.load_npz(train_npz)
+        own = Gallery.of(arrays["embeddings"], arrays["latlon"])
+        own_rule = hybrid_method.rule_for(RunDir(workdir), locator, train_npz)
+        clean_emb = oracle_condition(emb, 0.0)
+        clean_rule, _ = hybrid_method.tune(locator, train_npz, (clean_emb, latlon))
+        clean = Gallery.of(clean_emb, latlon)
+        common.log(f"  LocDiff-H rules: own gallery {own_rule}, GeoCLIP gallery {clean_rule}")
+
+        def hybrid(gallery, rule):
+            return lambda p, c: locdiff_h(p, c, gallery, L=locator.L, rule=rule).top1
+
+        out["locdiff-h"] = (locator, hybrid(own, own_rule))
+        out["locdiff-h-geoclip"] = (locator, hybrid(clean, clean_rule))
+    return out
+
+
+def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> None:
+    columns = ["noise", "test", "method"]
+    pick = lambda gallery, subset: [  # noqa: E731
+        r for r in rows if r["gallery"] == gallery and r["subset"] == subset
+    ]
+    far_n = ", ".join(
+        f"{r['test']} at noise {r['noise']:g}, gallery {r['gallery']}: n = {r['n']}"
+        for r in rows
+        if r["subset"] == "far" and r["method"] == rows[0]["method"]
+    )
     sections = [
         (
-            "Top-1 accuracy with the oracle condition",
+            "Top-1 accuracy, MP16 100K gallery",
             "An oracle study: the condition is GeoCLIP's embedding of the true location "
             "plus noise, not an image. ± is a bootstrap standard error over test points.\n\n"
-            + common.table(rows, ["noise", "test", "method"], KEYS),
+            + common.table(pick("100%", "all"), columns, KEYS),
         ),
-        ("Training budgets", common.budget_table(rows, ["noise", "method"])),
+        (
+            f"Far from training (> {FAR_KM:.0f} km from every training location)",
+            f"Test points: {far_n}.\n\n" + common.table(pick("100%", "far"), columns, KEYS),
+        ),
     ]
-    payload = {"profile": args.profile, "config": config.models.to_dict(), "rows": rows}
+    for t in config.thinned:
+        label = f"{t:.0%}"
+        sections.append(
+            (
+                f"Thinned gallery: trained on {label} of MP16",
+                common.table(pick(label, "all"), columns, KEYS)
+                + "\n\nFar from training:\n\n"
+                + common.table(pick(label, "far"), columns, KEYS),
+            )
+        )
+    sections += [
+        (
+            "LocDiff's credible regions (Im2GPS3k)",
+            "Coverage: share of test points inside LocDiff's 50% / 90% credible region "
+            "(1-degree maps); area: the regions' median area.\n\n"
+            + "| gallery | noise | coverage 50% | coverage 90% | area 50% (km²) "
+            + "| area 90% (km²) |\n|---|---|---|---|---|---|\n"
+            + "\n".join(
+                f"| {r['gallery']} | {r['noise']:g} | {r['coverage_50']:.1f} | "
+                f"{r['coverage_90']:.1f} | {r['area_50_km2']:.3g} | {r['area_90_km2']:.3g} |"
+                for r in coverage_rows
+            ),
+        ),
+        (
+            "Training budgets",
+            "Each learned method stops when its validation loss (5% of the training rows) "
+            "has not improved for 4 evaluations, within the same cap in samples.\n\n"
+            + common.budget_table(
+                [r for r in rows if r["subset"] == "all"], ["gallery", "noise", "method"]
+            ),
+        ),
+        ("Learning curves", f"`{curve_png}`: validation accuracy against samples seen."),
+    ]
+    payload = {
+        "profile": args.profile,
+        "config": config.models.to_dict(),
+        "rows": rows,
+        "coverage": coverage_rows,
+        "curves": curves,
+    }
     title = "Setting B: MP16 locations, oracle GeoCLIP location embeddings"
     common.write_report(args.out, "oracle_mp16", title, sections, payload, wall_s)
-    print(common.table(rows, ["noise", "test", "method"], KEYS))
-
-
-def _arrays(path: str):
-    from locdiff import data
-
-    arrays = data.load_npz(path)
-    return arrays["embeddings"], arrays["latlon"]
+    print(common.table(pick("100%", "all"), columns, KEYS))
 
 
 if __name__ == "__main__":

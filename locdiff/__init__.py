@@ -20,7 +20,7 @@ from locdiff.config import Config, DiffusionConfig, ModelConfig, TrainConfig, ov
 from locdiff.data import open_dataset, save_npz, write_array_record
 from locdiff.errors import DataError, NonFiniteLossError, RunError
 from locdiff.evaluate import evaluate
-from locdiff.hybrid import locdiff_h
+from locdiff.hybrid import Gallery, Rule, locdiff_h
 from locdiff.inference import Geolocator
 from locdiff.methods import METHODS, load_locator, train_method, train_or_load
 from locdiff.model import CSUNet
@@ -51,6 +51,8 @@ __all__ = [
     "evaluate",
     "load_locator",
     "locdiff_h",
+    "Gallery",
+    "Rule",
     "open_dataset",
     "override",
     "read_benchmark",

@@ -18,10 +18,12 @@ VALIDATION_SEED = 0  # one split per dataset size, whatever the method or its se
 
 
 def validation_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(train_rows, validation_rows)`` of ``n`` rows, sorted; ``fraction`` 0: no validation.
+    """``(train_rows, validation_rows)`` of ``n`` rows; ``fraction`` 0: no validation.
 
     The validation rows are a random ``fraction`` of the rows (at least one, and at least
-    one row left to train on), drawn with a fixed seed.
+    one row left to train on), drawn with a fixed seed. The training rows are sorted; the
+    validation rows are in random order, so that any prefix of them (a capped number of
+    validation queries) is itself a random sample, whatever the order of the file.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
@@ -31,7 +33,7 @@ def validation_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"a validation split needs at least 2 rows, the data have {n}")
     n_val = min(n - 1, max(1, round(fraction * n)))
     order = np.random.default_rng(VALIDATION_SEED).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    return np.sort(order[n_val:]), order[:n_val]
 
 
 @dataclasses.dataclass

@@ -47,6 +47,9 @@ class Geolocator:
         self.encoder = encoder  # the image encoder that made the training embeddings
         # (mean, std) of the training conditions; None: conditions are used as given.
         self.condition_stats = condition_stats
+        # power and floor of the positive-part map rule, chosen on the run's validation
+        # split so that credible regions cover what they claim (shdd.maps; 1 and 0: plain)
+        self.map_rule = {"power": 1.0, "floor": 0.0}
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -89,7 +92,11 @@ class Geolocator:
             arrays = files.load_npz(run.condition_stats)
             stats = (arrays["mean"], arrays["std"])
         config = Config.load(run.config)
-        return cls(graphdef, params, config, int(meta["embed_dim"]), meta.get("encoder"), stats)
+        geo = cls(graphdef, params, config, int(meta["embed_dim"]), meta.get("encoder"), stats)
+        if os.path.exists(run.file("calibration.json")):
+            chosen = files.read_json(run.file("calibration.json"))
+            geo.map_rule = {"power": chosen["map_power"], "floor": chosen["map_floor"]}
+        return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:
         """``embeddings`` as float32 ``[N, E]``; ``ValueError`` on a wrong width or a NaN."""
@@ -146,7 +153,7 @@ class Geolocator:
         latlon, prob = shdd.decode(mean, L=L, k=top_k)
         out = Prediction(np.asarray(latlon), np.asarray(prob), np.asarray(coeffs))
         if maps:
-            pmap = shdd.probability_map(mean, L=L, resolution_deg=map_resolution)
+            pmap = shdd.probability_map(mean, L=L, resolution_deg=map_resolution, **self.map_rule)
             out.maps = np.asarray(pmap)
             out.credible_km2 = np.asarray(
                 shdd.credible_area_km2(pmap, resolution_deg=map_resolution, levels=(0.5, 0.9))

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 import shdd
 from locdiff import worldmap
 
+KEYS_CURVE = ("acc_200km", "acc_750km")  # the learning curves' metrics
+
 
 def draw_world(ax, *, colour: str = "white", borders: bool = True) -> None:
     """Coastlines (and country borders) on an axes in (lon, lat) degrees."""
@@ -113,4 +115,37 @@ def plot_probability_map(
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_learning_curves(curves: dict, path: str, *, title: str = "", keys=KEYS_CURVE) -> Figure:
+    """Accuracy against training samples seen, one panel per ``keys`` metric.
+
+    Args:
+      curves: ``{label: [{"samples_seen": n, "acc_200km": %, ...}, ...]}``; a label's
+        points are joined in order of samples seen; the kept (best) point, if flagged
+        ``"best": True``, is ringed.
+      path: where the PNG goes.
+    """
+    fig = Figure(figsize=(5 * len(keys), 3.8))
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        for label, points in curves.items():
+            points = sorted(points, key=lambda p: p["samples_seen"])
+            if not points:
+                continue
+            x = [p["samples_seen"] for p in points]
+            (line,) = ax.plot(x, [p[key] for p in points], marker=".", label=label)
+            best = [p for p in points if p.get("best")]
+            if best:
+                ax.plot(best[-1]["samples_seen"], best[-1][key], "o", mfc="none", ms=10,
+                        color=line.get_color())  # fmt: skip
+        ax.set_xlabel("training samples seen")
+        ax.set_ylabel(f"% within {key.removeprefix('acc_')} (validation)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     return fig

@@ -26,11 +26,16 @@ class OracleConfig:
       gallery_n: training locations kept of the 100K MP16 gallery (None: all).
       yfcc_n: YFCC26k test locations kept (None: all 25,600).
       models: LocDiff's and the baselines' configs.
+      thinned: also train on these random shares of the gallery (sparse coverage).
+      coverage_n: Im2GPS3k points (the first of a fixed random order) on which LocDiff's
+        credible regions are scored (None: all).
     """
 
     gallery_n: int | None
     yfcc_n: int | None
     models: Methods
+    thinned: tuple[float, ...] = (0.1,)
+    coverage_n: int | None = None
 
 
 def get_config(profile: str = "demo") -> OracleConfig:
@@ -39,7 +44,7 @@ def get_config(profile: str = "demo") -> OracleConfig:
         models = Methods(
             SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((25, 1000),))
         )
-        return OracleConfig(gallery_n=1500, yfcc_n=100, models=models)
+        return OracleConfig(gallery_n=1500, yfcc_n=100, models=models, thinned=(), coverage_n=200)
     if profile == "full":
         locdiff = override(
             Config(), **{"model.L": 64, "train.steps": 30000, "train.checkpoint_every": 2000}

@@ -7,8 +7,11 @@ the areas of their credible regions.
 
 from __future__ import annotations
 
-from locdiff import files, trainer
+import os
+
+from locdiff import calibration, data, files, trainer
 from locdiff.config import Config  # the method's config type
+from locdiff.early_stopping import validation_split
 from locdiff.inference import Geolocator
 from locdiff.methods.base import Locator
 from locdiff.prediction import Prediction
@@ -65,6 +68,7 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
             on_eval(step, LocDiffLocator(Geolocator.from_params(run.path, graphdef, ema)))
 
     trainer.train(config, data_path, run.path, progress=progress, on_eval=callback)
+    calibrate_maps(run, data_path, Geolocator.from_checkpoint(run.path))
     record = trainer.read_progress(run.path)
     steps = record["step"]
     return {
@@ -77,6 +81,26 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
         "stopped_early": record.get("stopped_early", False),
         "train_seconds": record["train_seconds"],
     }
+
+
+CALIBRATION_ROWS = 500  # validation rows that choose the map rule
+
+
+def calibrate_maps(run, data_path: str, geolocator: Geolocator) -> None:
+    """Choose the run's map rule on its validation split
+    (:func:`calibration.choose_map_rule`) and keep it in ``calibration.json``, which
+    :class:`Geolocator` reads (without one: the plain positive-part rule)."""
+    path = run.file("calibration.json")
+    if os.path.exists(path):
+        return
+    arrays = data.load_npz(data_path)
+    fraction = geolocator.config.train.validation_fraction
+    val = validation_split(len(arrays["latlon"]), fraction)[1][:CALIBRATION_ROWS]
+    if len(val) == 0:
+        return
+    x, truth = arrays["embeddings"][val], arrays["latlon"][val]
+    rule, rows = calibration.choose_map_rule(geolocator, x, truth)
+    files.write_json(path, {**rule, "validation": rows})
 
 
 def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:

@@ -56,6 +56,8 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
     (cal,) = [c for c in result["calibration"] if c["encoder"] == "efficientnet-lite0"]
     assert 0 <= cal["coverage_50"] <= cal["coverage_90"] <= 100
     assert all(0 <= v <= 100 for k, v in cal.items() if k.startswith("own_surface_"))
+    curve = result["curves"]["locdiff"]  # one validation point per evaluation
+    assert curve and curve[-1]["best"] and curve[-1]["samples_seen"] == 64 * curve[-1]["step"]
     # The demo's LocDiff run embeds a new image with the encoder it was trained with.
     from locdiff import cli
 
@@ -73,7 +75,7 @@ def test_oracle_setting_b(run_script, tmp_path):
     result = run_script(
         "oracle_mp16", tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
     )
-    rows = {(r["test"], r["method"]): r for r in result["rows"]}
+    rows = {(r["test"], r["method"]): r for r in result["rows"] if r["subset"] == "all"}
     expected = {"retrieval", "geoclip-retrieval", "locdiff", "locdiff-h", "locdiff-h-geoclip"}
     assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k") for m in expected}
     assert rows["im2gps3k", "locdiff"]["n"] == 2997 and rows["yfcc26k", "locdiff"]["n"] == 100
@@ -81,6 +83,12 @@ def test_oracle_setting_b(run_script, tmp_path):
     # profile) with the location's own embedding plus noise 0.1: the right continent.
     for test in ("im2gps3k", "yfcc26k"):
         assert rows[test, "geoclip-retrieval"]["acc_2500km"] > 80, rows[test, "geoclip-retrieval"]
+    # The far subset: the test points more than 100 km from every training location.
+    far = {r["test"]: r["n"] for r in result["rows"] if r["subset"] == "far"}
+    assert 0 < far["im2gps3k"] < 2997
+    (cov,) = result["coverage"]
+    assert 0 <= cov["coverage_50"] <= cov["coverage_90"] <= 100
+    assert result["curves"]["locdiff"] and os.path.exists(tmp_path / "learning_curves.png")
 
 
 def test_unseen_study_and_ablations(run_script, tmp_path):

@@ -31,3 +31,24 @@ def test_methods_without_maps_are_refused(clusters, tmp_path):
     locator = methods.train_method("retrieval", clusters.train, str(tmp_path / "r"), progress=False)
     with pytest.raises(ValueError, match="no probability maps"):
         calibration.coverage(locator, clusters.test_emb[:4], clusters.test_latlon[:4])
+
+
+def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locdiff, clusters):
+    """choose_map_rule's fast per-rule coverage equals calibration.coverage of a locator
+    whose maps use that rule; the chosen rule misses the levels least."""
+    from locdiff.inference import Geolocator
+    from locdiff.methods.locdiff import LocDiffLocator
+
+    geo = Geolocator.from_checkpoint(tiny_locdiff)
+    x, truth = clusters.test_emb[:32], clusters.test_latlon[:32].astype(np.float64)
+    chosen, table = calibration.choose_map_rule(
+        geo, x, truth, powers=(1.0, 8.0), floors=(0.0, 1e-3), resolution_deg=5.0, batch_size=16
+    )
+    assert len(table) == 4 and min(r["miss"] for r in table) == next(
+        r["miss"] for r in table if {k: r[k] for k in ("map_power", "map_floor")} == chosen
+    )
+    for r in table:
+        geo.map_rule = {"power": r["map_power"], "floor": r["map_floor"]}
+        out = calibration.coverage(LocDiffLocator(geo), x, truth, resolution_deg=5.0, batch_size=16)
+        assert out["coverage_50"] == pytest.approx(r["coverage_50"])
+        assert out["coverage_90"] == pytest.approx(r["coverage_90"])

@@ -15,6 +15,7 @@ from locdiff.rundir import RunDir
 def test_validation_split_is_fixed_disjoint_and_complete():
     train, val = validation_split(1000, 0.05)
     assert len(val) == 50 and len(train) == 950
+    assert not np.array_equal(val, np.sort(val))  # a capped prefix is still a random sample
     assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(1000))
     again, val_again = validation_split(1000, 0.05)
     assert np.array_equal(val, val_again)  # the same rows for every method and seed

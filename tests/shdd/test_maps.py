@@ -63,6 +63,27 @@ def test_softmax_rule_is_positive_everywhere():
     assert pmap.sum() == pytest.approx(1.0, rel=1e-5)
 
 
+def test_power_sharpens_and_floor_adds_tails():
+    coeffs = shdd.encode(np.array([10.0, 20.0]), L=16)
+    grid = shdd.latlon_grid(2.0)
+    plain = np.asarray(shdd.probability_map(coeffs, L=16, resolution_deg=2.0))
+    same = shdd.probability_map(coeffs, L=16, resolution_deg=2.0, power=1.0, floor=0.0)
+    np.testing.assert_array_equal(plain, np.asarray(same))
+    sharp = np.asarray(shdd.probability_map(coeffs, L=16, resolution_deg=2.0, power=8.0))
+    assert sharp.max() > 2 * plain.max() and sharp.sum() == pytest.approx(1.0, rel=1e-5)
+    # The same cells, in the same order of density: only their weights change.
+    assert np.argmax(sharp) == np.argmax(plain)
+    areas = np.asarray(shdd.credible_area_km2(np.stack([plain, sharp]), resolution_deg=2.0))
+    assert np.all(areas[1] < areas[0])
+    tails = np.asarray(
+        shdd.probability_map(coeffs, L=16, resolution_deg=2.0, power=8.0, floor=1e-3)
+    )
+    far = shdd.haversine_km_np(grid.latlon(), np.array([10.0, 20.0])) > 5000
+    assert np.all(tails[far] > 0) and tails[far].sum() > sharp[far].sum()
+    with pytest.raises(ValueError, match="power > 0 and floor >= 0"):
+        shdd.probability_map(coeffs, L=16, power=0.0)
+
+
 def test_kl_is_zero_on_itself_and_grows_with_distance():
     L = 16
     origin = shdd.encode(np.array([0.0, 0.0]), L=L)
