@@ -32,7 +32,6 @@ from locdiff.hybrid import Gallery, locdiff_h
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
 from locdiff.oracle import oracle_condition, oracle_data, training_set
-from locdiff.rundir import RunDir
 
 from experiments import common
 from experiments.configs.common import PROFILES
@@ -120,9 +119,10 @@ def _train(name, train_npz, gallery, stem, config, args) -> dict:
     if name == "locdiff":
         arrays = data.load_npz(train_npz)
         own = Gallery.of(arrays["embeddings"], arrays["latlon"])
-        own_rule = hybrid_method.rule_for(RunDir(workdir), locator, train_npz)
         clean_emb = oracle_condition(emb, 0.0)
-        clean_rule, _ = hybrid_method.tune(locator, train_npz, (clean_emb, latlon))
+        (own_rule, _), (clean_rule, _) = hybrid_method.tune(  # one validation prediction
+            locator, train_npz, None, (clean_emb, latlon)
+        )
         clean = Gallery.of(clean_emb, latlon)
         common.log(f"  LocDiff-H rules: own gallery {own_rule}, GeoCLIP gallery {clean_rule}")
 

@@ -64,9 +64,6 @@ class Gallery:
             )
         return cls(normalise(embeddings), latlon)
 
-    def subset(self, rows) -> Gallery:
-        return Gallery(self.unit[rows], self.latlon[rows])
-
 
 def candidates(query, gallery: Gallery, n: int):
     """``(locations [Q, n, 2], similarities [Q, n])`` of the ``n`` most similar rows."""

@@ -35,35 +35,38 @@ class LocDiffHLocator(locdiff_method.LocDiffLocator):
         return locdiff_h(plain, embeddings, self.gallery, L=self.L, rule=self.rule)
 
 
-def tune(locator, data_path: str, gallery=None) -> tuple[Rule, list[dict]]:
+def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
     """The rule chosen on ``locator``'s validation split of ``data_path`` (its training
-    data), with every rule's validation scores; the default rule when the run held
-    nothing out.
+    data) for each of ``galleries``, with every rule's validation scores; the default
+    rule when the run held nothing out. The validation queries are predicted once.
 
-    ``gallery``: ``(embeddings, latlon)`` row-aligned with the training data (e.g. the
-    clean GeoCLIP embeddings of the same locations) to tune for that gallery instead of
-    the training embeddings; either way the validation rows are left out of it.
+    Each gallery is ``None`` (the training embeddings) or ``(embeddings, latlon)``
+    row-aligned with the training data (e.g. the clean GeoCLIP embeddings of the same
+    locations); either way the validation rows are left out of it.
     """
     arrays = data.load_npz(data_path)
     fraction = locator.geolocator.config.train.validation_fraction
     train_rows, val_rows = validation_split(len(arrays["latlon"]), fraction)
     if len(val_rows) == 0:
-        return Rule(), []
+        return [(Rule(), []) for _ in galleries]
     val_rows = val_rows[:MAX_TUNING_ROWS]
-    query = arrays["embeddings"][val_rows]
+    query, truth = arrays["embeddings"][val_rows], arrays["latlon"][val_rows]
     prediction = locdiff_method.LocDiffLocator.predict(locator, query, top_k=1)
-    emb, latlon = (arrays["embeddings"], arrays["latlon"]) if gallery is None else gallery
-    if len(emb) != len(arrays["latlon"]):
-        raise ValueError("the tuning gallery must be row-aligned with the training data")
-    gallery = Gallery.of(emb[train_rows], latlon[train_rows])
-    return choose_rule(prediction, query, arrays["latlon"][val_rows], gallery, L=locator.L)
+    chosen = []
+    for gallery in galleries:
+        emb, latlon = (arrays["embeddings"], arrays["latlon"]) if gallery is None else gallery
+        if len(emb) != len(arrays["latlon"]):
+            raise ValueError("the tuning gallery must be row-aligned with the training data")
+        g = Gallery.of(emb[train_rows], latlon[train_rows])
+        chosen.append(choose_rule(prediction, query, truth, g, L=locator.L))
+    return chosen
 
 
 def rule_for(run, locator, data_path: str) -> Rule:
     """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and kept."""
     path = run.file("hybrid.json")
     if not os.path.exists(path):
-        rule, rows = tune(locator, data_path)
+        ((rule, rows),) = tune(locator, data_path, None)
         files.write_json(path, {"rule": rule.to_dict(), "validation": rows})
     return Rule(**files.read_json(path)["rule"])
 
