@@ -1,19 +1,28 @@
-"""Ablations of LocDiff, each a table: band limit, loss, smoothing, K, sampling steps, guidance.
+"""Compute-matched ablations of LocDiff, each a table: what limits it beyond the budget.
 
-    python -m experiments.ablations [--profile demo|full|smoke] [--which L loss smoothing K ...]
+    python -m experiments.ablations [--profile demo|full|smoke] [--which L loss ...]
 
 All on setting B (:mod:`locdiff.oracle`: MP16 training locations, GeoCLIP location
 embeddings plus noise ``--noise``, default 0.1), tested on Im2GPS3k. One base model
-(setting B's LocDiff configuration) is varied one factor at a time:
+(setting B's LocDiff configuration) is varied one factor at a time; every trained
+variant has the same cap in samples seen and the same early stopping on its validation
+loss (:mod:`locdiff.early_stopping`), and its steps, epochs and seconds are reported:
 
 * ``L``: the band limit (16, 32, 64; and 100 in the ``full`` profile);
-* ``loss``: MSE on ``x0`` against MSE plus the SHDD-KL term;
+* ``loss``: MSE on ``x0``, the SHDD-KL alone (the paper's loss) and MSE plus SHDD-KL;
 * ``smoothing``: the truncated delta against a heat-kernel-smoothed one (``sigma_km`` 700,
   about the narrowest that does not ring at L = 32: ``shdd.encoder``);
+* ``bottleneck``: the U-Net's depth, hence its narrowest width (hidden / 2**depth);
+* ``condition``: hidden layers of the MLP that turns the condition into FiLM;
+* ``ema``: the parameters' moving average (decay of the demo profile) against none;
+* ``noise_draw``: one noisy copy of every training condition, fixed for the run, against
+  a fresh draw at every step (``train.condition_noise``, trained on the clean conditions);
 * ``K``, ``steps``, ``guidance``: sampling settings of the base model (no retraining).
 
-Writes ``ablations.md`` / ``.json`` into ``--out``; ± is a bootstrap standard error.
-Configs: ``experiments/configs/ablations.py``.
+Each row also has its accuracy on 1,000 validation rows of the training data (their
+noisy conditions, the same rows for every variant): the variant to prefer is chosen
+there, never on the test set. Writes ``ablations.md`` / ``.json`` into ``--out``; ± is
+a bootstrap standard error. Configs: ``experiments/configs/ablations.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,11 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
+from locdiff import data, metrics
 from locdiff.config import override
+from locdiff.early_stopping import validation_split
 from locdiff.methods import load_locator, train_or_load
 from locdiff.oracle import oracle_condition, oracle_data, training_set
 
@@ -31,14 +44,28 @@ from experiments.configs.common import PROFILES
 
 TRAINED = {
     "L": lambda c: [(f"L={L}", {"model.L": L}) for L in c.L],
-    "loss": lambda c: [("mse", {}), ("mse+kl", {"diffusion.loss": "mse+kl"})],
+    "loss": lambda c: [(loss, {"diffusion.loss": loss}) for loss in ("mse", "kl", "mse+kl")],
     "smoothing": lambda c: [
         ("truncated", {}),
         (f"smoothed {c.sigma_km:g} km", {"model.sigma_km": c.sigma_km}),
     ],
+    "bottleneck": lambda c: [
+        (f"depth {d} ({c.base.models.locdiff.model.hidden // 2**d} units)", {"model.depth": d})
+        for d in c.depths
+    ],
+    "condition": lambda c: [
+        (f"{n} hidden layer{'s' * (n > 1)}", {"model.cond_layers": n}) for n in c.cond_layers
+    ],
+    "ema": lambda c: [
+        (f"decay {c.base.models.locdiff.train.ema_decay:g}", {}),
+        ("none", {"train.ema_decay": 0.0}),
+    ],
+    "noise_draw": lambda c: [("fixed per row", {}), ("fresh every step", {"fresh": True})],
 }
 SAMPLING = {"K": "num_samples", "steps": "steps", "guidance": "guidance"}
 KEYS = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
+VAL_KEYS = ("acc_200km", "acc_750km", "acc_2500km")
+VALIDATION_ROWS = 1000
 
 
 def main() -> None:
@@ -57,24 +84,37 @@ def main() -> None:
     runs = os.path.join(args.cache, f"ablation_runs_{args.profile}_{args.seed}_{args.noise:g}")
     all_rows, sections = [], []
 
+    clean_npz = training_set(args.cache, d["gallery"], 0.0, args.seed)
+    arrays = data.load_npz(train_npz)
+    val = validation_split(len(arrays["latlon"]), base_config.train.validation_fraction)[1]
+    val = val[:VALIDATION_ROWS]
+    val_x, val_truth = arrays["embeddings"][val], arrays["latlon"][val].astype(np.float64)
+
     def run(label: str, changes: dict, **sampling) -> dict:
+        changes = dict(changes)
+        fresh = changes.pop("fresh", False)
+        if fresh:  # the clean conditions, a new noise draw at every step
+            changes["train.condition_noise"] = args.noise
         run_config = override(base_config, **changes)
         key = "_".join(f"{k}={v}" for k, v in sorted(changes.items()))
         key = "base" if run_config == base_config else key  # e.g. L=32 is the base model
         workdir = os.path.join(runs, key)
         trained = train_or_load(
-            "locdiff", train_npz, workdir, run_config, progress=not args.no_progress
-        )
+            "locdiff", clean_npz if fresh else train_npz, workdir, run_config,
+            progress=not args.no_progress,
+        )  # fmt: skip
         locator = load_locator(workdir, **sampling) if sampling else trained
+        val_scores = metrics.summarize(locator.predict(val_x, top_k=1).top1, val_truth)
         start = time.perf_counter()
         pred = locator.predict(cond, top_k=1).top1
         row = {"setting": label, **common.score(pred, truth, seed=args.seed)}
-        seconds = trained.meta["train_seconds"]
-        row.update(train_s=round(seconds, 1), predict_s=round(time.perf_counter() - start, 1))
+        row.update({f"val_{k}": val_scores[k] for k in VAL_KEYS})
+        row.update(common.budget(trained.meta), predict_s=round(time.perf_counter() - start, 1))
         common.log(
-            f"  {label}: {row['acc_25km']:.1f} / {row['acc_200km']:.1f} / "
-            f"{row['acc_750km']:.1f} % , median {row['median_km']:.0f} km "
-            f"(train {seconds:.0f} s, predict {row['predict_s']:.0f} s)"
+            f"  {label}: validation {row['val_acc_200km']:.1f} / {row['val_acc_750km']:.1f} %, "
+            f"test {row['acc_25km']:.1f} / {row['acc_200km']:.1f} / {row['acc_750km']:.1f} % "
+            f"(train {row['train_s']:.0f} s, {row['steps']} steps, "
+            f"predict {row['predict_s']:.0f} s)"
         )
         return row
 
@@ -90,11 +130,22 @@ def main() -> None:
         for r in rows:
             r["ablation"] = which
         all_rows += rows
-        timing = ", ".join(
-            f"{r['setting']}: train {r['train_s']:.0f} s, predict {r['predict_s']:.0f} s"
-            for r in rows
+        best = max(rows, key=lambda r: (r["val_acc_200km"], r["val_acc_750km"]))
+        validation = "| setting | " + " | ".join(f"val % ≤ {k[4:]}" for k in VAL_KEYS) + " |\n"
+        validation += "|---|" + "---|" * len(VAL_KEYS) + "\n"
+        for r in rows:
+            validation += f"| {r['setting']} | "
+            validation += " | ".join(f"{r['val_' + k]:.1f}" for k in VAL_KEYS) + " |\n"
+        text = (
+            f"{note}\n\nValidation ({len(val)} rows of the training data; the choice is made "
+            f"here): **{best['setting']}** is best within 200 km.\n\n{validation}\n"
+            f"Test (Im2GPS3k):\n\n{common.table(rows, ['setting'], KEYS)}\n\n"
         )
-        sections.append((which, f"{note}\n\n{common.table(rows, ['setting'], KEYS)}\n\n{timing}"))
+        if which in TRAINED:
+            text += "Budgets:\n\n" + common.budget_table(rows, ["setting"])
+        else:
+            text += ", ".join(f"{r['setting']}: predict {r['predict_s']:.0f} s" for r in rows)
+        sections.append((which, text))
     wall_s = time.perf_counter() - wall
     payload = {
         "profile": args.profile,

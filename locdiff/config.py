@@ -38,6 +38,8 @@ class ModelConfig:
       film_dim: width of the condition/timestep embedding that drives FiLM (the
         condition's own width comes from the data).
       time_dim: width of the sinusoidal timestep embedding.
+      cond_layers: hidden layers (width ``film_dim``, SiLU) of the MLP that maps the
+        condition and the timestep embedding to the FiLM driver (1: one hidden layer).
       dropout: dropout rate inside the blocks during training.
       cond_drop: probability of replacing the condition by the learned null
         embedding during training (classifier-free guidance).
@@ -50,6 +52,7 @@ class ModelConfig:
     w0: float = 1.0
     film_dim: int = 256
     time_dim: int = 128
+    cond_layers: int = 1
     dropout: float = 0.0
     cond_drop: float = 0.1
 
@@ -70,6 +73,7 @@ class ModelConfig:
         _check(self.w0 > 0, f"model.w0 must be > 0, got {self.w0}")
         _check(self.time_dim % 2 == 0 and self.time_dim > 0, "model.time_dim must be even and > 0")
         _check(self.film_dim > 0, "model.film_dim must be > 0")
+        _check(self.cond_layers >= 1, f"model.cond_layers must be >= 1, got {self.cond_layers}")
         _check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(0 <= self.cond_drop < 1, f"model.cond_drop must be in [0, 1), got {self.cond_drop}")
 
@@ -135,7 +139,14 @@ class TrainConfig:
       batch_size: global batch size (divisible by the number of devices).
       learning_rate, warmup_steps, weight_decay, grad_clip: AdamW with linear warm-up
         and cosine decay, gradients clipped by global norm.
-      ema_decay: exponential moving average of the parameters.
+      ema_decay: exponential moving average of the parameters (0: none; the EMA is then
+        the parameters themselves).
+      condition_noise: standard deviation of Gaussian noise added to every training
+        condition, drawn afresh at every step (0: the conditions as stored). For data
+        whose test conditions are noisy versions of clean training ones (setting B):
+        train on the clean conditions and let every visit of a row see a new draw. The
+        validation loss adds one fixed draw, and the standardisation's deviation is
+        ``sqrt(std**2 + condition_noise**2)``.
       seed: the one seed of the run (initialisation, data order, noise).
       log_every: steps between metric lines in ``metrics.jsonl``.
       checkpoint_every: steps between (asynchronous) checkpoints; one is also written
@@ -156,6 +167,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    condition_noise: float = 0.0
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -172,6 +184,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         _check(self.grad_clip > 0, "train.grad_clip must be > 0")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1)")
+        _check(self.condition_noise >= 0, "train.condition_noise must be >= 0")
         _check(
             self.log_every >= 1 and self.checkpoint_every >= 1,
             "log_every and checkpoint_every must be >= 1",

@@ -10,10 +10,11 @@ Each block is a SIREN layer modulated by FiLM, with dropout and a residual path:
     z = W x + b;  (gamma, beta) = FiLM(e);  h = sin(w0 ((1 + gamma) z + beta))
     out = (R x + dropout(h)) / sqrt(2)        # R = identity when the widths match
 
-where ``e = MLP([condition embedding, sinusoidal(t)])``. FiLM starts at zero, so an
-untrained block is a plain SIREN layer. SIREN initialisation: the first layer uniform in
-``+-1/fan_in``, later layers ``+-sqrt(6/fan_in)/w0``. For classifier-free guidance the
-condition is replaced by a learned null embedding where ``drop`` is true.
+where ``e = MLP([condition embedding, sinusoidal(t)])`` (``cond_layers`` hidden layers).
+FiLM starts at zero, so an untrained block is a plain SIREN layer. SIREN initialisation:
+the first layer uniform in ``+-1/fan_in``, later layers ``+-sqrt(6/fan_in)/w0``. For
+classifier-free guidance the condition is replaced by a learned null embedding where
+``drop`` is true.
 
 Randomness is explicit: dropout draws from the ``dropout_key`` passed to ``__call__``
 (none: no dropout), so the module holds parameters only.
@@ -100,6 +101,11 @@ class CSUNet(nnx.Module):
         widths = [config.hidden // 2**i for i in range(config.depth + 1)]  # h .. h/2**depth
         self.null_cond = nnx.Param(jnp.zeros((cond_dim,)))
         self.embed_in = nnx.Linear(cond_dim + config.time_dim, E, rngs=rngs)
+        self.embed_hidden = (
+            nnx.List([nnx.Linear(E, E, rngs=rngs) for _ in range(config.cond_layers - 1)])
+            if config.cond_layers > 1
+            else None
+        )
         self.embed_out = nnx.Linear(E, E, rngs=rngs)
         self.input = siren_linear(D, widths[0], config.w0, first=True, rngs=rngs)
         self.down = nnx.List(
@@ -127,7 +133,10 @@ class CSUNet(nnx.Module):
         null = jnp.broadcast_to(self.null_cond[...][None, :], cond.shape)
         cond = jnp.where(drop[:, None], null, cond)
         h = jnp.concatenate([cond, timestep_embedding(t, self.config.time_dim)], axis=-1)
-        return self.embed_out(jax.nn.silu(self.embed_in(h)))
+        h = jax.nn.silu(self.embed_in(h))
+        for layer in self.embed_hidden or ():
+            h = jax.nn.silu(layer(h))
+        return self.embed_out(h)
 
     def __call__(self, x_t, t, cond, *, drop=None, dropout_key=None):
         """Denoiser output ``[B, D]`` (the configured target: ``x0``, ``eps`` or ``v``).

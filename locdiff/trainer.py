@@ -97,11 +97,13 @@ def resolve_config(workdir: str, config: Config) -> Config:
     return Config.from_dict({**theirs, "train": {**theirs["train"], "steps": config.train.steps}})
 
 
-def _condition_stats(run: RunDir, source) -> tuple[np.ndarray, np.ndarray]:
-    """The run's condition standardisation: computed once, kept in the run directory."""
+def _condition_stats(run: RunDir, source, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """The run's condition standardisation: computed once, kept in the run directory
+    (with ``train.condition_noise``, the deviation of the noisy conditions)."""
     path = run.condition_stats
     if not os.path.exists(path):
         mean, std = data.condition_stats(source)
+        std = np.sqrt(std.astype(np.float64) ** 2 + noise**2).astype(std.dtype)
         if jax.process_index() == 0:
             files.save_npz(path, mean=mean, std=std)
         return mean, std
@@ -196,7 +198,7 @@ def train(
             },
         )
 
-    cond_stats = _condition_stats(run, source)
+    cond_stats = _condition_stats(run, source, t.condition_noise)
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, source.embed_dim, tx)
     state = jax.device_put(state, sharding.replicated(mesh))

@@ -98,8 +98,15 @@ def test_unseen_study_and_ablations(run_script, tmp_path):
     # Retrieval only answers with training locations, and training excludes the regions.
     assert all(r["inside_pct"] == 0 for r in held if r["method"] == "retrieval")
     assert all(0 <= r["inside_pct"] <= 100 for r in held)
-    ablations = run_script("ablations", tmp_path, "--which", "L", "K")
+    ablations = run_script("ablations", tmp_path, "--which", "L", "noise_draw", "K")
     rows = {(r["ablation"], r["setting"]): r for r in ablations["rows"]}
-    assert set(rows) == {("L", "L=2"), ("L", "L=4"), ("K", "K=1"), ("K", "K=2")}
+    assert set(rows) == {
+        ("L", "L=2"), ("L", "L=4"), ("noise_draw", "fixed per row"),
+        ("noise_draw", "fresh every step"), ("K", "K=1"), ("K", "K=2"),
+    }  # fmt: skip
     # L=4 is the base model: the K rows sample that same trained run.
     assert rows["L", "L=4"]["train_s"] == rows["K", "K=1"]["train_s"] == rows["K", "K=2"]["train_s"]
+    assert rows["noise_draw", "fixed per row"]["train_s"] == rows["L", "L=4"]["train_s"]
+    fresh = rows["noise_draw", "fresh every step"]
+    assert fresh["train_s"] != rows["L", "L=4"]["train_s"] and fresh["steps"] > 0
+    assert all(0 <= r["val_acc_200km"] <= r["val_acc_2500km"] <= 100 for r in rows.values())

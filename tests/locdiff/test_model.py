@@ -78,3 +78,15 @@ def test_null_condition_and_dropout():
         model(x, t, b[:, :6], dropout_key=jax.random.key(1)),
         model(x, t, b[:, :6], dropout_key=jax.random.key(2)),
     )
+
+
+def test_deeper_condition_path_adds_hidden_layers_and_uses_the_condition():
+    base, _ = _model()
+    deep, _ = _model(cond_layers=3)
+    E = 16
+    assert count_parameters(deep) - count_parameters(base) == 2 * _linear(E, E)
+    x, t = jnp.zeros((2, 25)), jnp.full((2,), 0.5)
+    e1 = deep.embed(t, jnp.ones((2, 6)), jnp.zeros(2, bool))
+    e2 = deep.embed(t, -jnp.ones((2, 6)), jnp.zeros(2, bool))
+    assert e1.shape == (2, E) and not np.allclose(e1, e2)
+    assert deep(x, t, jnp.ones((2, 6))).shape == (2, 25)

@@ -205,3 +205,42 @@ def test_conditions_are_standardised_with_the_runs_statistics(tmp_path):
     pa = a.predict(emb[:5], top_k=1, num_samples=1, steps=3, seed=0)
     pb = b.predict(scaled[:5], top_k=1, num_samples=1, steps=3, seed=0)
     np.testing.assert_allclose(pa.coeffs, pb.coeffs, atol=2e-4)
+
+
+def test_condition_noise_is_fresh_every_step_fixed_in_validation_and_in_the_stats(
+    tmp_path, dataset
+):
+    """``train.condition_noise``: a new Gaussian draw of the conditions at every step (a
+    different step of the same batch sees different conditions), one fixed draw for the
+    validation loss, and the standardisation's deviation widened to match."""
+    from locdiff.train_step import add_condition_noise, make_validation_loss
+
+    batch = {"embedding": np.zeros((64, 8), np.float32), "latlon": np.zeros((64, 2), np.float32)}
+    same = add_condition_noise(batch, 0.0, jax.random.key(0))
+    assert same is batch
+    a = np.asarray(add_condition_noise(batch, 0.5, jax.random.key(0))["embedding"])
+    b = np.asarray(add_condition_noise(batch, 0.5, jax.random.key(1))["embedding"])
+    assert abs(a.std() - 0.5) < 0.05 and not np.allclose(a, b)
+
+    noisy = _config(**{"train.condition_noise": 0.5})
+    clean = _config()
+    tx, _ = make_optimizer(noisy)
+    graphdef, state = init_state(noisy, 8, tx)
+    # FiLM starts at zero (the condition has no effect yet): perturb every parameter.
+    leaves, tree = jax.tree.flatten(state.ema)
+    keys = jax.random.split(jax.random.key(9), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    )
+    val = {"embedding": np.ones((16, 8), np.float32), "latlon": np.zeros((16, 2), np.float32)}
+    loss_noisy = make_validation_loss(graphdef, noisy)
+    loss_clean = make_validation_loss(graphdef, clean)
+    key = jax.random.key(3)
+    assert float(loss_noisy(params, val, key)) == float(loss_noisy(params, val, key))
+    assert float(loss_noisy(params, val, key)) != float(loss_clean(params, val, key))
+
+    two_steps = _config(**{"train.condition_noise": 0.5, "train.steps": 2})
+    trainer.train(two_steps, dataset, str(tmp_path / "run"), progress=False)
+    stats = np.load(RunDir(str(tmp_path / "run")).condition_stats)
+    raw = data.load_npz(dataset)["embeddings"]
+    np.testing.assert_allclose(stats["std"], np.sqrt(raw.std(0) ** 2 + 0.25), rtol=1e-4)
