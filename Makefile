@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test experiments shdd-showcase bench bench-shdd bench-train bench-infer bench-retrieval lint format clean
+.PHONY: demo test experiments shdd-showcase bench bench-shdd bench-train bench-infer bench-retrieval bench-data lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ bench-infer: $(STAMP)
 bench-retrieval: $(STAMP)
 	$(PY) -m benchmarks.bench_retrieval
 
-bench: bench-shdd bench-train bench-infer bench-retrieval
+# 4.7 M synthetic rows of 768-d float16 (7.2 GB, written once into experiments/cache).
+bench-data: $(STAMP)
+	$(PY) -m benchmarks.bench_data
+
+bench: bench-shdd bench-train bench-infer bench-retrieval bench-data
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shdd locdiff tests benchmarks experiments notebooks

@@ -1,6 +1,8 @@
-"""Training throughput: the experiments' runs end to end, and the default CS-UNet's step.
+"""Training throughput: the experiments' runs end to end, the default CS-UNet's step, and
+mixed precision's accuracy.
 
-    python -m benchmarks.bench_train [--quick] [--batch-size 256]
+    python -m benchmarks.bench_train [--quick] [--L 32 64] [--batch-sizes 256 ... 16384]
+                                     [--dtypes float32 bfloat16] [--skip-e2e]
 
 1. End to end (what an experiment waits for): :func:`locdiff.trainer.train` on an
    in-memory dataset the size of the experiment's, with its model (``demo`` profiles of
@@ -8,9 +10,14 @@
    L = 32 on 512-d conditions), input pipeline, validation and checkpoints included;
    samples/s is the median of the logged windows after the first (compilation).
 2. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
-   L = 16, 32 and 64 on random 512-d conditions: samples/s, the step's FLOPs from XLA's
-   cost analysis and the achieved FLOP/s; on a GPU whose peak is known (H100, H200) also
-   the fraction of the dense peak.
+   L = 32 and 64, batches of 256 to 16,384, float32 and bfloat16 compute, on 768-d
+   float16 conditions (MP16 with CLIP ViT-L/14): samples/s, the step's FLOPs from XLA's
+   cost analysis, the achieved FLOP/s and the model FLOPs utilisation against the
+   device's peak (a datasheet's for a known GPU, an estimate for a CPU).
+3. Mixed precision: one small task trained in float32 and in bfloat16; the gap between
+   their final validation losses.
+
+The same script runs unchanged on a CPU and on a GPU.
 
 Rewrites its sections of ``docs/benchmarks.md``.
 """
@@ -32,12 +39,14 @@ from locdiff.train_step import init_state, jit_train_step, make_optimizer
 
 from benchmarks import _report
 
-# Dense peak TFLOP/s (bf16 / fp32 without sparsity) for the fraction-of-peak column.
-PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0)}
 
-
-def bench(L: int, batch_size: int, steps: int, cond_dim: int = 512) -> dict:
-    config = override(Config(), **{"model.L": L, "train.batch_size": batch_size})
+def bench(L: int, batch_size: int, dtype: str = "float32", cond_dim: int = 768) -> dict:
+    """The default model's jitted train step at ``L``, ``batch_size`` and compute ``dtype``:
+    samples/s, the step's FLOPs (XLA's cost analysis) and the model FLOPs utilisation
+    against the device's peak for that dtype (:func:`_report.peak_flops`)."""
+    config = override(
+        Config(), **{"model.L": L, "train.batch_size": batch_size, "model.compute_dtype": dtype}
+    )
     mesh = sharding.make_mesh()
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, cond_dim, tx)
@@ -47,7 +56,7 @@ def bench(L: int, batch_size: int, steps: int, cond_dim: int = 512) -> dict:
     )
     rng = np.random.default_rng(0)
     batch = {
-        "embedding": rng.normal(size=(batch_size, cond_dim)).astype(np.float32),
+        "embedding": rng.normal(size=(batch_size, cond_dim)).astype(np.float16),
         "latlon": np.stack(
             [rng.uniform(-80, 80, batch_size), rng.uniform(-180, 180, batch_size)], -1
         ).astype(np.float32),
@@ -58,7 +67,7 @@ def bench(L: int, batch_size: int, steps: int, cond_dim: int = 512) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-
+    steps = max(2, min(20, 32768 // batch_size))
     holder = {"state": state}
 
     def run():
@@ -68,21 +77,47 @@ def bench(L: int, batch_size: int, steps: int, cond_dim: int = 512) -> dict:
         metrics["loss"].block_until_ready()
         holder["state"] = s
 
-    seconds = _report.median_seconds(run, repeats=3) / steps
-    params = sum(x.size for x in jax.tree.leaves(state.params))
-    row = {
-        "parameters": params,
+    seconds = _report.median_seconds(run, repeats=2) / steps
+    peak = _report.peak_flops()[dtype]
+    return {
         "samples/s": batch_size / seconds,
         "ms/step": 1e3 * seconds,
         "GFLOP/step": flops / 1e9,
-        "achieved TFLOP/s": flops / seconds / 1e12,
+        "TFLOP/s": flops / seconds / 1e12,
+        "MFU %": 100 * flops / seconds / peak,
     }
-    kind = jax.devices()[0].device_kind
-    for name, (bf16, fp32) in PEAK_TFLOPS.items():
-        if name in kind:
-            row["fraction of fp32 peak"] = row["achieved TFLOP/s"] / fp32
-            row["fraction of bf16 peak"] = row["achieved TFLOP/s"] / bf16
-    return row
+
+
+def precision_check(steps: int) -> dict:
+    """Validation loss of one small task trained in float32 and in bfloat16 (same seed,
+    same data: 20,000 synthetic MP16-like rows of 64-d, L = 16, hidden 128)."""
+    from locdiff.synthetic import write_synthetic
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        (path,) = write_synthetic(
+            os.path.join(tmp, "data"), 20_000, dim=64, shard_rows=20_000, dtype="float32",
+            progress=False,
+        )  # fmt: skip
+        for dtype in ("float32", "bfloat16"):
+            config = override(
+                Config(),
+                **{
+                    "model.L": 16, "model.hidden": 128, "model.film_dim": 64,
+                    "model.time_dim": 32, "model.compute_dtype": dtype, "train.steps": steps,
+                    "train.learning_rate": 1e-3, "train.warmup_steps": 50,
+                    "train.ema_decay": 0.99, "train.eval_every": 100, "train.patience": 0,
+                    "train.checkpoint_every": 10**6,
+                },
+            )  # fmt: skip
+            workdir = os.path.join(tmp, dtype)
+            trainer.train(config, path, workdir, progress=False)
+            progress = trainer.read_progress(workdir)
+            out[dtype] = {
+                "val_loss": progress["evals"][-1][1],
+                "seconds": progress["train_seconds"],
+            }
+    return out
 
 
 # The experiments' LocDiff runs: (name, config module, conditions' width, training rows).
@@ -126,51 +161,88 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--L", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--L", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096, 16384])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--precision-steps", type=int, default=600, help="0: skip that check")
+    parser.add_argument("--skip-e2e", action="store_true", help="only the step grid")
     parser.add_argument("--report", default="docs/benchmarks.md")
     parser.add_argument("--e2e-steps", type=int, default=400)
     parser.add_argument("--e2e-batch", type=int, default=None, help="override the runs' batch")
     args = parser.parse_args()
     backend = jax.default_backend()
     e2e_steps = 60 if args.quick else args.e2e_steps
-    e2e = {
-        name: end_to_end(module, width, rows, e2e_steps, args.e2e_batch)
-        for name, module, width, rows in RUNS
-    }
+    if args.quick:
+        args.precision_steps = min(args.precision_steps, 100)
+    e2e = (
+        {}
+        if args.skip_e2e
+        else {
+            name: end_to_end(module, width, rows, e2e_steps, args.e2e_batch)
+            for name, module, width, rows in RUNS
+        }
+    )
     table = "| run | L | batch | samples/s | ms/step |\n|---|---|---|---|---|\n"
     for name, row in e2e.items():
         table += f"| {name} | {row['L']} | {row['batch']} | {row['samples/s']:.0f} | "
         table += f"{row['ms/step']:.1f} |\n"
     print(table)
     body = (
-        f"## Training end to end, {backend} (`python -m benchmarks.bench_train`)\n\n"
-        f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}` "
-        f"(revision {_report.git_revision()}); {e2e_steps} steps per run.\n\n"
-        f"Machine: {_report.machine()}.\n\n"
-        "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data of "
-        "their size and width: input pipeline, train step, validation and logging "
-        "included; median of the logged windows after the first.\n\n" + table
+        None
+        if args.skip_e2e
+        else (
+            f"## Training end to end, {backend} (`python -m benchmarks.bench_train`)\n\n"
+            f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}` "
+            f"(revision {_report.git_revision()}); {e2e_steps} steps per run.\n\n"
+            f"Machine: {_report.machine()}.\n\n"
+            "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data of "
+            "their size and width: input pipeline, train step, validation and logging "
+            "included; median of the logged windows after the first.\n\n" + table
+        )
     )
-    _report.write_section(args.report, f"bench-train-e2e-{backend}", body)
-    steps = 3 if args.quick else 10
-    rows = {L: bench(L, args.batch_size, steps) for L in args.L}
-    keys = list(next(iter(rows.values())))
-    table = "| L | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
-    for L, row in rows.items():
-        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
-        table += f"| {L} | " + " | ".join(cells) + " |\n"
+    if body:
+        _report.write_section(args.report, f"bench-train-e2e-{backend}", body)
+    peak = _report.peak_flops()
+    batches = [256, 1024] if args.quick else args.batch_sizes
+    rows = []
+    for L in args.L:
+        for batch in batches:
+            for dtype in args.dtypes:
+                row = {"L": L, "batch": batch, "dtype": dtype, **bench(L, batch, dtype)}
+                print(row, flush=True)
+                rows.append(row)
+    table = _report.markdown_table(rows)
     print(table)
     body = (
         f"## Training throughput, {backend} (`python -m benchmarks.bench_train`)\n\n"
-        f"Command: `python -m benchmarks.bench_train --batch-size {args.batch_size}"
-        f"{' --quick' if args.quick else ''}` (revision {_report.git_revision()}).\n\n"
-        f"Machine: {_report.machine()}.\n\n"
-        "Default model (hidden 512, depth 3, FiLM-SIREN blocks), MSE on x0, float32, batch "
-        f"{args.batch_size}, 512-d conditions; median over repeats after compilation. FLOPs "
-        "from XLA's cost analysis of the whole step (forward, backward, AdamW, EMA).\n\n" + table
+        f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}` "
+        f"(revision {_report.git_revision()}).\n\n"
+        f"Machine: {_report.machine()}. Peak used for MFU: float32 {peak['float32'] / 1e12:.3g} "
+        f"TFLOP/s, bfloat16 {peak['bfloat16'] / 1e12:.3g} TFLOP/s ({peak['source']}).\n\n"
+        "The jitted train step of the default model (hidden 512, depth 3, FiLM-SIREN blocks, "
+        "MSE on x0) on 768-d float16 conditions; `bfloat16` is mixed precision "
+        "(`model.compute_dtype`: float32 parameters, optimiser state, SHDD target and loss). "
+        "Median over repeats after compilation. FLOPs from XLA's cost analysis of the whole "
+        "step (forward, backward, AdamW, EMA); MFU = achieved / peak of the dtype.\n\n" + table
     )
     _report.write_section(args.report, f"bench-train-{backend}", body)
+    if args.precision_steps:
+        check = precision_check(args.precision_steps)
+        f32, bf16 = check["float32"]["val_loss"], check["bfloat16"]["val_loss"]
+        gap = 100 * (bf16 - f32) / f32
+        text = (
+            f"## Mixed precision, {backend} (`python -m benchmarks.bench_train`)\n\n"
+            f"Revision {_report.git_revision()}. One small task (20,000 synthetic MP16-like "
+            f"rows, 64-d, L = 16, hidden 128, {args.precision_steps} steps, the same seed) "
+            "trained twice; validation loss at the end (EMA parameters):\n\n"
+            "| compute | validation loss | train s |\n|---|---|---|\n"
+            + "".join(
+                f"| {k} | {v['val_loss']:.5f} | {v['seconds']:.0f} |\n" for k, v in check.items()
+            )
+            + f"\nbfloat16 - float32: {gap:+.2f} % of the float32 loss.\n"
+        )
+        print(text)
+        _report.write_section(args.report, f"bench-precision-{backend}", text)
     print(f"wrote {args.report}")
 
 

@@ -8,10 +8,13 @@
     locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
                     [--out preds.csv] [--map out.png] [--geojson out.geojson]
     locdiff embed --encoder SPEC --images DIR_OR_CSV --out DATA [--batch-size B]
+                  [--dtype float32|float16]
+    locdiff synthetic DIR --rows N [--dim 768] [--dtype float16] [--shard-rows R]
 
 ``--method`` is ``locdiff`` (default), ``locdiff-h``, or a baseline: ``retrieval``,
 ``cells``, ``regression``, ``coords-diffusion`` (:mod:`locdiff.methods`); ``evaluate``
-and ``predict`` take a run of any of them. ``--steps`` is training steps;
+and ``predict`` take a run of any of them. ``synthetic`` writes MP16-like shards of any
+size for trying the streamed data path (:mod:`locdiff.synthetic`). ``--steps`` is training steps;
 ``--sample-steps`` is the sampler's. Flags override the config file; running ``train``
 again on the same ``--workdir`` resumes a LocDiff run. Errors print one line and exit
 with status 2.
@@ -162,12 +165,24 @@ def _embed(args: argparse.Namespace) -> int:
         args.out,
         batch_size=args.batch_size,
         image_root=args.image_root,
+        dtype=args.dtype,
         progress=not args.no_progress,
     )
     note = ""
     if result["skipped"]:
         note = f", {result['skipped']} unreadable (listed in {args.out}.skipped.txt)"
     print(f"embedded {result['embedded']} images into {args.out}{note}")
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from locdiff.synthetic import write_synthetic
+
+    paths = write_synthetic(
+        args.out, args.rows, dim=args.dim, dtype=args.dtype, shard_rows=args.shard_rows,
+        seed=args.seed, progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"{args.rows} rows of {args.dim}-d {args.dtype} in {len(paths)} shards in {args.out}")
     return 0
 
 
@@ -232,8 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-root", help="directory of the files a benchmark CSV names")
     p.add_argument("--model-path", help="local checkpoint directory (clip, geoclip)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="stored embeddings (float16: half the disk and memory)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_embed)
+
+    p = sub.add_parser("synthetic", help="synthetic MP16-like training shards of any size")
+    p.add_argument("out", help="output directory of .npz shards (resumes if interrupted)")
+    p.add_argument("--rows", type=int, required=True)
+    p.add_argument("--dim", type=int, default=768)
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float16")
+    p.add_argument("--shard-rows", type=int, default=250_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_synthetic)
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from locdiff import files
 
 PREDICTIONS = ("x0", "eps", "v")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 LOSSES = ("mse", "kl", "mse+kl")
 SAMPLERS = ("ddim", "ddpm")
 
@@ -41,6 +42,9 @@ class ModelConfig:
       cond_layers: hidden layers (width ``film_dim``, SiLU) of the MLP that maps the
         condition and the timestep embedding to the FiLM driver (1: one hidden layer).
       dropout: dropout rate inside the blocks during training.
+      compute_dtype: the network's arithmetic: ``float32``, or ``bfloat16`` (mixed
+        precision: parameters, optimiser state, the SHDD target, the loss and the
+        decoder stay float32; the layers compute in bfloat16 and the output is float32).
       cond_drop: probability of replacing the condition by the learned null
         embedding during training (classifier-free guidance).
     """
@@ -55,6 +59,7 @@ class ModelConfig:
     cond_layers: int = 1
     dropout: float = 0.0
     cond_drop: float = 0.1
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         _check(
@@ -76,6 +81,10 @@ class ModelConfig:
         _check(self.cond_layers >= 1, f"model.cond_layers must be >= 1, got {self.cond_layers}")
         _check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(0 <= self.cond_drop < 1, f"model.cond_drop must be in [0, 1), got {self.cond_drop}")
+        _check(
+            self.compute_dtype in COMPUTE_DTYPES,
+            f"model.compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}",
+        )
 
     @property
     def num_coeffs(self) -> int:

@@ -1,10 +1,12 @@
 """Embedding datasets and the Grain pipeline that feeds training.
 
-A dataset is an ``.npz`` file with ``embeddings [N, E]`` (float) and ``latlon [N, 2]``
-(float degrees), optionally ``ids [N]`` and ``scene [N]``; or a directory of such shards;
-or a directory of ArrayRecord shards (``*.arrayrecord``, written by
-:func:`write_array_record`) for data that does not fit in memory, each record the
-float32 vector ``[lat, lon, embedding...]``.
+A dataset is an ``.npz`` file with ``embeddings [N, E]`` (float32 or float16) and
+``latlon [N, 2]`` (float degrees), optionally ``ids [N]`` and ``scene [N]``; or a
+directory of such shards; or a directory of ArrayRecord shards (``*.arrayrecord``,
+written by :func:`write_array_record`), each record the float32 vector
+``[lat, lon, embedding...]``. ``.npz`` data larger than ``STREAM_BYTES`` (or any, with
+``stream=True``) are streamed: read in place, batch by batch, never loaded whole
+(:mod:`locdiff.streaming`); smaller data are held in memory.
 
 Everything is checked before training starts (:func:`open_dataset`): a missing key, a
 wrong shape, a NaN or a latitude out of range is reported with the file and the row.
@@ -29,6 +31,7 @@ from locdiff.errors import DataError
 from shdd.sphere import EARTH_RADIUS_KM
 
 REQUIRED = ("embeddings", "latlon")
+STREAM_BYTES = 1 << 30  # .npz data above this size are streamed rather than loaded
 
 
 @dataclasses.dataclass
@@ -44,6 +47,10 @@ class InMemorySource:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return {"embedding": self.embeddings[index], "latlon": self.latlon[index]}
+
+    def take(self, rows) -> dict[str, np.ndarray]:
+        """The batch of ``rows``: ``{"embedding": [n, E], "latlon": [n, 2]}``."""
+        return {"embedding": self.embeddings[rows], "latlon": self.latlon[rows]}
 
     @property
     def embed_dim(self) -> int:
@@ -65,6 +72,12 @@ class ArrayRecordSource:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         record = np.frombuffer(self._source[index], dtype=np.float32)
         return {"embedding": record[2:], "latlon": record[:2]}
+
+    def take(self, rows) -> dict[str, np.ndarray]:
+        """The batch of ``rows``: ``{"embedding": [n, E], "latlon": [n, 2]}``."""
+        block = np.frombuffer(b"".join(self._source[int(r)] for r in rows), np.float32)
+        block = block.reshape(len(rows), self.embed_dim + 2)
+        return {"embedding": block[:, 2:], "latlon": block[:, :2]}
 
 
 def _check_rows(
@@ -121,9 +134,12 @@ def load_npz(path: str, *, require_latlon: bool = True) -> dict[str, np.ndarray]
     return arrays
 
 
-def save_npz(path: str, embeddings, latlon, **extra) -> None:
-    """Write a dataset shard in the format :func:`load_npz` reads (checked first)."""
-    embeddings = np.asarray(embeddings, np.float32)
+def save_npz(path: str, embeddings, latlon, *, dtype=np.float32, **extra) -> None:
+    """Write a dataset shard in the format :func:`load_npz` reads (checked first);
+    ``dtype`` of the stored embeddings: float32, or float16 for half the bytes."""
+    if np.dtype(dtype) not in (np.float16, np.float32):
+        raise ValueError(f"embeddings are stored as float32 or float16, not {np.dtype(dtype)}")
+    embeddings = np.asarray(embeddings, dtype)
     latlon = np.asarray(latlon, np.float32)
     _check_rows(os.path.basename(path), embeddings, latlon)
     files.save_npz(path, embeddings=embeddings, latlon=latlon, **extra)
@@ -172,12 +188,17 @@ def _array_record_source(paths: list[str]) -> ArrayRecordSource:
     return ArrayRecordSource(paths, embed_dim)
 
 
-def open_dataset(path: str):
+def open_dataset(path: str, *, stream: bool | None = None):
     """A checked data source for an ``.npz`` file or a directory of shards.
 
+    Args:
+      stream: read ``.npz`` shards in place instead of loading them (None: when their
+        total size exceeds ``STREAM_BYTES``).
+
     Returns:
-      An :class:`InMemorySource` (``.npz``) or :class:`ArrayRecordSource`, each with
-      ``len()``, ``embed_dim`` and items ``{"embedding": [E], "latlon": [2]}``.
+      An :class:`InMemorySource`, a :class:`locdiff.streaming.ShardedSource` (``.npz``)
+      or an :class:`ArrayRecordSource`, each with ``len()``, ``embed_dim``, ``encoder``,
+      items ``{"embedding": [E], "latlon": [2]}`` and ``take(rows)`` for a batch.
 
     Raises:
       DataError: naming the file (and row) that is missing, unreadable or invalid.
@@ -193,6 +214,10 @@ def open_dataset(path: str):
         shards = [path]
     else:
         raise DataError(f"{path}: no such file or directory")
+    if stream or (stream is None and sum(os.path.getsize(p) for p in shards) > STREAM_BYTES):
+        from locdiff.streaming import ShardedSource
+
+        return ShardedSource(shards)
     parts = [load_npz(p) for p in shards]
     widths = {p["embeddings"].shape[1] for p in parts}
     if len(widths) > 1:
@@ -215,12 +240,17 @@ def condition_stats(source, *, max_rows: int = 100_000, seed: int = 0):
     index = np.arange(n)
     if n > max_rows:
         index = np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
-    if isinstance(source, InMemorySource):
-        x = source.embeddings[index].astype(np.float64)
-    else:
-        x = np.stack([source[int(i)]["embedding"] for i in index]).astype(np.float64)
-    std = x.std(axis=0)
-    mean = x.mean(axis=0)
+    shift = total = squares = None
+    for start in range(0, len(index), 8192):  # in blocks: a streamed source stays streamed
+        x = np.asarray(source.take(index[start : start + 8192])["embedding"], np.float64)
+        if shift is None:  # sums about a rough mean: no cancellation in the variance
+            shift, total, squares = x.mean(axis=0), 0.0, 0.0
+        x = x - shift
+        total = total + x.sum(axis=0)
+        squares = squares + (x**2).sum(axis=0)
+    centred = total / len(index)
+    mean = shift + centred
+    std = np.sqrt(np.maximum(squares / len(index) - centred**2, 0.0))
     std = np.where(std > 1e-6 * np.abs(mean) + 1e-12, std, 1.0)  # constant: left as is
     return mean.astype(np.float32), std.astype(np.float32)
 
@@ -230,9 +260,9 @@ class BatchSource:
     of the endless stream made of one shuffled pass over the data after another.
 
     Each epoch ``e`` is a fresh permutation seeded by ``(seed, e)``; a batch may span the
-    end of one epoch and the start of the next, so no row is dropped. Rows are gathered
-    with one fancy index per batch (in memory) or read together (ArrayRecord), which is
-    what keeps the input pipeline far faster than the train step. A process of a
+    end of one epoch and the start of the next, so no row is dropped. A batch's rows are
+    read together (``source.take``: one fancy index in memory, in place for streamed
+    shards), which is what keeps the input pipeline far faster than the train step. A process of a
     multi-host run takes its contiguous share ``process_index`` of every global batch.
     ``rows`` restricts the stream to those rows of the source (the training rows when a
     validation slice is held out).
@@ -272,11 +302,7 @@ class BatchSource:
         return out if self.subset is None else self.subset[out]
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        rows = self.rows(int(index))
-        if isinstance(self.source, InMemorySource):
-            return {"embedding": self.source.embeddings[rows], "latlon": self.source.latlon[rows]}
-        items = [self.source[int(r)] for r in rows]
-        return {k: np.stack([item[k] for item in items]) for k in ("embedding", "latlon")}
+        return self.source.take(self.rows(int(index)))
 
 
 def make_pipeline(

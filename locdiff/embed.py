@@ -3,8 +3,9 @@
 ``embed_images(encoder, images, out)`` takes a directory of images (recursively) or a
 CSV (``locdiff.read_locations``: a ``path, lat, lon`` list or benchmark metadata whose
 ``IMG_ID`` names files under ``image_root``), and writes ``out`` (``.npz``) with
-``embeddings [N, E]``, ``ids [N]``, ``encoder`` and, when every location is known,
-``latlon [N, 2]``.
+``embeddings [N, E]`` (float32, or float16 with ``dtype``), ``ids [N]``, ``encoder``
+and, when every location is known, ``latlon [N, 2]``. It is an uncompressed ``.npz``,
+which training streams in place when it is large (:mod:`locdiff.streaming`).
 
 Nothing is lost on a crash: finished batches go to ``out.parts/`` every
 ``save_every`` batches, and a rerun skips what they hold. Unreadable or corrupt images
@@ -64,6 +65,7 @@ def embed_images(
     batch_size: int = 64,
     image_root: str | None = None,
     save_every: int = 10,
+    dtype: str = "float32",
     progress: bool = True,
 ) -> dict:
     """Embed every readable image; returns ``{"embedded", "skipped", "out"}``.
@@ -140,7 +142,7 @@ def embed_images(
     order = {id_: k for k, id_ in enumerate(ids)}
     sort = np.argsort([order[i] for i in got_ids])
     result = {
-        "embeddings": np.concatenate(got_emb)[sort],
+        "embeddings": np.concatenate(got_emb)[sort].astype(dtype),
         "ids": got_ids[sort],
         "encoder": np.array(encoder.spec),
     }

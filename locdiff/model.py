@@ -16,6 +16,9 @@ the first layer uniform in ``+-1/fan_in``, later layers ``+-sqrt(6/fan_in)/w0``.
 classifier-free guidance the condition is replaced by a learned null embedding where
 ``drop`` is true.
 
+With ``compute_dtype="bfloat16"`` every layer computes in bfloat16 from float32
+parameters (mixed precision) and the output is returned in float32.
+
 Randomness is explicit: dropout draws from the ``dropout_key`` passed to ``__call__``
 (none: no dropout), so the module holds parameters only.
 """
@@ -46,12 +49,14 @@ def _uniform(bound: float):
     return init
 
 
-def siren_linear(fan_in: int, fan_out: int, w0: float, *, first: bool, rngs: nnx.Rngs):
-    """A linear layer with SIREN initialisation (weights and biases)."""
+def siren_linear(fan_in: int, fan_out: int, w0: float, *, first: bool, rngs: nnx.Rngs, dtype=None):
+    """A linear layer with SIREN initialisation (weights and biases; float32 parameters,
+    ``dtype`` arithmetic)."""
     bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / w0
     return nnx.Linear(
-        fan_in, fan_out, kernel_init=_uniform(bound), bias_init=_uniform(bound), rngs=rngs
-    )
+        fan_in, fan_out, kernel_init=_uniform(bound), bias_init=_uniform(bound), dtype=dtype,
+        rngs=rngs,
+    )  # fmt: skip
 
 
 def _dropout(x, rate: float, key):
@@ -76,10 +81,15 @@ class FiLMSirenBlock(nnx.Module):
     ):
         self.w0 = config.w0
         self.rate = config.dropout
-        self.linear = siren_linear(fan_in, fan_out, config.w0, first=first, rngs=rngs)
-        self.film = nnx.Linear(film_dim, 2 * fan_out, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        dtype = jnp.dtype(config.compute_dtype)
+        self.linear = siren_linear(fan_in, fan_out, config.w0, first=first, rngs=rngs, dtype=dtype)
+        self.film = nnx.Linear(
+            film_dim, 2 * fan_out, kernel_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs
+        )
         self.residual = (
-            None if fan_in == fan_out else nnx.Linear(fan_in, fan_out, use_bias=False, rngs=rngs)
+            None
+            if fan_in == fan_out
+            else nnx.Linear(fan_in, fan_out, use_bias=False, dtype=dtype, rngs=rngs)
         )
 
     def __call__(self, x, e, dropout_key=None):
@@ -98,16 +108,19 @@ class CSUNet(nnx.Module):
         self.config = config
         self.cond_dim = cond_dim
         D, E = config.num_coeffs, config.film_dim
+        dtype = jnp.dtype(config.compute_dtype)
         widths = [config.hidden // 2**i for i in range(config.depth + 1)]  # h .. h/2**depth
         self.null_cond = nnx.Param(jnp.zeros((cond_dim,)))
-        self.embed_in = nnx.Linear(cond_dim + config.time_dim, E, rngs=rngs)
+        self.embed_in = nnx.Linear(cond_dim + config.time_dim, E, dtype=dtype, rngs=rngs)
         self.embed_hidden = (
-            nnx.List([nnx.Linear(E, E, rngs=rngs) for _ in range(config.cond_layers - 1)])
+            nnx.List(
+                [nnx.Linear(E, E, dtype=dtype, rngs=rngs) for _ in range(config.cond_layers - 1)]
+            )
             if config.cond_layers > 1
             else None
         )
-        self.embed_out = nnx.Linear(E, E, rngs=rngs)
-        self.input = siren_linear(D, widths[0], config.w0, first=True, rngs=rngs)
+        self.embed_out = nnx.Linear(E, E, dtype=dtype, rngs=rngs)
+        self.input = siren_linear(D, widths[0], config.w0, first=True, rngs=rngs, dtype=dtype)
         self.down = nnx.List(
             [
                 FiLMSirenBlock(widths[i], widths[i + 1], E, config, first=False, rngs=rngs)
@@ -125,6 +138,7 @@ class CSUNet(nnx.Module):
             widths[0],
             D,
             kernel_init=nnx.initializers.variance_scaling(1e-2, "fan_in", "uniform"),
+            dtype=dtype,
             rngs=rngs,
         )
 
@@ -165,7 +179,7 @@ class CSUNet(nnx.Module):
         h = self.mid(h, e, keys.pop())
         for block in self.up:
             h = block(jnp.concatenate([h, skips.pop()], axis=-1), e, keys.pop())
-        return self.output(h)
+        return self.output(h).astype(jnp.float32)
 
 
 def count_parameters(model: nnx.Module) -> int:

@@ -74,20 +74,22 @@ def shdd_target(latlon, config: Config):
 
 
 def standardise(batch, cond_stats):
-    """``batch`` with its conditions standardised by ``cond_stats = (mean, std)`` (None:
-    as given). Done inside the jitted step, so the input pipeline only gathers rows."""
+    """``batch`` with its conditions in float32, standardised by ``cond_stats = (mean,
+    std)`` (None: as given). Done inside the jitted step, so the input pipeline only
+    gathers rows (in their stored dtype)."""
+    emb = batch["embedding"].astype(jnp.float32)  # float16 storage: converted here
     if cond_stats is None:
-        return batch
+        return {**batch, "embedding": emb}
     mean, std = cond_stats
-    return {**batch, "embedding": (batch["embedding"] - mean[None, :]) / std[None, :]}
+    return {**batch, "embedding": (emb - mean[None, :]) / std[None, :]}
 
 
 def add_condition_noise(batch, noise: float, key):
     """``batch`` with Gaussian noise of deviation ``noise`` added to its raw conditions."""
     if noise == 0:
         return batch
-    emb = batch["embedding"]
-    return {**batch, "embedding": emb + noise * jax.random.normal(key, emb.shape, emb.dtype)}
+    emb = batch["embedding"].astype(jnp.float32)
+    return {**batch, "embedding": emb + noise * jax.random.normal(key, emb.shape)}
 
 
 def loss_terms(model: CSUNet, batch, key, config: Config, *, train: bool = True):

@@ -124,8 +124,7 @@ def _validation_batch(source, rows: np.ndarray) -> dict[str, np.ndarray] | None:
     rows = rows[:MAX_VALIDATION_ROWS]
     if len(rows) == 0:
         return None
-    items = [source[int(r)] for r in rows]
-    return {k: np.stack([item[k] for item in items]) for k in ("embedding", "latlon")}
+    return source.take(rows)
 
 
 def read_progress(workdir: str) -> dict:

@@ -47,3 +47,17 @@ def test_old_name_of_the_film_width_is_read(tmp_path):
     assert config.model.film_dim == 48 and config.model.L == 8 and config.train.steps == 5
     with pytest.raises(ValueError, match="unknown keys"):
         Config.from_dict({"model": {"film_width": 3}})
+
+
+def test_the_mp16_recipe_is_a_valid_config():
+    """The README's recipe for MP16-sized runs loads as it is documented."""
+    import os
+
+    from locdiff import files, methods
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    path = os.path.join(root, "experiments", "configs", "mp16.json")
+    config = methods.config_from_dict("locdiff", files.read_json(path))
+    assert config.model.compute_dtype == "bfloat16" and config.train.batch_size == 4096
+    epoch = 4_700_000 * (1 - config.train.validation_fraction) / config.train.batch_size
+    assert config.train.eval_every == round(epoch, -2)  # one validation per MP16 epoch

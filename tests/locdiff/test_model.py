@@ -90,3 +90,18 @@ def test_deeper_condition_path_adds_hidden_layers_and_uses_the_condition():
     e2 = deep.embed(t, -jnp.ones((2, 6)), jnp.zeros(2, bool))
     assert e1.shape == (2, E) and not np.allclose(e1, e2)
     assert deep(x, t, jnp.ones((2, 6))).shape == (2, 25)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_output():
+    """Mixed precision: the layers compute in bfloat16 (the output moves by about
+    bfloat16's rounding), the parameters and the output stay float32."""
+    x = jax.random.normal(jax.random.key(1), (4, 25))
+    t, cond = jnp.full((4,), 0.3), jax.random.normal(jax.random.key(2), (4, 6))
+    full, _ = _model()
+    mixed, _ = _model(compute_dtype="bfloat16")
+    params = jax.tree.leaves(nnx.state(mixed, nnx.Param))
+    assert all(p.dtype == jnp.float32 for p in params)
+    a, b = full(x, t, cond), mixed(x, t, cond)
+    assert b.dtype == jnp.float32
+    gap = float(jnp.abs(a - b).max() / jnp.abs(a).max())
+    assert 1e-4 < gap < 0.05, gap  # rounded (so really bfloat16), and only rounded

@@ -73,20 +73,26 @@ def test_cli_smoke_loss_falls_checkpoints_appear_and_rerun_resumes(tmp_path, dat
     assert [x["step"] for x in lines][-2:] == [60, 70]
 
 
-def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, dataset):
-    config = _config(**{"train.steps": 30, "diffusion.loss": "mse+kl"})
-    _, straight = trainer.train(config, dataset, str(tmp_path / "a"), progress=False)
+def _assert_crash_and_resume_reproduce(config, data_path, tmp_path, *, crash_at: int):
+    """A run crashed at step ``crash_at`` and resumed ends with the uninterrupted run's
+    parameters, bit for bit."""
+    _, straight = trainer.train(config, data_path, str(tmp_path / "a"), progress=False)
 
     def crash(step, metrics):
-        if step == 17:
+        if step == crash_at:
             raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        trainer.train(config, dataset, str(tmp_path / "b"), progress=False, on_step=crash)
-    _, resumed = trainer.train(config, dataset, str(tmp_path / "b"), progress=False)  # from step 10
-    assert int(resumed.step) == 30
+        trainer.train(config, data_path, str(tmp_path / "b"), progress=False, on_step=crash)
+    _, resumed = trainer.train(config, data_path, str(tmp_path / "b"), progress=False)
+    assert int(resumed.step) == config.train.steps
     for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, dataset):
+    config = _config(**{"train.steps": 30, "diffusion.loss": "mse+kl"})
+    _assert_crash_and_resume_reproduce(config, dataset, tmp_path, crash_at=17)  # from step 10
 
 
 # Run in a fresh process: the 8 simulated devices must exist before JAX starts, and the
@@ -244,3 +250,17 @@ def test_condition_noise_is_fresh_every_step_fixed_in_validation_and_in_the_stat
     stats = np.load(RunDir(str(tmp_path / "run")).condition_stats)
     raw = data.load_npz(dataset)["embeddings"]
     np.testing.assert_allclose(stats["std"], np.sqrt(raw.std(0) ** 2 + 0.25), rtol=1e-4)
+
+
+def test_streamed_float16_shards_train_and_resume_exactly(tmp_path, monkeypatch):
+    """Shards streamed from disk (float16, as ``locdiff synthetic`` writes them): a run
+    killed mid-epoch and resumed equals the uninterrupted run, so its batches were too."""
+    from locdiff.streaming import ShardedSource
+    from locdiff.synthetic import write_synthetic
+
+    folder = str(tmp_path / "shards")
+    write_synthetic(folder, 600, dim=8, shard_rows=250, progress=False)
+    monkeypatch.setattr(data, "STREAM_BYTES", 0)  # stream however small
+    assert isinstance(data.open_dataset(folder), ShardedSource)
+    config = _config(**{"train.steps": 30})
+    _assert_crash_and_resume_reproduce(config, folder, tmp_path, crash_at=23)  # from 20
