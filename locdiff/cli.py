@@ -45,7 +45,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.distributed:
         from locdiff import sharding
 
-        sharding.initialize_distributed()
+        cluster = {
+            "coordinator_address": args.coordinator,
+            "num_processes": args.num_processes,
+            "process_id": args.process_id,
+        }
+        sharding.initialize_distributed(**{k: v for k, v in cluster.items() if v is not None})
     options = {}
     if args.gallery:
         if args.method != "locdiff-h":
@@ -215,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--loss", choices=LOSSES, help="LocDiff: training loss")
     p.add_argument("--distributed", action="store_true", help="jax.distributed first (hosts)")
+    p.add_argument("--coordinator", help="--distributed: HOST:PORT of process 0")
+    p.add_argument("--num-processes", type=int, help="--distributed: how many processes")
+    p.add_argument("--process-id", type=int, help="--distributed: this process's index")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 

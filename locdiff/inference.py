@@ -176,7 +176,7 @@ def _abstract_state(config: Config, embed_dim: int, tx):
         graphdefs.append(graphdef)
         return state
 
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # this process's
     shapes = jax.eval_shape(build)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes

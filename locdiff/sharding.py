@@ -19,9 +19,13 @@ DATA_AXIS = "data"
 def initialize_distributed(**kwargs) -> None:
     """Start multi-host JAX (``jax.distributed.initialize``); on one host, do nothing.
 
-    With no arguments JAX reads the cluster from the environment (SLURM, Cloud TPU,
-    or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``).
+    With no arguments JAX finds the cluster itself on Cloud TPU, SLURM and Open MPI;
+    elsewhere pass ``coordinator_address="host0:1234"``, ``num_processes`` and
+    ``process_id`` (``locdiff train --distributed --coordinator host0:1234
+    --num-processes N --process-id I``). On CPU hosts the collectives go through gloo.
     """
+    if jax.config.jax_platforms in (None, "", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
 
 

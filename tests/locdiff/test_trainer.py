@@ -264,3 +264,44 @@ def test_streamed_float16_shards_train_and_resume_exactly(tmp_path, monkeypatch)
     assert isinstance(data.open_dataset(folder), ShardedSource)
     config = _config(**{"train.steps": 30})
     _assert_crash_and_resume_reproduce(config, folder, tmp_path, crash_at=23)  # from 20
+
+
+def test_two_processes_with_jax_distributed_train_like_one(tmp_path, dataset, subprocess_env):
+    """``locdiff train --distributed`` in two processes (one CPU device each, gloo
+    collectives, one coordinator on localhost): the run finishes, both processes read
+    their own half of every global batch, and the parameters match a one-process run
+    of the same global batch."""
+    import socket
+    import subprocess
+    import sys
+
+    from locdiff.inference import Geolocator
+
+    config = _config(**{"train.steps": 20, "train.eval_every": 10})
+    config.save(str(tmp_path / "config.json"))
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    workdir = str(tmp_path / "two")
+    command = [
+        sys.executable, "-m", "locdiff.cli", "train", "--train", dataset, "--workdir", workdir,
+        "--config", str(tmp_path / "config.json"), "--no-progress", "--distributed",
+        "--coordinator", f"localhost:{port}", "--num-processes", "2",
+    ]  # fmt: skip
+    children = [
+        subprocess.Popen(
+            [*command, "--process-id", str(i)],
+            env=subprocess_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outputs = [child.communicate(timeout=300)[0] for child in children]
+    assert [c.returncode for c in children] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    trainer.train(config, dataset, str(tmp_path / "one"), progress=False)
+    two = Geolocator.from_checkpoint(workdir, step=20)
+    one = Geolocator.from_checkpoint(str(tmp_path / "one"), step=20)
+    for x, y in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
