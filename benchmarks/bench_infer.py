@@ -8,11 +8,11 @@ weights (speed does not depend on their values), ``Geolocator.predict`` end to e
 K = 8 samples per condition, 50 DDIM steps, decoding and top-5 modes, without and with
 maps (1 degree, 50 % / 90 % credible regions); float32 and bfloat16 compute
 (``model.compute_dtype``), batches of 256 to 16,384 conditions on an accelerator (256
-and 1,024 on a CPU, where one batch of 16,384 takes most of an hour). The model FLOPs
-are the denoiser's forward passes (XLA's cost analysis of one pass over K x batch
-samples, times the steps); MFU is against the device's peak for the dtype. Timed after
-compilation; rewrites its section of ``docs/benchmarks.md``. Runs unchanged on a CPU
-and on a GPU.
+on a CPU, where one batch of 16,384 at L = 64 takes most of an hour; ``--batch-sizes``
+chooses). The model FLOPs are the denoiser's forward passes (XLA's cost analysis of one
+pass over K x batch samples, times the steps); MFU is against the device's peak for the
+dtype. Timed after compilation; rewrites its section of ``docs/benchmarks.md``. Runs
+unchanged on a CPU and on a GPU.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--report", default="docs/benchmarks.md")
     args = parser.parse_args()
     backend = jax.default_backend()
-    batches = args.batch_sizes or ([256, 1024] if backend == "cpu" else [256, 1024, 4096, 16384])
+    batches = args.batch_sizes or ([256] if backend == "cpu" else [256, 1024, 4096, 16384])
     if args.quick:
         args.L, batches, args.steps = [32], [256], 10
     rows = []

@@ -27,7 +27,8 @@ import grain
 import numpy as np
 
 from locdiff import files
-from locdiff.errors import DataError
+from locdiff.errors import DataError, check_rows
+from locdiff.streaming import ShardedSource
 from shdd.sphere import EARTH_RADIUS_KM
 
 REQUIRED = ("embeddings", "latlon")
@@ -80,23 +81,6 @@ class ArrayRecordSource:
         return {"embedding": block[:, 2:], "latlon": block[:, :2]}
 
 
-def _check_rows(
-    name: str, embeddings: np.ndarray, latlon: np.ndarray | None, offset: int = 0
-) -> None:
-    bad = ~np.isfinite(embeddings).all(axis=1)
-    if latlon is not None:
-        bad |= ~np.isfinite(latlon).all(axis=1)
-    if bad.any():
-        row = int(np.argmax(bad)) + offset
-        raise DataError(f"{name}: row {row} has a NaN or infinite value")
-    out = np.zeros(len(embeddings), bool) if latlon is None else np.abs(latlon[:, 0]) > 90
-    if out.any():
-        row = int(np.argmax(out))
-        raise DataError(
-            f"{name}: row {row + offset} has latitude {latlon[row, 0]}, outside [-90, 90] degrees"
-        )
-
-
 def load_npz(path: str, *, require_latlon: bool = True) -> dict[str, np.ndarray]:
     """Read and check one ``.npz`` shard: ``{"embeddings", "latlon"[, "ids", "scene"]}``.
 
@@ -127,7 +111,7 @@ def load_npz(path: str, *, require_latlon: bool = True) -> dict[str, np.ndarray]
     floats = [emb] if latlon is None else [emb, latlon]
     if not all(np.issubdtype(x.dtype, np.floating) for x in floats):
         raise DataError(f"{name}: 'embeddings' and 'latlon' must be float arrays")
-    _check_rows(name, emb, latlon)
+    check_rows(name, emb, latlon)
     arrays["embeddings"] = emb.astype(np.float32)
     if latlon is not None:
         arrays["latlon"] = latlon.astype(np.float32)
@@ -141,7 +125,7 @@ def save_npz(path: str, embeddings, latlon, *, dtype=np.float32, **extra) -> Non
         raise ValueError(f"embeddings are stored as float32 or float16, not {np.dtype(dtype)}")
     embeddings = np.asarray(embeddings, dtype)
     latlon = np.asarray(latlon, np.float32)
-    _check_rows(os.path.basename(path), embeddings, latlon)
+    check_rows(os.path.basename(path), embeddings, latlon)
     files.save_npz(path, embeddings=embeddings, latlon=latlon, **extra)
 
 
@@ -151,7 +135,7 @@ def write_array_record(path: str, embeddings, latlon) -> None:
 
     embeddings = np.asarray(embeddings, np.float32)
     latlon = np.asarray(latlon, np.float32)
-    _check_rows(os.path.basename(path), embeddings, latlon)
+    check_rows(os.path.basename(path), embeddings, latlon)
     writer = ArrayRecordWriter(path, "group_size:1")
     try:
         for row in np.concatenate([latlon, embeddings], axis=1):
@@ -182,7 +166,7 @@ def _array_record_source(paths: list[str]) -> ArrayRecordSource:
                         f"{name}: embedding width {block.shape[1] - 2}, "
                         f"other shards have {embed_dim}"
                     )
-                _check_rows(name, block[:, 2:], block[:, :2], offset=start)
+                check_rows(name, block[:, 2:], block[:, :2], offset=start)
         finally:
             reader.close()
     return ArrayRecordSource(paths, embed_dim)
@@ -215,8 +199,6 @@ def open_dataset(path: str, *, stream: bool | None = None):
     else:
         raise DataError(f"{path}: no such file or directory")
     if stream or (stream is None and sum(os.path.getsize(p) for p in shards) > STREAM_BYTES):
-        from locdiff.streaming import ShardedSource
-
         return ShardedSource(shards)
     parts = [load_npz(p) for p in shards]
     widths = {p["embeddings"].shape[1] for p in parts}

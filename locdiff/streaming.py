@@ -26,7 +26,7 @@ import zipfile
 
 import numpy as np
 
-from locdiff.errors import DataError
+from locdiff.errors import DataError, check_rows
 
 CHECK_ROWS = 65_536  # rows per block of the opening check
 
@@ -164,13 +164,11 @@ class ShardedSource:
 
     def check(self) -> None:
         """Every row finite, every latitude in [-90, 90]; errors name the shard and row."""
-        from locdiff.data import _check_rows
-
         for shard in self.shards:
             name = os.path.basename(shard.path)
             for start in range(0, len(shard), CHECK_ROWS):
                 stop = min(len(shard), start + CHECK_ROWS)
-                _check_rows(name, shard.block(start, stop), shard.latlon[start:stop], start)
+                check_rows(name, shard.block(start, stop), shard.latlon[start:stop], start)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         out = self.take(np.array([index]))
