@@ -10,6 +10,7 @@ compilation). LocDiff-H is :func:`locdiff.hybrid.locdiff_h`.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import jax
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 import shdd
 from locdiff import files
-from locdiff.config import Config
+from locdiff.config import Config, override
 from locdiff.errors import RunError
 from locdiff.prediction import Prediction, check_embeddings
 from locdiff.rundir import RunDir
@@ -50,6 +51,7 @@ class Geolocator:
         # power and floor of the positive-part map rule, chosen on the run's validation
         # split so that credible regions cover what they claim (shdd.maps; 1 and 0: plain)
         self.map_rule = {"power": 1.0, "floor": 0.0}
+        self.calibration: dict = {}  # calibration.json: the guidance and map rule chosen
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -94,8 +96,17 @@ class Geolocator:
         config = Config.load(run.config)
         geo = cls(graphdef, params, config, int(meta["embed_dim"]), meta.get("encoder"), stats)
         if os.path.exists(run.file("calibration.json")):
-            chosen = files.read_json(run.file("calibration.json"))
+            geo.calibration = files.read_json(run.file("calibration.json"))
+            chosen = geo.calibration
             geo.map_rule = {"power": chosen["map_power"], "floor": chosen["map_floor"]}
+            if "guidance" in chosen:
+                geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
+        return geo
+
+    def with_guidance(self, guidance: float) -> Geolocator:
+        """This geolocator with ``guidance`` as its default guidance scale."""
+        geo = copy.copy(self)
+        geo.config = override(self.config, **{"diffusion.guidance": guidance})
         return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from locdiff import calibration, data, files, trainer
 from locdiff.config import Config  # the method's config type
 from locdiff.early_stopping import validation_split
@@ -68,7 +70,7 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
             on_eval(step, LocDiffLocator(Geolocator.from_params(run.path, graphdef, ema)))
 
     trainer.train(config, data_path, run.path, progress=progress, on_eval=callback)
-    calibrate_maps(run, data_path, Geolocator.from_checkpoint(run.path))
+    calibrate(run, data_path, Geolocator.from_checkpoint(run.path))
     record = trainer.read_progress(run.path)
     steps = record["step"]
     return {
@@ -83,26 +85,36 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
     }
 
 
-CALIBRATION_ROWS = 500  # validation rows that choose the map rule
+CALIBRATION_ROWS = 500  # validation rows that choose the guidance and the map rule
 
 
-def calibrate_maps(run, data_path: str, geolocator: Geolocator) -> None:
-    """Choose the run's map rule on its validation split
-    (:func:`calibration.choose_map_rule`) and keep it in ``calibration.json``, which
-    :class:`Geolocator` reads (without one: the plain positive-part rule)."""
+def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
+    """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then its
+    map rule at that guidance (:func:`calibration.choose_map_rule`), on its validation
+    split, and keep both in ``calibration.json``, which :class:`Geolocator` reads
+    (without one: guidance from the config and the plain positive-part rule). A
+    ``calibration.json`` written before guidance was chosen is completed."""
     path = run.file("calibration.json")
-    if os.path.exists(path):
+    chosen = files.read_json(path) if os.path.exists(path) else {}
+    if "guidance" in chosen and "map_power" in chosen:
         return
-    arrays = data.load_npz(data_path)
     fraction = geolocator.config.train.validation_fraction
-    val = validation_split(len(arrays["latlon"]), fraction)[1][:CALIBRATION_ROWS]
+    source = data.open_dataset(data_path)
+    val = validation_split(len(source), fraction)[1][:CALIBRATION_ROWS]
     if len(val) == 0:
         return
-    x, truth = arrays["embeddings"][val], arrays["latlon"][val]
+    batch = source.take(val)
+    x, truth = np.asarray(batch["embedding"], np.float32), batch["latlon"]
+    guidance, guidance_rows = calibration.choose_guidance(geolocator, x, truth)
+    geolocator = geolocator.with_guidance(guidance)
     rule, rows = calibration.choose_map_rule(geolocator, x, truth)
-    files.write_json(path, {**rule, "validation": rows})
+    record = {"guidance": guidance, **rule, "guidance_validation": guidance_rows}
+    files.write_json(path, {**record, "validation": rows})
 
 
 def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:
     geolocator = Geolocator.from_checkpoint(run.path)
+    if "guidance" not in geolocator.calibration and os.path.exists(meta.get("data", "")):
+        calibrate(run, meta["data"], geolocator)  # a run calibrated before guidance was
+        geolocator = Geolocator.from_checkpoint(run.path)
     return LocDiffLocator(geolocator, meta, batch_size=batch_size or 256, **sampling)

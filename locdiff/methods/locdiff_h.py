@@ -63,12 +63,16 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
 
 
 def rule_for(run, locator, data_path: str) -> Rule:
-    """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and kept."""
+    """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and kept. A
+    rule chosen with another guidance scale than the locator's is chosen again."""
     path = run.file("hybrid.json")
-    if not os.path.exists(path):
+    guidance = locator.sampling.get("guidance", locator.geolocator.config.diffusion.guidance)
+    kept = files.read_json(path) if os.path.exists(path) else {}
+    if not kept or kept.get("guidance", 1.0) != guidance:  # (1.0: before guidance was chosen)
         ((rule, rows),) = tune(locator, data_path, None)
-        files.write_json(path, {"rule": rule.to_dict(), "validation": rows})
-    return Rule(**files.read_json(path)["rule"])
+        kept = {"rule": rule.to_dict(), "guidance": guidance, "validation": rows}
+        files.write_json(path, kept)
+    return Rule(**kept["rule"])
 
 
 def train(

@@ -1,5 +1,7 @@
 """Coverage of credible regions, through any locator."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,28 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
         out = calibration.coverage(LocDiffLocator(geo), x, truth, resolution_deg=5.0, batch_size=16)
         assert out["coverage_50"] == pytest.approx(r["coverage_50"])
         assert out["coverage_90"] == pytest.approx(r["coverage_90"])
+
+
+def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locdiff, tmp_path):
+    """Training chose a guidance scale on the validation rows (the highest mean accuracy,
+    each scale's accuracies recorded) and the run samples with it by default; a run
+    calibrated before guidance was chosen is completed when it is loaded."""
+    import shutil
+
+    from locdiff import files
+    from locdiff.inference import Geolocator
+
+    chosen = files.read_json(os.path.join(tiny_locdiff, "calibration.json"))
+    table = chosen["guidance_validation"]
+    assert [r["guidance"] for r in table] == list(calibration.GUIDANCE)
+    assert chosen["guidance"] == max(table, key=lambda r: (r["mean"], -r["guidance"]))["guidance"]
+    geo = Geolocator.from_checkpoint(tiny_locdiff)
+    assert geo.config.diffusion.guidance == chosen["guidance"]
+    assert geo.with_guidance(7.0).config.diffusion.guidance == 7.0
+    assert geo.config.diffusion.guidance == chosen["guidance"]  # a copy, not a change
+
+    old = str(tmp_path / "old")
+    shutil.copytree(tiny_locdiff, old)
+    files.write_json(os.path.join(old, "calibration.json"), {"map_power": 1.0, "map_floor": 0.0})
+    methods.load_locator(old)
+    assert files.read_json(os.path.join(old, "calibration.json"))["guidance"] == chosen["guidance"]

@@ -28,6 +28,8 @@ def test_locdiff_h_is_the_hybrid_of_locdiffs_prediction(tiny_locdiff, clusters):
     assert hybrid.method == "locdiff-h"
     stored = files.read_json(RunDir(tiny_locdiff).file("hybrid.json"))
     assert Rule(**stored["rule"]) == hybrid.rule and len(stored["validation"]) > 1
+    chosen = files.read_json(RunDir(tiny_locdiff).file("calibration.json"))["guidance"]
+    assert stored["guidance"] == chosen  # chosen on predictions at the run's own guidance
     x = clusters.test_emb[:20]
     plain = methods.load_locator(tiny_locdiff).predict(x, top_k=2, seed=4)
     answered = hybrid.predict(x, top_k=2, seed=4)
