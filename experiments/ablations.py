@@ -19,6 +19,9 @@ loss (:mod:`locdiff.early_stopping`), and its steps, epochs and seconds are repo
   a fresh draw at every step (``train.condition_noise``, trained on the clean conditions);
 * ``K``, ``steps``, ``guidance``: sampling settings of the base model (no retraining).
 
+Every trained variant samples at the guidance scale chosen on its own validation rows
+(:func:`locdiff.calibration.choose_guidance`), the ``guidance`` rows excepted.
+
 Each row also has its accuracy on 1,000 validation rows of the training data (their
 noisy conditions, the same rows for every variant): the variant to prefer (the highest
 mean accuracy over 25, 200, 750 and 2500 km) is chosen there, never on the test set. Writes ``ablations.md`` / ``.json`` into ``--out``; ± is
@@ -122,11 +125,18 @@ def main() -> None:
         common.log(f"ablation: {which}")
         if which in TRAINED:
             rows = [run(label, changes) for label, changes in TRAINED[which](config)]
-            note = "Each row is its own training run; everything else as the base model."
+            note = (
+                "Each row is its own training run; everything else as the base model. Each "
+                "samples at the guidance scale its own validation rows chose "
+                "(`calibration.json`)."
+            )
         else:
             name = SAMPLING[which]
             rows = [run(f"{which}={v}", {}, **{name: v}) for v in getattr(config, which)]
-            note = f"One trained base model; only the sampler's `{name}` changes."
+            note = (
+                f"One trained base model; only the sampler's `{name}` changes (the others "
+                "at the base model's defaults, its guidance chosen on validation)."
+            )
         for r in rows:
             r["ablation"] = which
         all_rows += rows
