@@ -24,8 +24,9 @@ Every trained variant samples at the guidance scale chosen on its own validation
 
 Each row also has its accuracy on 1,000 validation rows of the training data (their
 noisy conditions, the same rows for every variant): the variant to prefer (the highest
-mean accuracy over 25, 200, 750 and 2500 km) is chosen there, never on the test set. Writes ``ablations.md`` / ``.json`` into ``--out``; ± is
-a bootstrap standard error. Configs: ``experiments/configs/ablations.py``.
+mean accuracy over 25, 200, 750 and 2500 km) is chosen there, never on the test set.
+Writes ``ablations.md`` / ``.json`` into ``--out``; ± is a bootstrap standard error.
+Configs: ``experiments/configs/ablations.py``.
 """
 
 from __future__ import annotations
