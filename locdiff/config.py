@@ -156,6 +156,10 @@ class TrainConfig:
         train on the clean conditions and let every visit of a row see a new draw. The
         validation loss adds one fixed draw, and the standardisation's deviation is
         ``sqrt(std**2 + condition_noise**2)``.
+      data_on_device: hold the whole training data on every device (replicated, in its
+        stored dtype) and gather each batch there by row number: no host-to-device copy
+        per step, for accelerators with the memory (MP16 at 768-d float16: 7.2 GB).
+        The same batches in the same order as from the host.
       seed: the one seed of the run (initialisation, data order, noise).
       log_every: steps between metric lines in ``metrics.jsonl``.
       checkpoint_every: steps between (asynchronous) checkpoints; one is also written
@@ -177,6 +181,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     condition_noise: float = 0.0
+    data_on_device: bool = False
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000

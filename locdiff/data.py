@@ -247,12 +247,13 @@ class BatchSource:
     shards), which is what keeps the input pipeline far faster than the train step. A process of a
     multi-host run takes its contiguous share ``process_index`` of every global batch.
     ``rows`` restricts the stream to those rows of the source (the training rows when a
-    validation slice is held out).
+    validation slice is held out). With ``indices`` a batch is only its row numbers
+    ``{"rows": int32 [B]}``, for data held on the device (:func:`all_rows`).
     """
 
     def __init__(self, source, *, global_batch: int, seed: int, rows=None, process_index: int = 0,
-                 process_count: int = 1):  # fmt: skip
-        self.source, self.seed = source, seed
+                 process_count: int = 1, indices: bool = False):  # fmt: skip
+        self.source, self.seed, self.indices = source, seed, indices
         self.subset = None if rows is None else np.asarray(rows, np.int64)
         self.global_batch = global_batch
         self.n = len(source) if rows is None else len(self.subset)
@@ -284,12 +285,13 @@ class BatchSource:
         return out if self.subset is None else self.subset[out]
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return self.source.take(self.rows(int(index)))
+        rows = self.rows(int(index))
+        return {"rows": rows.astype(np.int32)} if self.indices else self.source.take(rows)
 
 
 def make_pipeline(
     source, *, batch_size: int, seed: int, rows=None, process_index: int = 0,
-    process_count: int = 1,
+    process_count: int = 1, indices: bool = False,
 ) -> grain.MapDataset:  # fmt: skip
     """The endless, shuffled (new order each epoch) batches of one process.
 
@@ -308,8 +310,22 @@ def make_pipeline(
             rows=rows,
             process_index=process_index,
             process_count=process_count,
+            indices=indices,
         )
     )
+
+
+def all_rows(source, *, block: int = 1 << 18) -> dict[str, np.ndarray]:
+    """Every row of ``source`` as host arrays ``{"embedding": [N, E] (stored dtype),
+    "latlon": [N, 2]}``, read in blocks (to be put on the device whole)."""
+    n = len(source)
+    first = source.take(np.arange(min(block, n)))
+    out = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in first.items()}
+    for start in range(0, n, block):
+        part = first if start == 0 else source.take(np.arange(start, min(n, start + block)))
+        for k, v in part.items():
+            out[k][start : start + len(v)] = v
+    return out
 
 
 def synthetic_clustered(

@@ -43,6 +43,15 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def replicate_arrays(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Host arrays (the same on every process) as global arrays on every device."""
+    sharding = replicated(mesh)
+    return {
+        k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+        for k, v in arrays.items()
+    }
+
+
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """This process's share of a batch -> global arrays sharded along the ``data`` axis."""
     sharding = batch_sharded(mesh)

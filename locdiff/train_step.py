@@ -152,10 +152,16 @@ def train_step(
 
 
 def jit_train_step(
-    graphdef, tx, schedule, config: Config, state_sharding, batch_sharding, cond_stats=None
-):
+    graphdef, tx, schedule, config: Config, state_sharding, batch_sharding, cond_stats=None,
+    *, on_device: bool = False,
+):  # fmt: skip
     """``train_step`` jitted with explicit shardings and the state donated; ``cond_stats``
-    (mean, std) standardise the raw conditions of every batch inside the step."""
+    (mean, std) standardise the raw conditions of every batch inside the step.
+
+    With ``on_device`` the step is ``(state, {"rows": [B]}, key, table) -> ...``: the
+    whole training data ``table = {"embedding", "latlon"}`` lives on the devices
+    (replicated) and the batch is gathered from it by row number inside the step.
+    """
     replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
     if cond_stats is not None:
         cond_stats = tuple(jnp.asarray(x, jnp.float32) for x in cond_stats)
@@ -163,11 +169,16 @@ def jit_train_step(
         train_step, graphdef=graphdef, tx=tx, schedule=schedule, config=config,
         cond_stats=cond_stats,
     )  # fmt: skip
+    shardings = (state_sharding, batch_sharding, replicated)
+    if on_device:
+        step = fn
+
+        def fn(state, rows, key, table):
+            return step(state, {k: v[rows["rows"]] for k, v in table.items()}, key)
+
+        shardings = (*shardings, replicated)
     return jax.jit(
-        fn,
-        in_shardings=(state_sharding, batch_sharding, replicated),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
+        fn, in_shardings=shardings, out_shardings=(state_sharding, replicated), donate_argnums=0
     )
 
 

@@ -208,8 +208,12 @@ def train(
         rows=train_rows,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        indices=t.data_on_device,
     )
     iterator = iter(dataset)
+    table = None
+    if t.data_on_device:  # the whole data set, replicated on every device
+        table = sharding.replicate_arrays(data.all_rows(source), mesh)
     manager = checkpoint_manager(workdir, config)
     start = manager.latest_step()
     if start is not None:
@@ -233,7 +237,7 @@ def train(
     val_key = jax.random.key(t.seed + 1)
     step_fn = jit_train_step(
         graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh),
-        cond_stats,
+        cond_stats, on_device=t.data_on_device,
     )  # fmt: skip
     key = jax.random.key(t.seed)
 
@@ -271,7 +275,8 @@ def train(
         while step < t.steps and not stopper.should_stop:
             tick = time.perf_counter()
             batch = sharding.global_batch(next(iterator), mesh)
-            state, metrics = step_fn(state, batch, key)
+            extra = () if table is None else (table,)
+            state, metrics = step_fn(state, batch, key, *extra)
             step += 1
             window_steps += 1
             bar.update(1)

@@ -305,3 +305,19 @@ def test_two_processes_with_jax_distributed_train_like_one(tmp_path, dataset, su
     one = Geolocator.from_checkpoint(str(tmp_path / "one"), step=20)
     for x, y in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+
+
+def test_data_on_the_device_trains_exactly_like_data_from_the_host(tmp_path, dataset):
+    """``train.data_on_device``: the batches gathered on the device by row number are
+    the host pipeline's, so the runs end with the same parameters, bit for bit."""
+    config = _config(**{"train.steps": 12})
+    _, host = trainer.train(config, dataset, str(tmp_path / "host"), progress=False)
+    on_device = _config(**{"train.steps": 12, "train.data_on_device": True})
+    _, device = trainer.train(on_device, dataset, str(tmp_path / "device"), progress=False)
+    for x, y in zip(_leaves(host), _leaves(device), strict=True):
+        np.testing.assert_array_equal(x, y)
+    source = data.open_dataset(dataset)
+    rows = next(iter(data.make_pipeline(source, batch_size=32, seed=0, indices=True)))["rows"]
+    batch = next(iter(data.make_pipeline(source, batch_size=32, seed=0)))
+    np.testing.assert_array_equal(source.embeddings[rows], batch["embedding"])
+    np.testing.assert_array_equal(data.all_rows(source, block=100)["latlon"], source.latlon)
