@@ -111,7 +111,7 @@ def main() -> None:
         val_scores = metrics.summarize(locator.predict(val_x, top_k=1).top1, val_truth)
         start = time.perf_counter()
         pred = locator.predict(cond, top_k=1).top1
-        row = {"setting": label, **common.score(pred, truth, seed=args.seed)}
+        row = {"setting": label, "run": key, **common.score(pred, truth, seed=args.seed)}
         row.update({f"val_{k}": val_scores[k] for k in VAL_KEYS})
         row.update(common.budget(trained.meta), predict_s=round(time.perf_counter() - start, 1))
         common.log(

@@ -106,7 +106,7 @@ def test_unseen_study_and_ablations(run_script, tmp_path):
     }  # fmt: skip
     # L=4 is the base model: the K rows sample that same trained run.
     assert rows["L", "L=4"]["train_s"] == rows["K", "K=1"]["train_s"] == rows["K", "K=2"]["train_s"]
-    assert rows["noise_draw", "fixed per row"]["train_s"] == rows["L", "L=4"]["train_s"]
-    fresh = rows["noise_draw", "fresh every step"]
-    assert fresh["train_s"] != rows["L", "L=4"]["train_s"] and fresh["steps"] > 0
+    assert rows["noise_draw", "fixed per row"]["run"] == rows["L", "L=4"]["run"] == "base"
+    fresh = rows["noise_draw", "fresh every step"]  # its own run, on the clean conditions
+    assert fresh["run"] == "train.condition_noise=0.1" and fresh["steps"] > 0
     assert all(0 <= r["val_acc_200km"] <= r["val_acc_2500km"] <= 100 for r in rows.values())
