@@ -74,19 +74,25 @@ def coverage(
 
 
 POWERS = (1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
-FLOORS = (0.0, 1e-5, 2e-5, 3e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3)
+TAILS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
 def choose_map_rule(
-    geolocator, embeddings, truth, *, powers=POWERS, floors=FLOORS, levels=LEVELS,
+    geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, levels=LEVELS,
     resolution_deg=1.0, batch_size: int = 256, seed: int = 0,
 ) -> tuple[dict, list[dict]]:  # fmt: skip
-    """The map rule ``{"map_power", "map_floor"}`` (``shdd.probability_map``'s ``power``
-    and ``floor``) whose credible regions' coverage is nearest the levels on a validation
-    set (sum over ``levels`` of ``|coverage - level|``; ties go to the plainer rule), and
-    every rule's coverage. The K samples are drawn once and the mean function is put on
-    the grid once; each rule then only reweights the cells (a truth's credible level is
-    the mass of the cells denser than its own, as :func:`shdd.credible_level`)."""
+    """The map rule ``{"map_power", "map_tail"}`` whose credible regions' coverage is
+    nearest the levels on a validation set (sum over ``levels`` of ``|coverage - level|``;
+    ties go to the plainer rule), and every rule's coverage.
+
+    A rule's map is ``(1 - tail) * sharpened + tail * plain``: the positive part of the
+    mean SHDD function raised to ``power`` (the core, :func:`shdd.probability_map`), mixed
+    with weight ``tail`` with the plain positive part, whose broad lobes rank the cells
+    far from every mode for this input. The K samples are drawn once and the mean
+    function is put on the grid once; each rule then only reweights the cells (a truth's
+    credible level is the mass of the cells denser than its own, as
+    :func:`shdd.credible_level`).
+    """
     truth = np.asarray(truth, np.float64)
     L = geolocator.config.model.L
     grid = shdd.latlon_grid(resolution_deg)
@@ -95,7 +101,7 @@ def choose_map_rule(
     col = np.clip(((truth[:, 1] + 180.0) / resolution_deg).astype(int), 0, n_lon - 1)
     cell = row * n_lon + col  # [N] the truth's cell in the flattened grid
     area = np.repeat(np.asarray(grid.area, np.float64), n_lon)  # [C]
-    rules = [(p, f) for p in powers for f in floors]
+    rules = [(p, t) for p in powers for t in tails]
     found = {r: [] for r in rules}
     for start in range(0, len(truth), batch_size):
         rows = slice(start, start + batch_size)
@@ -103,24 +109,31 @@ def choose_map_rule(
         values = np.asarray(shdd.synthesize(coeffs.mean(axis=1), grid, L=L), np.float64)
         positive = np.maximum(values.reshape(len(values), -1), 0.0)  # [B, C]
         positive /= np.maximum(positive.max(axis=1, keepdims=True), 1e-300)
+        plain = _per_area(positive, area)
         own = cell[rows]
         for p in powers:
-            powered = positive**p
-            for f in floors:
-                density = powered + f  # [B, C] per unit area, up to a constant per row
-                mass = density * area
+            powered = _per_area(positive**p, area)
+            for t in tails:
+                density = (1 - t) * powered + t * plain  # [B, C] per unit area
                 mine = density[np.arange(len(own)), own][:, None]
-                level = (mass * (density > mine)).sum(axis=1) / mass.sum(axis=1)
-                found[p, f].append(level)
+                found[p, t].append(((density > mine) * density * area).sum(axis=1))
     table, best = [], None
-    for p, f in rules:
-        true_levels = np.concatenate(found[p, f])
+    for p, t in rules:
+        true_levels = np.concatenate(found[p, t])
         cover = {f"coverage_{100 * a:g}": float(100 * np.mean(true_levels < a)) for a in levels}
         miss = sum(abs(cover[f"coverage_{100 * a:g}"] - 100 * a) for a in levels)
-        table.append({"map_power": p, "map_floor": f, **cover, "miss": miss})
+        table.append({"map_power": p, "map_tail": t, **cover, "miss": miss})
         if best is None or miss < best[0]:
-            best = (miss, {"map_power": p, "map_floor": f})
+            best = (miss, {"map_power": p, "map_tail": t})
     return best[1], table
+
+
+def _per_area(weights, area):
+    """``weights [B, C]`` as densities of total mass 1 (uniform where all are 0)."""
+    total = (weights * area).sum(axis=1, keepdims=True)
+    out = weights / np.where(total > 0, total, 1.0)
+    out[total[:, 0] == 0] = 1.0 / area.sum()
+    return out
 
 
 GUIDANCE = (1.0, 1.5, 2.0, 3.0)

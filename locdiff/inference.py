@@ -51,6 +51,9 @@ class Geolocator:
         # power and floor of the positive-part map rule, chosen on the run's validation
         # split so that credible regions cover what they claim (shdd.maps; 1 and 0: plain)
         self.map_rule = {"power": 1.0, "floor": 0.0}
+        # maps are (1 - tail) * that rule's + tail * the plain rule's (the broad lobes
+        # rank the cells far from every mode); tail is chosen with the power
+        self.map_tail = 0.0
         self.calibration: dict = {}  # calibration.json: the guidance and map rule chosen
 
     @classmethod
@@ -98,7 +101,8 @@ class Geolocator:
         if os.path.exists(run.file("calibration.json")):
             geo.calibration = files.read_json(run.file("calibration.json"))
             chosen = geo.calibration
-            geo.map_rule = {"power": chosen["map_power"], "floor": chosen["map_floor"]}
+            geo.map_rule = {"power": chosen["map_power"], "floor": chosen.get("map_floor", 0.0)}
+            geo.map_tail = float(chosen.get("map_tail", 0.0))
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
         return geo
@@ -165,6 +169,9 @@ class Geolocator:
         out = Prediction(np.asarray(latlon), np.asarray(prob), np.asarray(coeffs))
         if maps:
             pmap = shdd.probability_map(mean, L=L, resolution_deg=map_resolution, **self.map_rule)
+            if tail := self.map_tail:
+                plain = shdd.probability_map(mean, L=L, resolution_deg=map_resolution)
+                pmap = (1 - tail) * pmap + tail * plain
             out.maps = np.asarray(pmap)
             out.credible_km2 = np.asarray(
                 shdd.credible_area_km2(pmap, resolution_deg=map_resolution, levels=(0.5, 0.9))

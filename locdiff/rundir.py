@@ -12,7 +12,7 @@
       condition_stats.npz  LocDiff: per-feature mean and std of the training conditions
       metrics.jsonl        LocDiff: one line of training metrics every log_every steps
       training.json        LocDiff: validation losses, best step, cumulative seconds
-      calibration.json     LocDiff: the guidance scale and the map rule (power, floor)
+      calibration.json     LocDiff: the guidance scale and the map rule (power, tail)
                            chosen on validation
       checkpoints/         LocDiff: Orbax checkpoints (train state + data-iterator state)
 

@@ -90,13 +90,14 @@ CALIBRATION_ROWS = 500  # validation rows that choose the guidance and the map r
 
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then its
-    map rule at that guidance (:func:`calibration.choose_map_rule`), on its validation
-    split, and keep both in ``calibration.json``, which :class:`Geolocator` reads
-    (without one: guidance from the config and the plain positive-part rule). A
-    ``calibration.json`` written before guidance was chosen is completed."""
+    map rule at that guidance (:func:`calibration.choose_map_rule`: a power and the
+    weight of the plain map's tail), on its validation split, and
+    keep both in ``calibration.json``, which :class:`Geolocator` reads (without one:
+    guidance from the config and the plain positive-part rule). A ``calibration.json``
+    written before is completed: its guidance is kept, its map rule chosen again."""
     path = run.file("calibration.json")
     chosen = files.read_json(path) if os.path.exists(path) else {}
-    if "guidance" in chosen and "map_power" in chosen:
+    if "guidance" in chosen and "map_tail" in chosen:
         return
     fraction = geolocator.config.train.validation_fraction
     source = data.open_dataset(data_path)
@@ -105,7 +106,10 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
         return
     batch = source.take(val)
     x, truth = np.asarray(batch["embedding"], np.float32), batch["latlon"]
-    guidance, guidance_rows = calibration.choose_guidance(geolocator, x, truth)
+    if "guidance" in chosen:
+        guidance, guidance_rows = chosen["guidance"], chosen["guidance_validation"]
+    else:
+        guidance, guidance_rows = calibration.choose_guidance(geolocator, x, truth)
     geolocator = geolocator.with_guidance(guidance)
     rule, rows = calibration.choose_map_rule(geolocator, x, truth)
     record = {"guidance": guidance, **rule, "guidance_validation": guidance_rows}
@@ -114,7 +118,8 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
 
 def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:
     geolocator = Geolocator.from_checkpoint(run.path)
-    if "guidance" not in geolocator.calibration and os.path.exists(meta.get("data", "")):
-        calibrate(run, meta["data"], geolocator)  # a run calibrated before guidance was
+    stale = not {"guidance", "map_tail"} <= set(geolocator.calibration)
+    if stale and os.path.exists(meta.get("data", "")):
+        calibrate(run, meta["data"], geolocator)  # a run calibrated by an earlier version
         geolocator = Geolocator.from_checkpoint(run.path)
     return LocDiffLocator(geolocator, meta, batch_size=batch_size or 256, **sampling)

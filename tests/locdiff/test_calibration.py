@@ -37,23 +37,43 @@ def test_methods_without_maps_are_refused(clusters, tmp_path):
 
 def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locdiff, clusters):
     """choose_map_rule's fast per-rule coverage equals calibration.coverage of a locator
-    whose maps use that rule; the chosen rule misses the levels least."""
+    whose maps use that rule (a power, and the weight of the plain map's tail); the
+    chosen rule misses the levels least."""
     from locdiff.inference import Geolocator
     from locdiff.methods.locdiff import LocDiffLocator
 
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     x, truth = clusters.test_emb[:32], clusters.test_latlon[:32].astype(np.float64)
     chosen, table = calibration.choose_map_rule(
-        geo, x, truth, powers=(1.0, 8.0), floors=(0.0, 1e-3), resolution_deg=5.0, batch_size=16
+        geo, x, truth, powers=(1.0, 8.0), tails=(0.0, 0.3), resolution_deg=5.0, batch_size=16
     )
     assert len(table) == 4 and min(r["miss"] for r in table) == next(
-        r["miss"] for r in table if {k: r[k] for k in ("map_power", "map_floor")} == chosen
+        r["miss"] for r in table if {k: r[k] for k in ("map_power", "map_tail")} == chosen
     )
     for r in table:
-        geo.map_rule = {"power": r["map_power"], "floor": r["map_floor"]}
+        geo.map_rule = {"power": r["map_power"], "floor": 0.0}
+        geo.map_tail = r["map_tail"]
         out = calibration.coverage(LocDiffLocator(geo), x, truth, resolution_deg=5.0, batch_size=16)
         assert out["coverage_50"] == pytest.approx(r["coverage_50"])
         assert out["coverage_90"] == pytest.approx(r["coverage_90"])
+
+
+def test_a_tail_mixes_the_plain_map_into_the_sharpened_one(tiny_locdiff, clusters):
+    """With tail t a map is (1 - t) * the sharpened map + t * the plain positive part's;
+    a tail widens the 90% region."""
+    from locdiff.inference import Geolocator
+
+    geo = Geolocator.from_checkpoint(tiny_locdiff)
+    x = clusters.test_emb[:4]
+    geo.map_rule, geo.map_tail = {"power": 1.0, "floor": 0.0}, 0.0
+    plain = geo.predict(x, maps=True, map_resolution=5.0)
+    geo.map_rule = {"power": 8.0, "floor": 0.0}
+    sharp = geo.predict(x, maps=True, map_resolution=5.0)
+    geo.map_tail = 0.25
+    mixed = geo.predict(x, maps=True, map_resolution=5.0)
+    np.testing.assert_allclose(mixed.maps, 0.75 * sharp.maps + 0.25 * plain.maps, atol=1e-6)
+    np.testing.assert_allclose(mixed.maps.sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert np.all(mixed.credible_km2[:, 1] >= sharp.credible_km2[:, 1])
 
 
 def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locdiff, tmp_path):
@@ -79,3 +99,12 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     files.write_json(os.path.join(old, "calibration.json"), {"map_power": 1.0, "map_floor": 0.0})
     methods.load_locator(old)
     assert files.read_json(os.path.join(old, "calibration.json"))["guidance"] == chosen["guidance"]
+    # A run calibrated before the tail: its guidance is kept, its map rule chosen again.
+    files.write_json(
+        os.path.join(old, "calibration.json"),
+        {"guidance": 3.0, "guidance_validation": table, "map_power": 1.0, "map_floor": 0.0},
+    )
+    geo = methods.load_locator(old).geolocator
+    again = files.read_json(os.path.join(old, "calibration.json"))
+    assert again["guidance"] == 3.0 and geo.config.diffusion.guidance == 3.0
+    assert again["map_tail"] in calibration.TAILS and geo.map_tail == again["map_tail"]
