@@ -33,7 +33,16 @@ from locdiff.methods import train_or_load
 from locdiff.metrics import distances_km
 from locdiff.oracle import oracle_condition, oracle_data
 
-from experiments.common import log, parser, save_split, score, share_inside, write_report
+from experiments.common import (
+    budget,
+    budget_table,
+    log,
+    parser,
+    save_split,
+    score,
+    share_inside,
+    write_report,
+)
 from experiments.configs.common import PROFILES
 from experiments.configs.unseen import get_config
 
@@ -157,7 +166,6 @@ def main() -> None:
                 name, npz, f"{runs}/{name}", s["models"].for_method(name),
                 progress=not args.no_progress,
             )  # fmt: skip
-            seconds = locator.meta["train_seconds"]
             held = locator.locate(held_emb, top_k=1)[:, 0]
             in_dist = locator.locate(s["in_dist"][0], top_k=1)[:, 0]
             for part, pred, truth, g in (
@@ -165,7 +173,7 @@ def main() -> None:
                 ("in-distribution", in_dist, s["in_dist"][1], None),
             ):
                 row = {"setting": setting, "method": name, "test": part}
-                row.update(score(pred, truth, g, seed=args.seed), train_s=round(seconds, 1))
+                row.update(score(pred, truth, g, seed=args.seed), **budget(locator.meta))
                 row["inside_pct"] = (
                     share_inside(pred, boxes, groups) if part == "held-out" else None
                 )
@@ -198,6 +206,14 @@ def main() -> None:
                 _region_table(region_rows, setting, names),
             )
         )
+    sections.append(
+        (
+            "Training budgets",
+            "Each learned method stops when its validation loss (5% of the training rows) "
+            "has not improved for 4 evaluations, within the same cap in samples.\n\n"
+            + budget_table(rows, ["setting", "method"]),
+        )
+    )
     wall_s = time.perf_counter() - wall
     payload = {"profile": args.profile, "noise_B": args.noise, "rows": rows, "regions": region_rows}
     write_report(args.out, "unseen", "Unseen-location study", sections, payload, wall_s)

@@ -98,6 +98,9 @@ def test_unseen_study_and_ablations(run_script, tmp_path):
     # Retrieval only answers with training locations, and training excludes the regions.
     assert all(r["inside_pct"] == 0 for r in held if r["method"] == "retrieval")
     assert all(0 <= r["inside_pct"] <= 100 for r in held)
+    # Each trained run states its budget; retrieval trains nothing.
+    budgets = {(r["setting"], r["method"]): r["steps"] for r in study["rows"]}
+    assert budgets[("A", "locdiff")] > 0 and budgets[("A", "retrieval")] == 0
     ablations = run_script("ablations", tmp_path, "--which", "L", "noise_draw", "K")
     rows = {(r["ablation"], r["setting"]): r for r in ablations["rows"]}
     assert set(rows) == {
