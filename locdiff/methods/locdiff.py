@@ -97,7 +97,7 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     written before is completed: its guidance is kept, its map rule chosen again."""
     path = run.file("calibration.json")
     chosen = files.read_json(path) if os.path.exists(path) else {}
-    if "guidance" in chosen and "map_tail" in chosen:
+    if is_calibrated(chosen):
         return
     fraction = geolocator.config.train.validation_fraction
     source = data.open_dataset(data_path)
@@ -116,9 +116,17 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     files.write_json(path, {**record, "validation": rows})
 
 
+def is_calibrated(chosen: dict) -> bool:
+    """Whether a ``calibration.json`` holds a guidance and a map rule chosen from
+    today's grid (:data:`calibration.POWERS` x :data:`calibration.TAILS`)."""
+    grid = {(p, t) for p in calibration.POWERS for t in calibration.TAILS}
+    searched = {(r["map_power"], r.get("map_tail")) for r in chosen.get("validation", [])}
+    return "guidance" in chosen and "map_tail" in chosen and searched == grid
+
+
 def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:
     geolocator = Geolocator.from_checkpoint(run.path)
-    stale = not {"guidance", "map_tail"} <= set(geolocator.calibration)
+    stale = not is_calibrated(geolocator.calibration)
     if stale and os.path.exists(meta.get("data", "")):
         calibrate(run, meta["data"], geolocator)  # a run calibrated by an earlier version
         geolocator = Geolocator.from_checkpoint(run.path)

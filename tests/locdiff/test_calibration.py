@@ -108,3 +108,11 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     again = files.read_json(os.path.join(old, "calibration.json"))
     assert again["guidance"] == 3.0 and geo.config.diffusion.guidance == 3.0
     assert again["map_tail"] in calibration.TAILS and geo.map_tail == again["map_tail"]
+    assert len(again["validation"]) == len(calibration.POWERS) * len(calibration.TAILS)
+    # A rule chosen from another grid is chosen again; one from today's grid is kept.
+    files.write_json(
+        os.path.join(old, "calibration.json"), again | {"validation": again["validation"][:3]}
+    )
+    methods.load_locator(old)
+    assert files.read_json(os.path.join(old, "calibration.json")) == again
+    assert methods.locdiff.is_calibrated(again)
