@@ -328,6 +328,16 @@ def all_rows(source, *, block: int = 1 << 18) -> dict[str, np.ndarray]:
     return out
 
 
+def locations(source) -> np.ndarray:
+    """``latlon [N, 2]`` of every row of ``source``, without reading the embeddings where
+    the source holds the locations apart (in memory, or streamed ``.npz`` shards)."""
+    if isinstance(source, InMemorySource):
+        return np.asarray(source.latlon)
+    if isinstance(source, ShardedSource):
+        return np.concatenate([shard.latlon for shard in source.shards])
+    return all_rows(source)["latlon"]
+
+
 def synthetic_clustered(
     n: int,
     *,

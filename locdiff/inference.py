@@ -3,7 +3,8 @@
 ``Geolocator.from_checkpoint(workdir)`` restores the EMA parameters of the latest (or a
 given) checkpoint with the run's config; ``predict(embeddings, ...)`` draws K SHDD
 samples per condition, decodes the modes of their mean (the mixture of their
-densities), and on request the probability maps and the areas of the 50% and 90%
+densities), snaps them to where training photos are (:mod:`locdiff.snapping`, when
+the run chose a radius), and on request the probability maps and the areas of the 50% and 90%
 credible regions. Any number of embeddings is predicted in fixed-size batches (one
 compilation). LocDiff-H is :func:`locdiff.hybrid.locdiff_h`.
 """
@@ -25,6 +26,7 @@ from locdiff.errors import RunError
 from locdiff.prediction import Prediction, check_embeddings
 from locdiff.rundir import RunDir
 from locdiff.sampling import sample_coefficients
+from locdiff.snapping import LocationPrior
 from locdiff.train_step import init_state, make_optimizer
 from locdiff.trainer import checkpoint_manager, read_progress
 
@@ -55,6 +57,9 @@ class Geolocator:
         # rank the cells far from every mode); tail is chosen with the power
         self.map_tail = 0.0
         self.calibration: dict = {}  # calibration.json: the guidance and map rule chosen
+        # modes move to the densest cell of training photos within snap_km (0: they stay)
+        self.prior: LocationPrior | None = None
+        self.snap_km = 0.0
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -105,12 +110,23 @@ class Geolocator:
             geo.map_tail = float(chosen.get("map_tail", 0.0))
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
+            if chosen.get("snap_km") and os.path.exists(run.location_prior):
+                geo = geo.with_snapping(LocationPrior.load(run.location_prior), chosen["snap_km"])
         return geo
 
     def with_guidance(self, guidance: float) -> Geolocator:
         """This geolocator with ``guidance`` as its default guidance scale."""
         geo = copy.copy(self)
         geo.config = override(self.config, **{"diffusion.guidance": guidance})
+        return geo
+
+    def with_snapping(self, prior: LocationPrior | None, within_km: float) -> Geolocator:
+        """This geolocator with its modes snapped to ``prior``'s densest cell within
+        ``within_km`` (:mod:`locdiff.snapping`; ``None`` or 0: not snapped)."""
+        if within_km < 0:
+            raise ValueError(f"within_km must be >= 0, got {within_km}")
+        geo = copy.copy(self)
+        geo.prior, geo.snap_km = prior, float(within_km) if prior is not None else 0.0
         return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:
@@ -166,7 +182,10 @@ class Geolocator:
         mean = coeffs.mean(axis=1)
         L = self.config.model.L
         latlon, prob = shdd.decode(mean, L=L, k=top_k)
-        out = Prediction(np.asarray(latlon), np.asarray(prob), np.asarray(coeffs))
+        latlon = np.asarray(latlon)
+        if self.prior is not None and self.snap_km > 0:
+            latlon = self.prior.snap(latlon, self.snap_km).astype(latlon.dtype)
+        out = Prediction(latlon, np.asarray(prob), np.asarray(coeffs))
         if maps:
             pmap = shdd.probability_map(mean, L=L, resolution_deg=map_resolution, **self.map_rule)
             if tail := self.map_tail:

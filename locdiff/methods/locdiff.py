@@ -17,6 +17,7 @@ from locdiff.early_stopping import validation_split
 from locdiff.inference import Geolocator
 from locdiff.methods.base import Locator
 from locdiff.prediction import Prediction
+from locdiff.snapping import LocationPrior
 
 
 class LocDiffLocator(Locator):
@@ -89,39 +90,51 @@ CALIBRATION_ROWS = 500  # validation rows that choose the guidance and the map r
 
 
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
-    """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then its
-    map rule at that guidance (:func:`calibration.choose_map_rule`: a power and the
-    weight of the plain map's tail), on its validation split, and
-    keep both in ``calibration.json``, which :class:`Geolocator` reads (without one:
-    guidance from the config and the plain positive-part rule). A ``calibration.json``
-    written before is completed: its guidance is kept, its map rule chosen again."""
+    """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then at
+    that guidance its map rule (:func:`calibration.choose_map_rule`: a power and the
+    weight of the plain map's tail) and its snapping radius
+    (:func:`calibration.choose_snap`, to the :class:`LocationPrior` of the training
+    split's locations, kept in ``location_prior.npz``), on its validation split, and keep
+    them in ``calibration.json``, which :class:`Geolocator` reads (without one: guidance
+    from the config, the plain positive-part rule, no snapping). A ``calibration.json``
+    written before is completed: what it holds from today's grids is kept."""
     path = run.file("calibration.json")
     chosen = files.read_json(path) if os.path.exists(path) else {}
     if is_calibrated(chosen):
         return
     fraction = geolocator.config.train.validation_fraction
     source = data.open_dataset(data_path)
-    val = validation_split(len(source), fraction)[1][:CALIBRATION_ROWS]
+    train_rows, val = validation_split(len(source), fraction)
+    val = val[:CALIBRATION_ROWS]
     if len(val) == 0:
         return
     batch = source.take(val)
     x, truth = np.asarray(batch["embedding"], np.float32), batch["latlon"]
-    if "guidance" in chosen:
-        guidance, guidance_rows = chosen["guidance"], chosen["guidance_validation"]
-    else:
-        guidance, guidance_rows = calibration.choose_guidance(geolocator, x, truth)
-    geolocator = geolocator.with_guidance(guidance)
-    rule, rows = calibration.choose_map_rule(geolocator, x, truth)
-    record = {"guidance": guidance, **rule, "guidance_validation": guidance_rows}
-    files.write_json(path, {**record, "validation": rows})
+    if "guidance" not in chosen:
+        guidance, rows = calibration.choose_guidance(geolocator, x, truth)
+        chosen |= {"guidance": guidance, "guidance_validation": rows}
+    geolocator = geolocator.with_guidance(chosen["guidance"]).with_snapping(None, 0.0)
+    if not _searched_today(chosen):
+        rule, rows = calibration.choose_map_rule(geolocator, x, truth)
+        chosen |= {**rule, "validation": rows}
+    if "snap_km" not in chosen:
+        prior = LocationPrior.from_locations(data.locations(source)[np.sort(train_rows)])
+        prior.save(run.location_prior)
+        snap_km, rows = calibration.choose_snap(geolocator, x, truth, prior)
+        chosen |= {"snap_km": snap_km, "snap_validation": rows}
+    files.write_json(path, chosen)
+
+
+def _searched_today(chosen: dict) -> bool:
+    grid = {(p, t) for p in calibration.POWERS for t in calibration.TAILS}
+    searched = {(r["map_power"], r.get("map_tail")) for r in chosen.get("validation", [])}
+    return "map_tail" in chosen and searched == grid
 
 
 def is_calibrated(chosen: dict) -> bool:
-    """Whether a ``calibration.json`` holds a guidance and a map rule chosen from
-    today's grid (:data:`calibration.POWERS` x :data:`calibration.TAILS`)."""
-    grid = {(p, t) for p in calibration.POWERS for t in calibration.TAILS}
-    searched = {(r["map_power"], r.get("map_tail")) for r in chosen.get("validation", [])}
-    return "guidance" in chosen and "map_tail" in chosen and searched == grid
+    """Whether a ``calibration.json`` holds a guidance, a map rule chosen from today's
+    grid (:data:`calibration.POWERS` x :data:`calibration.TAILS`) and a snapping radius."""
+    return "guidance" in chosen and _searched_today(chosen) and "snap_km" in chosen
 
 
 def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:
