@@ -168,7 +168,9 @@ def main() -> None:
             "Coverage: share of test patches whose centre lies inside LocDiff's 50% / 90% "
             "credible region (1-degree maps); area: the regions' median area. Own surface: "
             "the mean share of a map's mass on the patch's own kind of surface (ocean for "
-            "ocean patches, coast for coast, land for land).\n\n"
+            "ocean patches, coast for coast, land for land). Then what each run chose on "
+            "its validation split: guidance, the map rule and the radius its modes snap "
+            "within (`calibration.json`).\n\n"
             + _calibration_table(calibration_rows),
         ),
         (
@@ -221,7 +223,7 @@ def _calibration(locator, emb, truth, kinds) -> dict:
     """Coverage and areas of LocDiff's credible regions, and the own-surface share of its
     maps by patch kind (one pass over the maps)."""
     share = {"share": lambda maps, rows: bm.own_surface_share(maps, kinds[rows])}
-    row = calibration.coverage(locator, emb, truth, also=share)
+    row = calibration.coverage(locator, emb, truth, also=share) | common.locdiff_choices(locator)
     share = row.pop("share")
     for k, kind_name in enumerate(bm.KINDS):
         if (kinds == k).any():
@@ -232,13 +234,13 @@ def _calibration(locator, emb, truth, kinds) -> dict:
 def _calibration_table(rows: list[dict]) -> str:
     kinds = [k for k in bm.KINDS if any(f"own_surface_{k}" in r for r in rows)]
     head = ["encoder", "coverage 50%", "coverage 90%", "area 50% (km²)", "area 90% (km²)"]
-    head += [f"own surface, {k} (%)" for k in kinds]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += [f"own surface, {k} (%)" for k in kinds] + [common.CHOICES_HEAD]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 3)]
     for r in rows:
         cells = [r["encoder"], f"{r['coverage_50']:.1f}", f"{r['coverage_90']:.1f}"]
         cells += [f"{r['area_50_km2']:.3g}", f"{r['area_90_km2']:.3g}"]
         cells += [f"{r.get(f'own_surface_{k}', float('nan')):.1f}" for k in kinds]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells + [common.choices_cells(r)]) + " |")
     return "\n".join(lines)
 
 

@@ -78,6 +78,7 @@ def main() -> None:
                     coverage_rows.append(
                         {"gallery": label, "noise": noise}
                         | calibration.coverage(locator, cond, truth, seed=args.seed)
+                        | common.locdiff_choices(locator)
                     )
                 for test_name, (truth, cond) in tests.items():
                     prediction = locator.predict(cond, top_k=1)
@@ -170,12 +171,18 @@ def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> Non
         (
             "LocDiff's credible regions (Im2GPS3k)",
             "Coverage: share of test points inside LocDiff's 50% / 90% credible region "
-            "(1-degree maps); area: the regions' median area.\n\n"
+            "(1-degree maps); area: the regions' median area. Then what each run chose on "
+            "its validation split: guidance, the map rule and the radius its modes snap "
+            "within (`calibration.json`).\n\n"
             + "| gallery | noise | coverage 50% | coverage 90% | area 50% (km²) "
-            + "| area 90% (km²) |\n|---|---|---|---|---|---|\n"
+            + f"| area 90% (km²) | {common.CHOICES_HEAD} |\n|"
+            + "---|" * 10
+            + "\n"
             + "\n".join(
                 f"| {r['gallery']} | {r['noise']:g} | {r['coverage_50']:.1f} | "
-                f"{r['coverage_90']:.1f} | {r['area_50_km2']:.3g} | {r['area_90_km2']:.3g} |"
+                f"{r['coverage_90']:.1f} | {r['area_50_km2']:.3g} | {r['area_90_km2']:.3g} | "
+                + common.choices_cells(r)
+                + " |"
                 for r in coverage_rows
             ),
         ),

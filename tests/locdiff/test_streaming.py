@@ -42,6 +42,9 @@ def test_rows_match_the_stored_arrays_in_any_order_across_shards(shards):
     )
     with pytest.raises(IndexError):
         source.take(np.array([300]))
+    # Every row's location, without the embeddings, from either source.
+    for opened in (source, held):
+        np.testing.assert_array_equal(data.locations(opened), latlon.astype(np.float32))
 
 
 def test_member_offsets_are_those_numpy_reads(tmp_path):
