@@ -4,7 +4,7 @@
                   [--steps N] [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
                   [--gallery DATA]
     locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery DATA]
-                     [--num-samples K] [--sample-steps S] [--coverage]
+                     [--num-samples K] [--sample-steps S] [--snap-km KM] [--coverage]
     locdiff predict --checkpoint DIR (--data DATA | --image PATH...) [--top-k K]
                     [--out preds.csv] [--map out.png] [--geojson out.geojson]
     locdiff embed --encoder SPEC --images DIR_OR_CSV --out DATA [--batch-size B]
@@ -88,6 +88,7 @@ def _sampling(args: argparse.Namespace) -> dict:
         "num_samples": args.num_samples,
         "steps": args.sample_steps,
         "batch_size": args.batch_size,
+        "snap_km": args.snap_km,
     }
 
 
@@ -196,6 +197,11 @@ def _inference_flags(p: argparse.ArgumentParser, data_required: bool = True) -> 
     p.add_argument("--data", required=data_required, help=".npz with embeddings (and latlon)")
     p.add_argument("--num-samples", type=int, help="LocDiff: K samples per condition")
     p.add_argument("--sample-steps", type=int, help="LocDiff: sampler steps")
+    p.add_argument(
+        "--snap-km", type=float,
+        help="LocDiff: modes snap to the densest cell of training photos within this "
+        "radius (default: the run's, chosen on validation; 0: the decoder's own modes)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

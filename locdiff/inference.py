@@ -110,8 +110,9 @@ class Geolocator:
             geo.map_tail = float(chosen.get("map_tail", 0.0))
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
-            if chosen.get("snap_km") and os.path.exists(run.location_prior):
-                geo = geo.with_snapping(LocationPrior.load(run.location_prior), chosen["snap_km"])
+        if os.path.exists(run.location_prior):
+            geo.prior = LocationPrior.load(run.location_prior)
+            geo.snap_km = float(geo.calibration.get("snap_km", 0.0))
         return geo
 
     def with_guidance(self, guidance: float) -> Geolocator:
@@ -125,6 +126,8 @@ class Geolocator:
         ``within_km`` (:mod:`locdiff.snapping`; ``None`` or 0: not snapped)."""
         if within_km < 0:
             raise ValueError(f"within_km must be >= 0, got {within_km}")
+        if within_km > 0 and prior is None:
+            raise ValueError("snapping needs a LocationPrior (the run has no location_prior.npz)")
         geo = copy.copy(self)
         geo.prior, geo.snap_km = prior, float(within_km) if prior is not None else 0.0
         return geo

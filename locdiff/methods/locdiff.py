@@ -137,10 +137,14 @@ def is_calibrated(chosen: dict) -> bool:
     return "guidance" in chosen and _searched_today(chosen) and "snap_km" in chosen
 
 
-def load(run, meta: dict, *, batch_size=None, **sampling) -> LocDiffLocator:
+def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDiffLocator:
+    """The run's locator; ``snap_km`` (None: the run's choice; 0: the decoder's own
+    modes) is the radius its modes snap within (:mod:`locdiff.snapping`)."""
     geolocator = Geolocator.from_checkpoint(run.path)
     stale = not is_calibrated(geolocator.calibration)
     if stale and os.path.exists(meta.get("data", "")):
         calibrate(run, meta["data"], geolocator)  # a run calibrated by an earlier version
         geolocator = Geolocator.from_checkpoint(run.path)
+    if snap_km is not None:
+        geolocator = geolocator.with_snapping(geolocator.prior, snap_km)
     return LocDiffLocator(geolocator, meta, batch_size=batch_size or 256, **sampling)

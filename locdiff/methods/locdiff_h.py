@@ -87,9 +87,11 @@ def train(
     return info
 
 
-def load(run, meta: dict, *, gallery: Gallery | None = None, batch_size=None, **sampling):
+def load(
+    run, meta: dict, *, gallery: Gallery | None = None, batch_size=None, snap_km=None, **sampling
+):
     """The locator; ``gallery`` replaces the run's (default: its training data)."""
-    base = locdiff_method.load(run, meta, batch_size=batch_size, **sampling)
+    base = locdiff_method.load(run, meta, batch_size=batch_size, snap_km=snap_km, **sampling)
     if gallery is None and os.path.exists(run.gallery):
         arrays = files.load_npz(run.gallery)
         gallery = Gallery(arrays["unit"], arrays["latlon"])

@@ -1,6 +1,7 @@
 """The command line: each sub-command on a real run, and one-line errors."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -39,6 +40,30 @@ def test_evaluate_and_predict(tiny_locdiff, clusters, tmp_path, capsys):
     assert lines[0] == "id,rank,lat,lon,prob,place"
     assert len(lines) == 1 + 2 * 200
     assert lines[1].startswith("img0,1,") and lines[2].startswith("img0,2,")
+
+
+def test_predict_snaps_modes_within_the_radius_asked(tiny_locdiff, clusters, tmp_path, capsys):
+    """``--snap-km 0`` writes the decoder's own modes; a radius moves them onto the
+    densest cell of training photos in reach (locdiff.snapping)."""
+    from locdiff.snapping import LocationPrior
+
+    args = ["predict", "--checkpoint", tiny_locdiff, "--data", clusters.test, "--no-progress"]
+    modes = {}
+    for km in ("0", "300"):
+        out = tmp_path / f"snap{km}.csv"
+        assert cli.main([*args, "--snap-km", km, "--out", str(out)]) == 0
+        rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+        modes[km] = np.array([[float(r[2]), float(r[3])] for r in rows])
+    prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
+    np.testing.assert_allclose(modes["300"], prior.snap(modes["0"], 300.0), atol=1e-3)
+    assert not np.allclose(modes["300"], modes["0"], atol=1e-3)
+    retrieval = str(tmp_path / "retrieval")
+    train = ["train", "--method", "retrieval", "--train", clusters.train, "--workdir", retrieval]
+    assert cli.main([*train, "--no-progress"]) == 0
+    capsys.readouterr()
+    snap = ["predict", "--checkpoint", retrieval, "--data", clusters.test, "--snap-km", "5"]
+    assert cli.main(snap) == 2  # baselines take no sampling options
+    assert "takes no sampling options, got snap_km" in capsys.readouterr().err
 
 
 def test_evaluate_with_a_gallery_is_locdiff_h_with_its_coverage(tiny_locdiff, clusters, tmp_path):
