@@ -12,6 +12,9 @@ loss (:mod:`locdiff.early_stopping`), and its steps, epochs and seconds are repo
 * ``loss``: MSE on ``x0``, the SHDD-KL alone (the paper's loss) and MSE plus SHDD-KL;
 * ``smoothing``: the truncated delta against a heat-kernel-smoothed one (``sigma_km`` 700,
   about the narrowest that does not ring at L = 32: ``shdd.encoder``);
+* ``smoothed_L``: the band limit under the smoothed target (16, 24, 32): the 700 km heat
+  kernel leaves little above degree 20 (``w_24`` = 0.03), and the step's cost grows
+  with ``(L+1)**2``;
 * ``bottleneck``: the U-Net's depth, hence its narrowest width (hidden / 2**depth);
 * ``condition``: hidden layers of the MLP that turns the condition into FiLM;
 * ``ema``: the parameters' moving average (decay of the demo profile) against none;
@@ -53,6 +56,9 @@ TRAINED = {
         ("truncated", {}),
         (f"smoothed {c.sigma_km:g} km", {"model.sigma_km": c.sigma_km}),
     ],
+    "smoothed_L": lambda c: [
+        (f"smoothed, L={L}", {"model.sigma_km": c.sigma_km} | _other_L(c, L)) for L in c.smoothed_L
+    ],
     "bottleneck": lambda c: [
         (f"depth {d} ({c.base.models.locdiff.model.hidden // 2**d} units)", {"model.depth": d})
         for d in c.depths
@@ -67,6 +73,13 @@ TRAINED = {
     "noise_draw": lambda c: [("fixed per row", {}), ("fresh every step", {"fresh": True})],
 }
 SAMPLING = {"K": "num_samples", "steps": "steps", "guidance": "guidance"}
+
+
+def _other_L(c, L: int) -> dict:
+    """``{"model.L": L}`` unless ``L`` is the base's (whose run the other groups share)."""
+    return {} if L == c.base.models.locdiff.model.L else {"model.L": L}
+
+
 KEYS = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
 VAL_KEYS = ("acc_25km", "acc_200km", "acc_750km", "acc_2500km")
 VALIDATION_ROWS = 1000

@@ -170,8 +170,7 @@ def main() -> None:
             "the mean share of a map's mass on the patch's own kind of surface (ocean for "
             "ocean patches, coast for coast, land for land). Then what each run chose on "
             "its validation split: guidance, the map rule and the radius its modes snap "
-            "within (`calibration.json`).\n\n"
-            + _calibration_table(calibration_rows),
+            "within (`calibration.json`).\n\n" + _calibration_table(calibration_rows),
         ),
         (
             "By patch kind (EfficientNet-Lite0)",

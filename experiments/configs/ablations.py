@@ -16,6 +16,7 @@ class AblationConfig:
       base: setting B's config; its LocDiff is the base model.
       L: band limits (each its own training run).
       sigma_km: the heat-kernel width of the smoothed target.
+      smoothed_L: band limits tried under the smoothed target.
       depths: U-Net depths (the bottleneck is hidden / 2**depth units wide).
       cond_layers: hidden layers of the condition's MLP into FiLM.
       K, steps, guidance: sampler settings tried on the base model (no retraining).
@@ -24,6 +25,7 @@ class AblationConfig:
     base: oracle_mp16.OracleConfig  # in ``demo``: see ``get_config``
     L: tuple[int, ...] = (16, 32, 64)
     sigma_km: float = 700.0
+    smoothed_L: tuple[int, ...] = (16, 24, 32)
     depths: tuple[int, ...] = (1, 2, 3)
     cond_layers: tuple[int, ...] = (1, 3)
     K: tuple[int, ...] = (1, 4, 16)
@@ -42,7 +44,8 @@ def get_config(profile: str = "demo") -> AblationConfig:
     config = AblationConfig(base=base)
     if profile == "smoke":
         return dataclasses.replace(
-            config, L=(2, 4), sigma_km=3000.0, depths=(1,), cond_layers=(2,), K=(1, 2),
+            config, L=(2, 4), sigma_km=3000.0, smoothed_L=(2,), depths=(1,), cond_layers=(2,),
+            K=(1, 2),
             steps=(2,), guidance=(1.0, 2.0),
         )  # fmt: skip
     if profile == "full":
