@@ -233,13 +233,13 @@ def _calibration(locator, emb, truth, kinds) -> dict:
 def _calibration_table(rows: list[dict]) -> str:
     kinds = [k for k in bm.KINDS if any(f"own_surface_{k}" in r for r in rows)]
     head = ["encoder", "coverage 50%", "coverage 90%", "area 50% (km²)", "area 90% (km²)"]
-    head += [f"own surface, {k} (%)" for k in kinds] + [common.CHOICES_HEAD]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 3)]
+    head += [f"own surface, {k} (%)" for k in kinds] + list(common.CHOICES.values())
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["encoder"], f"{r['coverage_50']:.1f}", f"{r['coverage_90']:.1f}"]
         cells += [f"{r['area_50_km2']:.3g}", f"{r['area_90_km2']:.3g}"]
         cells += [f"{r.get(f'own_surface_{k}', float('nan')):.1f}" for k in kinds]
-        lines.append("| " + " | ".join(cells + [common.choices_cells(r)]) + " |")
+        lines.append("| " + " | ".join(cells + common.choices_cells(r)) + " |")
     return "\n".join(lines)
 
 

@@ -93,24 +93,25 @@ def budget_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+# What a LocDiff run chose on its validation split (``calibration.json``): key, column.
+CHOICES = {
+    "guidance": "guidance",
+    "map_power": "map power",
+    "map_tail": "tail",
+    "snap_km": "snap km",
+}
+
+
 def locdiff_choices(locator) -> dict:
-    """What a LocDiff run chose on its validation split (``calibration.json``): guidance,
-    the map rule's power and tail, and the radius its modes snap within."""
+    """:data:`CHOICES` of a LocDiff locator: guidance, the map rule's power and tail, and
+    the radius its modes snap within."""
     chosen = locator.geolocator.calibration
-    return {
-        "guidance": chosen.get("guidance"),
-        "map_power": chosen.get("map_power"),
-        "map_tail": chosen.get("map_tail"),
-        "snap_km": chosen.get("snap_km"),
-    }
+    return {key: chosen.get(key) for key in CHOICES}
 
 
-CHOICES_HEAD = "guidance | map power | tail | snap km"
-
-
-def choices_cells(row: dict) -> str:
-    """:func:`locdiff_choices` of ``row`` as table cells."""
-    return " | ".join(f"{row[k]:g}" for k in ("guidance", "map_power", "map_tail", "snap_km"))
+def choices_cells(row: dict) -> list[str]:
+    """:func:`locdiff_choices` of ``row`` as table cells, in :data:`CHOICES`' order."""
+    return [f"{row[key]:g}" for key in CHOICES]
 
 
 CURVE_ROWS = 500  # validation rows scored at each evaluation for the learning curves

@@ -135,6 +135,17 @@ def _train(name, train_npz, gallery, stem, config, args) -> dict:
     return out
 
 
+def _coverage_table(rows: list[dict]) -> str:
+    head = ["gallery", "noise", "coverage 50%", "coverage 90%", "area 50% (km²)"]
+    head += ["area 90% (km²)", *common.CHOICES.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["gallery"], f"{r['noise']:g}", f"{r['coverage_50']:.1f}"]
+        cells += [f"{r['coverage_90']:.1f}", f"{r['area_50_km2']:.3g}", f"{r['area_90_km2']:.3g}"]
+        lines.append("| " + " | ".join(cells + common.choices_cells(r)) + " |")
+    return "\n".join(lines)
+
+
 def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> None:
     columns = ["noise", "test", "method"]
     pick = lambda gallery, subset: [  # noqa: E731
@@ -173,18 +184,7 @@ def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> Non
             "Coverage: share of test points inside LocDiff's 50% / 90% credible region "
             "(1-degree maps); area: the regions' median area. Then what each run chose on "
             "its validation split: guidance, the map rule and the radius its modes snap "
-            "within (`calibration.json`).\n\n"
-            + "| gallery | noise | coverage 50% | coverage 90% | area 50% (km²) "
-            + f"| area 90% (km²) | {common.CHOICES_HEAD} |\n|"
-            + "---|" * 10
-            + "\n"
-            + "\n".join(
-                f"| {r['gallery']} | {r['noise']:g} | {r['coverage_50']:.1f} | "
-                f"{r['coverage_90']:.1f} | {r['area_50_km2']:.3g} | {r['area_90_km2']:.3g} | "
-                + common.choices_cells(r)
-                + " |"
-                for r in coverage_rows
-            ),
+            "within (`calibration.json`).\n\n" + _coverage_table(coverage_rows),
         ),
         (
             "Training budgets",

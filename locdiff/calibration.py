@@ -140,22 +140,26 @@ GUIDANCE = (1.0, 1.5, 2.0, 3.0)
 THRESHOLDS_KM = (25.0, 200.0, 750.0, 2500.0)
 
 
+def _accuracies(top1, truth) -> dict:
+    """``{acc_<t>km: percent, ..., mean}`` of top-1 answers over :data:`THRESHOLDS_KM`."""
+    from locdiff.metrics import summarize
+
+    scores = summarize(top1, np.asarray(truth, np.float64))
+    row = {f"acc_{t:g}km": scores[f"acc_{t:g}km"] for t in THRESHOLDS_KM}
+    return row | {"mean": float(np.mean(list(row.values())))}
+
+
 def choose_guidance(
     geolocator, embeddings, truth, *, grid=GUIDANCE, seed: int = 0
 ) -> tuple[float, list[dict]]:
     """The classifier-free guidance scale with the highest mean top-1 accuracy over 25,
     200, 750 and 2500 km on a validation set (ties go to the smaller, cheaper scale:
     1 needs one network pass per step, more need two), and each scale's accuracies."""
-    from locdiff.metrics import summarize
-
-    truth = np.asarray(truth, np.float64)
-    table = []
-    for g in sorted(grid):
-        pred = geolocator.predict(embeddings, top_k=1, guidance=g, seed=seed).top1
-        scores = summarize(pred, truth)
-        row = {"guidance": g, **{f"acc_{t:g}km": scores[f"acc_{t:g}km"] for t in THRESHOLDS_KM}}
-        row["mean"] = float(np.mean([row[f"acc_{t:g}km"] for t in THRESHOLDS_KM]))
-        table.append(row)
+    table = [
+        {"guidance": g}
+        | _accuracies(geolocator.predict(embeddings, top_k=1, guidance=g, seed=seed).top1, truth)
+        for g in sorted(grid)
+    ]
     best = max(table, key=lambda r: (r["mean"], -r["guidance"]))
     return best["guidance"], table
 
@@ -170,15 +174,7 @@ def choose_snap(
     the highest mean top-1 accuracy over 25, 200, 750 and 2500 km on a validation set
     (ties go to the smaller move), and each radius's accuracies. The modes are decoded
     once (``geolocator`` must not snap them itself)."""
-    from locdiff.metrics import summarize
-
-    truth = np.asarray(truth, np.float64)
     modes = geolocator.predict(embeddings, top_k=1, seed=seed).top1
-    table = []
-    for km in sorted(grid):
-        scores = summarize(prior.snap(modes, km), truth)
-        row = {"snap_km": km, **{f"acc_{t:g}km": scores[f"acc_{t:g}km"] for t in THRESHOLDS_KM}}
-        row["mean"] = float(np.mean([row[f"acc_{t:g}km"] for t in THRESHOLDS_KM]))
-        table.append(row)
+    table = [{"snap_km": km} | _accuracies(prior.snap(modes, km), truth) for km in sorted(grid)]
     best = max(table, key=lambda r: (r["mean"], -r["snap_km"]))
     return best["snap_km"], table

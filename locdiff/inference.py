@@ -129,7 +129,7 @@ class Geolocator:
         if within_km > 0 and prior is None:
             raise ValueError("snapping needs a LocationPrior (the run has no location_prior.npz)")
         geo = copy.copy(self)
-        geo.prior, geo.snap_km = prior, float(within_km) if prior is not None else 0.0
+        geo.prior, geo.snap_km = prior, float(within_km)
         return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:
