@@ -21,12 +21,15 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) -m experiments.bluemarble
 
-# Setting B (oracle), the unseen-location study and the ablations (about 70 min on 2 cores;
-# 37, 11 and 24 min).
+# Setting B (oracle), the unseen-location study and the ablations, at noise 0.1 and the
+# target and band-limit groups again at noise 0.2 (about 100 min on 2 cores; 40, 12, 26
+# and 21 min).
 experiments: $(STAMP)
 	$(PY) -m experiments.oracle_mp16
 	$(PY) -m experiments.unseen
 	$(PY) -m experiments.ablations
+	$(PY) -m experiments.ablations --noise 0.2 --which smoothing smoothed_L L \
+		--out experiments/results/ablations/noise0.2
 
 shdd-showcase: $(STAMP)
 	$(PY) -m experiments.shdd_showcase

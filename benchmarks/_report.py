@@ -82,7 +82,7 @@ def write_section(path: str, name: str, body: str) -> None:
     """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{body.rstrip()}\n{end}\n"
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    text = _read(path) or "# Benchmarks\n\n"
     if start in text and end in text:
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
@@ -92,3 +92,26 @@ def write_section(path: str, name: str, body: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+
+
+def read_table(path: str, name: str) -> list[dict]:
+    """The rows of the first markdown table in section ``name`` of ``path`` (dicts of
+    strings keyed by the header; ``[]`` when the file or the section is missing)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = _read(path)
+    if start not in text or end not in text:
+        return []
+    body = text.split(start, 1)[1].split(end, 1)[0]
+    lines = [line.strip() for line in body.splitlines() if line.strip().startswith("|")]
+    if len(lines) < 2:
+        return []
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row, strict=False)) for row in cells[2:]]
+
+
+def _read(path: str) -> str:
+    """The text of ``path`` ('' when it does not exist)."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        return f.read()

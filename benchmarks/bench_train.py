@@ -1,13 +1,14 @@
 """Training throughput: the experiments' runs end to end, the default CS-UNet's step, and
 mixed precision's accuracy.
 
-    python -m benchmarks.bench_train [--quick] [--L 32 64] [--batch-sizes 256 ... 16384]
-                                     [--dtypes float32 bfloat16] [--skip-e2e]
+    python -m benchmarks.bench_train [--quick] [--skip-grid | --skip-e2e] [--L 32 64]
+                                     [--batch-sizes 256 ... 16384]
+                                     [--dtypes float32 bfloat16]
 
 1. End to end (what an experiment waits for): :func:`locdiff.trainer.train` on an
    in-memory dataset the size of the experiment's, with its model (``demo`` profiles of
    ``experiments/configs``: Blue Marble at L = 16 on 1280-d conditions, setting B at
-   L = 32 on 512-d conditions), input pipeline, validation and checkpoints included;
+   L = 24 on 512-d conditions), input pipeline, validation and checkpoints included;
    samples/s is the median of the logged windows after the first (compilation).
 2. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
    L = 32 and 64, batches of 256 to 16,384, float32 and bfloat16 compute, on 768-d
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--precision-steps", type=int, default=600, help="0: skip that check")
     parser.add_argument("--skip-e2e", action="store_true", help="only the step grid")
+    parser.add_argument("--skip-grid", action="store_true", help="only the end-to-end runs")
     parser.add_argument("--report", default="docs/benchmarks.md")
     parser.add_argument("--e2e-steps", type=int, default=400)
     parser.add_argument("--e2e-batch", type=int, default=None, help="override the runs' batch")
@@ -182,10 +184,15 @@ def main() -> None:
             for name, module, width, rows in RUNS
         }
     )
-    table = "| run | L | batch | samples/s | ms/step |\n|---|---|---|---|---|\n"
+    before = {
+        row["run"]: float(row["samples/s"])
+        for row in _report.read_table(args.report, f"bench-train-e2e-{backend}-before")
+    }
+    table = "| run | L | batch | samples/s | ms/step | x before |\n|---|---|---|---|---|---|\n"
     for name, row in e2e.items():
+        ratio = f"{row['samples/s'] / before[name]:.2f}" if name in before else "-"
         table += f"| {name} | {row['L']} | {row['batch']} | {row['samples/s']:.0f} | "
-        table += f"{row['ms/step']:.1f} |\n"
+        table += f"{row['ms/step']:.1f} | {ratio} |\n"
     print(table)
     body = (
         None
@@ -197,11 +204,16 @@ def main() -> None:
             f"Machine: {_report.machine()}.\n\n"
             "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data of "
             "their size and width: input pipeline, train step, validation and logging "
-            "included; median of the logged windows after the first.\n\n" + table
+            "included; median of the logged windows after the first. `x before`: samples/s "
+            "over the same run's in the section below (the code before the pipeline, "
+            "train-state and recipe changes; setting B then trained at L = 32).\n\n" + table
         )
     )
     if body:
         _report.write_section(args.report, f"bench-train-e2e-{backend}", body)
+    if args.skip_grid:
+        print(f"wrote {args.report}")
+        return
     peak = _report.peak_flops()
     batches = [256, 1024] if args.quick else args.batch_sizes
     rows = []
