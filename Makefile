@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m experiments.bluemarble
 
 # Setting B (oracle), the unseen-location study and the ablations, at noise 0.1 and the
-# target and band-limit groups again at noise 0.2 (about 100 min on 2 cores; 40, 12, 26
+# target and band-limit groups again at noise 0.2 (about 100 min on 2 cores; 40, 10, 26
 # and 21 min).
 experiments: $(STAMP)
 	$(PY) -m experiments.oracle_mp16
