@@ -51,7 +51,9 @@ def plot_probability_map(
       truth: optional ``[2]`` or ``[n, 2]`` true locations, drawn as circles.
       truth_label: their legend entry.
       outline: draw coastlines and country borders.
-      inset: optional ``[h, w, 3]`` image (the input) drawn in the upper-left corner.
+      inset: optional ``[h, w, 3]`` image (the input), drawn in the upper-left, upper-right
+        or lower-right corner, whichever holds the least of the map's mass (the legend
+        takes the lower left).
     """
     grid = shdd.latlon_grid(resolution_deg)
     density = np.asarray(pmap) / grid.area[:, None]
@@ -108,7 +110,7 @@ def plot_probability_map(
     )
     fig.colorbar(image, ax=ax, label="probability per steradian")
     if inset is not None:
-        box = ax.inset_axes([0.005, 0.58, 0.22, 0.35])
+        box = ax.inset_axes(_emptiest_corner(pmap))
         box.imshow(np.asarray(inset), interpolation="nearest")
         box.set(xticks=[], yticks=[])
         box.set_title("input", fontsize=8, color="white", pad=2)
@@ -116,6 +118,28 @@ def plot_probability_map(
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+# Where the input image may go, in axes fractions [x0, y0, width, height]; the first wins ties.
+INSET_CORNERS = ([0.005, 0.58, 0.22, 0.35], [0.775, 0.58, 0.22, 0.35], [0.775, 0.065, 0.22, 0.35])
+
+
+def _emptiest_corner(pmap) -> list[float]:
+    """The first corner of :data:`INSET_CORNERS` within 1% of the least probability mass
+    of ``pmap`` under it."""
+    pmap = np.asarray(pmap)
+    n_lat, n_lon = pmap.shape
+
+    def mass(corner):
+        x0, y0, w, h = corner  # rows run from the north (y = 1) down
+        rows = slice(int(n_lat * (1 - y0 - h)), int(np.ceil(n_lat * (1 - y0))))
+        cols = slice(int(n_lon * x0), int(np.ceil(n_lon * (x0 + w))))
+        return float(pmap[rows, cols].sum())
+
+    masses = [mass(c) for c in INSET_CORNERS]
+    tolerance = 0.01 * float(pmap.sum())  # a corner 1% emptier is not worth the move
+    best = min(masses) + tolerance
+    return next(c for c, m in zip(INSET_CORNERS, masses, strict=True) if m <= best)
 
 
 def plot_learning_curves(curves: dict, path: str, *, title: str = "", keys=KEYS_CURVE) -> Figure:

@@ -69,6 +69,24 @@ def test_map_draws_the_density_at_the_point_and_the_coastlines(tmp_path):
     assert np.mean(np.any(outlined != bare, axis=-1)) > 0.01  # the coastlines are drawn
 
 
+@pytest.mark.parametrize(
+    "place, corner",
+    [((0.0, 0.0), 0), ((60.0, -150.0), 1), ((60.0, 150.0), 0), ((-60.0, 150.0), 0)],
+)
+def test_the_input_image_goes_where_the_map_has_no_mass(place, corner):
+    """Upper left unless the mass is there (then upper right); never over the mode."""
+    coeffs = shdd.encode(np.array([place], np.float32), L=16)
+    pmap = np.asarray(shdd.probability_map(coeffs, L=16, resolution_deg=2.0, power=8.0))[0]
+    fig = plots.plot_probability_map(
+        pmap, resolution_deg=2.0, inset=np.zeros((8, 8, 3), np.uint8), outline=False
+    )
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    box, frame = ax.child_axes[0].get_position(), ax.get_position()  # figure fractions
+    x0, y0 = (box.x0 - frame.x0) / frame.width, (box.y0 - frame.y0) / frame.height
+    assert np.allclose([x0, y0], plots.INSET_CORNERS[corner][:2], atol=0.01), (x0, y0)
+
+
 def test_importing_plots_keeps_the_users_backend():
     previous = matplotlib.get_backend()
     try:
