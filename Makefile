@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 # Setting B (oracle), the unseen-location study and the ablations, at noise 0.1 and the
 # target and band-limit groups again at noise 0.2, and Blue Marble's target chosen on
-# validation (about 110 min on 2 cores; 40, 10, 26, 21 and 10 min).
+# validation (about 90 min on 2 cores; each report states its own wall time).
 experiments: $(STAMP)
 	$(PY) -m experiments.oracle_mp16
 	$(PY) -m experiments.unseen

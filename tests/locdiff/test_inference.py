@@ -22,7 +22,9 @@ def test_predict_shapes_determinism_maps_and_credible_regions(geo, clusters):
     again = geo.predict(x, top_k=3, seed=1)
     np.testing.assert_array_equal(out.latlon, again.latlon)
     area50, area90 = out.credible_km2[:, 0], out.credible_km2[:, 1]
-    assert np.all(area50 > 0) and np.all(area90 > area50)
+    # Nested regions: the same cells where one 5-degree cell already holds 90% of a sharp
+    # calibrated map (the map rule's power goes up to 128), larger elsewhere.
+    assert np.all(area50 > 0) and np.all(area90 >= area50) and np.any(area90 > area50)
     assert np.all(area90 < 4 * np.pi * shdd.EARTH_RADIUS_KM**2)
     # the model learnt the clusters: top-1 within the L=8 kernel's half-width
     error = shdd.haversine_km_np(out.top1, clusters.test_latlon[:8])
