@@ -72,6 +72,7 @@ def main() -> None:
     train_rows, val = validation_split(len(arrays["latlon"]), base.train.validation_fraction)
     val = val[: hybrid_method.MAX_TUNING_ROWS]  # the rows the hybrid's rule is chosen on
     val_x, val_truth = arrays["embeddings"][val], arrays["latlon"][val].astype(np.float64)
+    val_gallery = Gallery.of(arrays["embeddings"][train_rows], arrays["latlon"][train_rows])
     gallery = Gallery.of(emb[split.train], latlon[split.train])
     truth = latlon[split.test]
 
@@ -86,7 +87,6 @@ def main() -> None:
         )
         rule = hybrid_method.rule_for(RunDir(workdir), locator, train_npz)
         val_pred = locator.predict(val_x, top_k=1)
-        val_gallery = Gallery.of(arrays["embeddings"][train_rows], arrays["latlon"][train_rows])
         val_hybrid = locdiff_h(val_pred, val_x, val_gallery, L=locator.L, rule=rule)
         test_pred = locator.predict(emb[split.test], top_k=1)
         test_hybrid = locdiff_h(test_pred, emb[split.test], gallery, L=locator.L, rule=rule)
