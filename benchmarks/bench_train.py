@@ -4,12 +4,17 @@ mixed precision's accuracy.
     python -m benchmarks.bench_train [--quick] [--skip-grid | --skip-e2e] [--L 32 64]
                                      [--batch-sizes 256 ... 16384]
                                      [--dtypes float32 bfloat16]
+                                     [--before REV | --before ''] [--rounds 2]
 
 1. End to end (what an experiment waits for): :func:`locdiff.trainer.train` on an
    in-memory dataset the size of the experiment's, with its model (``demo`` profiles of
    ``experiments/configs``: Blue Marble at L = 16 on 1280-d conditions, setting B at
    L = 24 on 512-d conditions), input pipeline, validation and checkpoints included;
-   samples/s is the median of the logged windows after the first (compilation).
+   samples/s is the median of the logged windows after the first (compilation). With
+   ``--before REV`` (default: 8efaab2, the code before the training-speed work) the
+   same runs of that revision are measured in turn with this revision's, ``--rounds``
+   times each (a git worktree of REV with this script copied in, in a subprocess), so
+   that the ratio compares the two on the same machine at the same time.
 2. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
    L = 32 and 64, batches of 256 to 16,384, float32 and bfloat16 compute, on 768-d
    float16 conditions (MP16 with CLIP ViT-L/14): samples/s, the step's FLOPs from XLA's
@@ -26,9 +31,13 @@ Rewrites its sections of ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -136,7 +145,7 @@ def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=No
 
     config = importlib.import_module(f"experiments.configs.{module}").get_config("demo")
     locdiff = config.models.locdiff
-    changes = {"train.steps": steps, "train.log_every": 25, "train.checkpoint_every": 10**6}
+    changes = {"train.steps": steps, "train.log_every": 50, "train.checkpoint_every": 10**6}
     if batch_size:
         changes["train.batch_size"] = batch_size
     locdiff = replace(locdiff, **changes)
@@ -157,6 +166,98 @@ def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=No
     }
 
 
+BEFORE = "8efaab2"  # the revision before the input-pipeline, train-state and step changes
+
+
+@contextlib.contextmanager
+def _worktree(revision: str):
+    """A temporary git worktree of ``revision`` with this script and ``_report.py``
+    copied in (None when ``revision`` is empty)."""
+    if not revision:
+        yield None
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = os.path.join(tmp, "before")
+        git = ["git", "-C", root]
+        subprocess.run(
+            [*git, "worktree", "add", "--detach", tree, revision], check=True, capture_output=True
+        )
+        try:
+            for name in ("bench_train.py", "_report.py"):
+                shutil.copy(
+                    os.path.join(root, "benchmarks", name), os.path.join(tree, "benchmarks")
+                )
+            yield tree
+        finally:
+            subprocess.run([*git, "worktree", "remove", "--force", tree], capture_output=True)
+
+
+def _measure_revision(tree: str, steps: int) -> dict:
+    """:func:`end_to_end` of every run with the code of the worktree ``tree``."""
+    out = os.path.join(tree, "e2e.json")
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = [sys.executable, "-m", "benchmarks.bench_train", "--e2e-json", out]
+    command += ["--e2e-steps", str(steps)]
+    subprocess.run(command, cwd=tree, env=env, check=True, capture_output=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def _e2e_sections(after: list[dict], before: list[dict], args, steps: int) -> dict:
+    """The report's end-to-end sections: medians over the rounds of each revision."""
+    backend = jax.default_backend()
+
+    def median(rounds, name):
+        return statistics.median(r[name]["samples/s"] for r in rounds)
+
+    def table(rounds, reference=None):
+        out = "| run | L | batch | samples/s | ms/step |" + (" x before |" if reference else "")
+        out += "\n|---|---|---|---|---|" + ("---|" if reference else "") + "\n"
+        for name, row in rounds[0].items():
+            rate = median(rounds, name)
+            out += f"| {name} | {row['L']} | {row['batch']} | {rate:.0f} | "
+            out += f"{1e3 * row['batch'] / rate:.1f} |"
+            out += f" {rate / median(reference, name):.2f} |\n" if reference else "\n"
+        return out
+
+    about = (
+        f"Machine: {_report.machine()}.\n\n"
+        "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data "
+        "of their size and width: input pipeline, train step, validation and logging "
+        "included; samples/s is the median of the logged windows after the first, then the "
+        f"median over {args.rounds} rounds"
+    )
+    command = f"`python -m benchmarks.bench_train{' --quick' if args.quick else ''}`"
+    after_table = table(after, before or None)
+    print(after_table)
+    sections = {
+        "bench-train-e2e": (
+            f"## Training end to end, {backend} (`python -m benchmarks.bench_train`)\n\n"
+            f"Command: {command} (revision {_report.git_revision()}); {steps} steps per "
+            f"run.\n\n{about}"
+            + (
+                f", each round followed by one of revision {args.before} (`x before`: "
+                "samples/s over that revision's, in the section below)"
+                if before
+                else ""
+            )
+            + ".\n\n"
+            + after_table
+        )
+    }
+    if before:
+        sections["bench-train-e2e-before"] = (
+            f"## Training end to end, {backend}, revision {args.before} (before the pipeline, "
+            "train-state and step changes)\n\n"
+            f"Measured by {command} in turn with the section above: a git worktree of "
+            f"{args.before} with this benchmark script copied in (the per-row Grain pipeline, "
+            "standardisation in NumPy, `nnx.State` train state; setting B then trained at "
+            f"L = 32).\n\n{about}.\n\n" + table(before)
+        )
+    return sections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,46 +272,31 @@ def main() -> None:
     parser.add_argument("--report", default="docs/benchmarks.md")
     parser.add_argument("--e2e-steps", type=int, default=400)
     parser.add_argument("--e2e-batch", type=int, default=None, help="override the runs' batch")
+    parser.add_argument("--before", default=BEFORE, help="revision to measure in turn ('': none)")
+    parser.add_argument("--rounds", type=int, default=2, help="end-to-end rounds per revision")
+    parser.add_argument("--e2e-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     backend = jax.default_backend()
     e2e_steps = 60 if args.quick else args.e2e_steps
     if args.quick:
         args.precision_steps = min(args.precision_steps, 100)
-    e2e = (
-        {}
-        if args.skip_e2e
-        else {
-            name: end_to_end(module, width, rows, e2e_steps, args.e2e_batch)
-            for name, module, width, rows in RUNS
-        }
-    )
-    before = {
-        row["run"]: float(row["samples/s"])
-        for row in _report.read_table(args.report, f"bench-train-e2e-{backend}-before")
-    }
-    table = "| run | L | batch | samples/s | ms/step | x before |\n|---|---|---|---|---|---|\n"
-    for name, row in e2e.items():
-        ratio = f"{row['samples/s'] / before[name]:.2f}" if name in before else "-"
-        table += f"| {name} | {row['L']} | {row['batch']} | {row['samples/s']:.0f} | "
-        table += f"{row['ms/step']:.1f} | {ratio} |\n"
-    print(table)
-    body = (
-        None
-        if args.skip_e2e
-        else (
-            f"## Training end to end, {backend} (`python -m benchmarks.bench_train`)\n\n"
-            f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}` "
-            f"(revision {_report.git_revision()}); {e2e_steps} steps per run.\n\n"
-            f"Machine: {_report.machine()}.\n\n"
-            "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data of "
-            "their size and width: input pipeline, train step, validation and logging "
-            "included; median of the logged windows after the first. `x before`: samples/s "
-            "over the same run's in the section below (the code before the pipeline, "
-            "train-state and recipe changes; setting B then trained at L = 32).\n\n" + table
-        )
-    )
-    if body:
-        _report.write_section(args.report, f"bench-train-e2e-{backend}", body)
+    if args.e2e_json:  # the measurement of one revision, for --before's subprocess
+        with open(args.e2e_json, "w") as f:
+            json.dump({name: end_to_end(m, w, r, e2e_steps) for name, m, w, r in RUNS}, f)
+        return
+    body = None
+    if not args.skip_e2e:
+        after, before = [], []
+        with _worktree(args.before) as tree:
+            for _ in range(args.rounds):
+                after.append(
+                    {n: end_to_end(m, w, r, e2e_steps, args.e2e_batch) for n, m, w, r in RUNS}
+                )
+                if tree:
+                    before.append(_measure_revision(tree, e2e_steps))
+        body = _e2e_sections(after, before, args, e2e_steps)
+    for name, text in (body or {}).items():
+        _report.write_section(args.report, f"{name}-{backend}", text)
     if args.skip_grid:
         print(f"wrote {args.report}")
         return

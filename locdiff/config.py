@@ -160,6 +160,11 @@ class TrainConfig:
         stored dtype) and gather each batch there by row number: no host-to-device copy
         per step, for accelerators with the memory (MP16 at 768-d float16: 7.2 GB).
         The same batches in the same order as from the host.
+      steps_per_call: optimiser steps run by one call of the jitted step (a
+        ``lax.scan`` over that many batches); the trainer falls back to single steps
+        where a log line, an evaluation or a checkpoint falls inside. The same steps,
+        less host work per step: on 2 CPU cores, where the Python loop shares the cores
+        with the computation, 10 per call made Blue Marble's training 10% faster.
       seed: the one seed of the run (initialisation, data order, noise).
       log_every: steps between metric lines in ``metrics.jsonl``.
       checkpoint_every: steps between (asynchronous) checkpoints; one is also written
@@ -182,6 +187,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     condition_noise: float = 0.0
     data_on_device: bool = False
+    steps_per_call: int = 1
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -199,6 +205,7 @@ class TrainConfig:
         _check(self.grad_clip > 0, "train.grad_clip must be > 0")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1)")
         _check(self.condition_noise >= 0, "train.condition_noise must be >= 0")
+        _check(self.steps_per_call >= 1, "train.steps_per_call must be >= 1")
         _check(
             self.log_every >= 1 and self.checkpoint_every >= 1,
             "log_every and checkpoint_every must be >= 1",

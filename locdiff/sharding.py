@@ -52,9 +52,16 @@ def replicate_arrays(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax
     }
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's share of a batch -> global arrays sharded along the ``data`` axis."""
-    sharding = batch_sharded(mesh)
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh, *, stacked: bool = False) -> dict:
+    """This process's share of a batch -> global arrays sharded along the ``data`` axis
+    (with ``stacked``, batches of several steps ``[steps, B, ...]``, sharded along ``B``).
+
+    In a single process the host arrays are returned as they are: a function jitted with
+    ``in_shardings=batch_sharded(mesh)`` puts them on the devices itself, in less host
+    time than ``jax.device_put`` (which on 2 CPU cores took a tenth of a train step).
+    """
     if jax.process_count() == 1:
-        return jax.device_put(local, sharding)
+        return local
+    spec = PartitionSpec(None, DATA_AXIS) if stacked else PartitionSpec(DATA_AXIS)
+    sharding = NamedSharding(mesh, spec)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

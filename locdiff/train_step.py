@@ -153,7 +153,7 @@ def train_step(
 
 def jit_train_step(
     graphdef, tx, schedule, config: Config, state_sharding, batch_sharding, cond_stats=None,
-    *, on_device: bool = False,
+    *, on_device: bool = False, steps: int = 1,
 ):  # fmt: skip
     """``train_step`` jitted with explicit shardings and the state donated; ``cond_stats``
     (mean, std) standardise the raw conditions of every batch inside the step.
@@ -161,21 +161,45 @@ def jit_train_step(
     With ``on_device`` the step is ``(state, {"rows": [B]}, key, table) -> ...``: the
     whole training data ``table = {"embedding", "latlon"}`` lives on the devices
     (replicated) and the batch is gathered from it by row number inside the step.
+
+    With ``steps > 1`` one call runs that many steps (a ``lax.scan``): every leaf of the
+    batch has a leading axis of ``steps`` (``[steps, B, ...]``) and the metrics are the
+    last step's. The same steps as ``steps`` calls, for a fraction of the host's work per
+    step (on 2 CPU cores, where the host shares the cores with the step, about 1 ms of
+    a 9 ms step).
     """
-    replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    mesh = batch_sharding.mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     if cond_stats is not None:
         cond_stats = tuple(jnp.asarray(x, jnp.float32) for x in cond_stats)
-    fn = functools.partial(
+    one = functools.partial(
         train_step, graphdef=graphdef, tx=tx, schedule=schedule, config=config,
         cond_stats=cond_stats,
     )  # fmt: skip
+    if on_device:
+
+        def one(state, rows, key, table, step=one):
+            # jnp.take rather than v[rows]: half the time on a CPU (same rows, in bounds).
+            return step(
+                state, {k: jnp.take(v, rows["rows"], axis=0) for k, v in table.items()}, key
+            )
+
+    fn = one
+    if steps > 1:
+
+        def fn(state, batches, key, *table):
+            def body(state, batch):
+                return one(state, batch, key, *table)
+
+            state, metrics = jax.lax.scan(body, state, batches)
+            return state, jax.tree.map(lambda x: x[-1], metrics)
+
+        spec = batch_sharding.spec
+        batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, *spec))
     shardings = (state_sharding, batch_sharding, replicated)
     if on_device:
-        step = fn
-
-        def fn(state, rows, key, table):
-            return step(state, {k: v[rows["rows"]] for k, v in table.items()}, key)
-
         shardings = (*shardings, replicated)
     return jax.jit(
         fn, in_shardings=shardings, out_shardings=(state_sharding, replicated), donate_argnums=0

@@ -74,7 +74,8 @@ def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.Checkp
 def resolve_config(workdir: str, config: Config) -> Config:
     """The config of a run: ``config``, or the one stored in ``workdir`` when resuming.
 
-    On resume only ``train.steps`` may change (to train longer); any other difference
+    On resume only ``train.steps`` (to train longer) and the settings of how the steps
+    are run, not what they compute (``RESUMABLE``), may change; any other difference
     raises ``ValueError``, because the checkpoint could not be continued exactly.
     """
     path = RunDir(workdir).config
@@ -82,7 +83,8 @@ def resolve_config(workdir: str, config: Config) -> Config:
         return config
     stored = Config.load(path)
     mine, theirs = config.to_dict(), stored.to_dict()
-    mine["train"]["steps"] = theirs["train"]["steps"]
+    for name in RESUMABLE:
+        mine["train"][name] = theirs["train"].get(name, mine["train"][name])
     if mine != theirs:
         diff = [
             f"{s}.{k}: stored {theirs[s][k]!r}, given {mine[s][k]!r}"
@@ -94,7 +96,12 @@ def resolve_config(workdir: str, config: Config) -> Config:
             f"{workdir} holds a run with a different config ({'; '.join(diff)}); "
             "resume with the same settings or use a new --workdir"
         )
-    return Config.from_dict({**theirs, "train": {**theirs["train"], "steps": config.train.steps}})
+    given = {name: getattr(config.train, name) for name in RESUMABLE}
+    return Config.from_dict({**theirs, "train": {**theirs["train"], **given}})
+
+
+# Train settings a resumed run may change: the cap, and how (not what) the steps run.
+RESUMABLE = ("steps", "steps_per_call", "data_on_device")
 
 
 def _condition_stats(run: RunDir, source, noise: float) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +166,9 @@ def train(
       workdir: run directory (created if missing).
       mesh: device mesh (default: all devices, data-parallel).
       progress: show a progress bar.
-      on_step: called after every step with ``(step, metrics)``; exceptions propagate
-        (a crash mid-run loses only the steps since the last checkpoint).
+      on_step: called after every call of the jitted step (every step, or every
+        ``train.steps_per_call``) with ``(step, metrics)``; exceptions propagate (a crash
+        mid-run loses only the steps since the last checkpoint).
       on_eval: called after every validation evaluation with ``(step, graphdef, ema)``
         (for learning curves); its time is not counted as training time.
     """
@@ -235,11 +243,28 @@ def train(
     val_batch = _validation_batch(source, val_rows)
     val_loss = make_validation_loss(graphdef, config, cond_stats) if val_batch else None
     val_key = jax.random.key(t.seed + 1)
-    step_fn = jit_train_step(
-        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh),
-        cond_stats, on_device=t.data_on_device,
-    )  # fmt: skip
+    step_fns = {
+        k: jit_train_step(
+            graphdef,
+            tx,
+            schedule,
+            config,
+            sharding.replicated(mesh),
+            sharding.batch_sharded(mesh),
+            cond_stats,
+            on_device=t.data_on_device,
+            steps=k,
+        )  # fmt: skip
+        for k in {1, t.steps_per_call}
+    }
     key = jax.random.key(t.seed)
+    events = [t.log_every, t.checkpoint_every] + ([t.eval_every] if val_loss else [])
+
+    def steps_in_call(step: int) -> int:
+        """``train.steps_per_call``, or 1 where a log, evaluation, save or the end falls
+        inside the next ``steps_per_call`` steps (they happen between calls)."""
+        following = min([t.steps] + [step + every - step % every for every in events])
+        return t.steps_per_call if following - step >= t.steps_per_call else 1
 
     def save(step: int, metrics=None) -> None:
         manager.save(
@@ -274,12 +299,18 @@ def train(
     try:
         while step < t.steps and not stopper.should_stop:
             tick = time.perf_counter()
-            batch = sharding.global_batch(next(iterator), mesh)
+            k = steps_in_call(step)
+            if k == 1:
+                batch = sharding.global_batch(next(iterator), mesh)
+            else:
+                batches = [next(iterator) for _ in range(k)]
+                batch = {name: np.stack([b[name] for b in batches]) for name in batches[0]}
+                batch = sharding.global_batch(batch, mesh, stacked=True)
             extra = () if table is None else (table,)
-            state, metrics = step_fn(state, batch, key, *extra)
-            step += 1
-            window_steps += 1
-            bar.update(1)
+            state, metrics = step_fns[k](state, batch, key, *extra)
+            step += k
+            window_steps += k
+            bar.update(k)
             if on_step is not None:
                 on_step(step, metrics)
             log_due = step % t.log_every == 0 or step == t.steps

@@ -148,6 +148,9 @@ def _flat_layout(L: int) -> tuple[np.ndarray, np.ndarray]:
     return l * (L + 1) + np.abs(m), m + L
 
 
+SLICE_MAX_L = 32  # the flat layout by static slices up to this band limit, above by a gather
+
+
 def _trig(phi, L: int):
     """``[..., 2L+1]`` factors by ``m + L``: ``sqrt2 sin(|m| phi)``, ``1``, ``sqrt2 cos(m phi)``."""
     m = jnp.arange(1, L + 1, dtype=phi.dtype)
@@ -162,10 +165,20 @@ def _trig(phi, L: int):
 def _harmonics(latlon, L: int):
     cos_theta, sin_theta = sphere.polar_trig(latlon)
     _, phi = sphere.colatitude_longitude(latlon)
-    table = legendre(cos_theta, sin_theta, L=L)  # [..., L+1, L+1]
-    table = table.reshape(*table.shape[:-2], (L + 1) ** 2)  # [..., (L+1)^2] over (l, m>=0)
-    lm_index, trig_index = (jnp.asarray(i, jnp.int32) for i in _flat_layout(L))
-    return table[..., lm_index] * _trig(phi, L)[..., trig_index]  # [..., D]
+    table = legendre(cos_theta, sin_theta, L=L)  # [..., L+1, L+1] over (l, m>=0)
+    trig = _trig(phi, L)  # [..., 2L+1] over m + L
+    if L > SLICE_MAX_L:  # one gather each: the slices' program would grow as L
+        table = table.reshape(*table.shape[:-2], (L + 1) ** 2)
+        lm_index, trig_index = (jnp.asarray(i, jnp.int32) for i in _flat_layout(L))
+        return table[..., lm_index] * trig[..., trig_index]  # [..., D]
+    # Degree l holds Pbar_l|m| * trig_m for m = -l..l: static slices, several times
+    # cheaper than the gather on a CPU (the training target is computed every step).
+    blocks = []
+    for l in range(L + 1):
+        row = table[..., l, : l + 1]  # [..., l+1] over m = 0..l
+        row = jnp.concatenate([row[..., :0:-1], row], axis=-1)  # over m = -l..l
+        blocks.append(row * trig[..., L - l : L + l + 1])
+    return jnp.concatenate(blocks, axis=-1)  # [..., D]
 
 
 def harmonics(latlon, *, L: int):

@@ -321,3 +321,31 @@ def test_data_on_the_device_trains_exactly_like_data_from_the_host(tmp_path, dat
     batch = next(iter(data.make_pipeline(source, batch_size=32, seed=0)))
     np.testing.assert_array_equal(source.embeddings[rows], batch["embedding"])
     np.testing.assert_array_equal(data.all_rows(source, block=100)["latlon"], source.latlon)
+
+
+def test_several_steps_per_call_train_exactly_like_one(tmp_path, dataset):
+    """``train.steps_per_call``: the scanned steps are the single steps, bit for bit, on
+    host and device data; logs, evaluations and the end fall between calls (23 steps,
+    a log every 10, an evaluation every 15, calls of 4), and a run may resume with
+    another number per call."""
+    changes = {"train.steps": 23, "train.eval_every": 15, "train.checkpoint_every": 100}
+    _, one = trainer.train(_config(**changes), dataset, str(tmp_path / "one"), progress=False)
+    runs = {
+        "host": {"train.steps_per_call": 4},
+        "device": {"train.steps_per_call": 4, "train.data_on_device": True},
+    }
+    calls = []
+    for name, extra in runs.items():
+        config = _config(**changes, **extra)
+        _, state = trainer.train(
+            config, dataset, str(tmp_path / name), progress=False,
+            on_step=lambda step, metrics: calls.append(step),
+        )  # fmt: skip
+        for x, y in zip(_leaves(one), _leaves(state), strict=True):
+            np.testing.assert_array_equal(x, y)
+        lines = _read_lines(os.path.join(str(tmp_path / name), "metrics.jsonl"))
+        assert [x["step"] for x in lines] == [10, 15, 20, 23]
+    assert calls[:4] == [4, 8, 9, 10]  # 4 + 4, then single steps up to the log at 10
+    longer = _config(**{**changes, "train.steps": 30, "train.steps_per_call": 2})
+    _, resumed = trainer.train(longer, dataset, str(tmp_path / "host"), progress=False)
+    assert int(resumed.step) == 30
