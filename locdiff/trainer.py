@@ -243,18 +243,10 @@ def train(
     val_batch = _validation_batch(source, val_rows)
     val_loss = make_validation_loss(graphdef, config, cond_stats) if val_batch else None
     val_key = jax.random.key(t.seed + 1)
-    step_fns = {
-        k: jit_train_step(
-            graphdef,
-            tx,
-            schedule,
-            config,
-            sharding.replicated(mesh),
-            sharding.batch_sharded(mesh),
-            cond_stats,
-            on_device=t.data_on_device,
-            steps=k,
-        )  # fmt: skip
+    shardings = (sharding.replicated(mesh), sharding.batch_sharded(mesh))
+    step_args = (graphdef, tx, schedule, config, *shardings, cond_stats)
+    step_fns = {  # the single step, and train.steps_per_call of them in one call
+        k: jit_train_step(*step_args, on_device=t.data_on_device, steps=k)
         for k in {1, t.steps_per_call}
     }
     key = jax.random.key(t.seed)
