@@ -117,25 +117,39 @@ def choose_rule(
     prediction: Prediction, query, truth, gallery: Gallery, *, L: int,
     candidates_grid=CANDIDATES, weights=WEIGHTS,
 ) -> tuple[Rule, list[dict]]:  # fmt: skip
-    """The rule of highest mean accuracy over the standard thresholds (1 to 2500 km) on a
-    validation split: ``prediction`` of ``query`` by a LocDiff that did not train on it,
-    ``truth [Q, 2]``, and a ``gallery`` without the queries. Returns the rule and every
-    rule's scores (``weight = 0`` is retrieval, so the choice never does worse than
-    retrieval on the validation split)."""
+    """The rule chosen on a validation split: ``prediction`` of ``query`` by a LocDiff
+    that did not train on it, ``truth [Q, 2]``, and a ``gallery`` without the queries.
+
+    Each rule is scored by its mean accuracy over the standard thresholds (1 to 2500 km).
+    The choice is the one-standard-error rule: of the rules whose score is within one
+    standard error (paired over the queries) of the best, the one closest to retrieval
+    (smallest weight, then fewest candidates). ``weight = 0`` is retrieval, so the prior
+    is used only where its gain on the validation split is larger than that noise.
+    Returns the rule and every rule's scores (``mean_acc``, ``se``: of its difference
+    to the best, ``acc_*``).
+    """
     n_max = min(max(candidates_grid), len(gallery.latlon))
     latlon, sim = candidates(query, gallery, n_max)
     order = np.argsort(-sim, axis=1)
     latlon = np.take_along_axis(latlon, order[..., None], axis=1)
     sim = np.take_along_axis(sim, order, axis=1)
     density = densities(prediction, latlon, L=L)
-    rows, best = [], None
+    truth = np.asarray(truth, np.float64)
+    rows, hits = [], []
     for n, w in itertools.product(candidates_grid, weights):
         n = min(n, n_max)
         pick = rerank(sim[:, :n], density[:, :n], w)
         top1 = latlon[np.arange(len(pick)), pick]
-        score = metrics.summarize(top1, truth)
-        mean_acc = float(np.mean([v for k, v in score.items() if k.startswith("acc_")]))
-        rows.append({"candidates": n, "weight": w, "mean_acc": mean_acc, **score})
-        if best is None or mean_acc > best[0]:
-            best = (mean_acc, Rule(n, w))
-    return best[1], rows
+        km = metrics.distances_km(top1, truth)
+        hit = np.mean([km <= t for t in metrics.THRESHOLDS_KM], axis=0)  # [Q] in [0, 1]
+        hits.append(hit)
+        rows.append({"candidates": n, "weight": w, **metrics.summarize(top1, truth)})
+    hits = 100 * np.stack(hits)  # [rules, Q]
+    means = hits.mean(axis=1)
+    best = int(np.argmax(means))
+    se = (hits[best] - hits).std(axis=1) / np.sqrt(hits.shape[1])
+    for row, mean, err in zip(rows, means, se, strict=True):
+        row.update(mean_acc=float(mean), se=float(err))
+    close = [row for row in rows if row["mean_acc"] >= means[best] - row["se"]]
+    pick = min(close, key=lambda row: (row["weight"], row["candidates"]))
+    return Rule(pick["candidates"], pick["weight"]), rows

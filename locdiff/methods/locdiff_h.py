@@ -18,6 +18,7 @@ from locdiff.methods import locdiff as locdiff_method
 from locdiff.prediction import Prediction, check_embeddings
 
 MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
+SELECTION = "one-se"  # how choose_rule picks (kept in hybrid.json; another is chosen again)
 
 
 class LocDiffHLocator(locdiff_method.LocDiffLocator):
@@ -64,14 +65,16 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
 
 def rule_for(run, locator, data_path: str) -> Rule:
     """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and kept. A
-    rule chosen with another guidance scale than the locator's is chosen again."""
+    rule chosen with another guidance scale than the locator's, or by another selection
+    (before the one-standard-error rule), is chosen again."""
     path = run.file("hybrid.json")
     guidance = locator.sampling.get("guidance", locator.geolocator.config.diffusion.guidance)
     kept = files.read_json(path) if os.path.exists(path) else {}
-    if not kept or kept.get("guidance", 1.0) != guidance:  # (1.0: before guidance was chosen)
+    stale = kept.get("guidance", 1.0) != guidance or kept.get("selection") != SELECTION
+    if not kept or stale:  # (guidance 1.0: chosen before guidance was)
         ((rule, rows),) = tune(locator, data_path, None)
-        kept = {"rule": rule.to_dict(), "guidance": guidance, "validation": rows}
-        files.write_json(path, kept)
+        kept = {"rule": rule.to_dict(), "guidance": guidance, "selection": SELECTION}
+        files.write_json(path, {**kept, "validation": rows})
     return Rule(**kept["rule"])
 
 
