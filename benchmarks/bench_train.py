@@ -232,7 +232,7 @@ def _e2e_sections(after: list[dict], before: list[dict], args, steps: int) -> di
     after_table = table(after, before or None)
     print(after_table)
     sections = {
-        "bench-train-e2e": (
+        f"bench-train-e2e-{backend}": (
             f"## Training end to end, {backend} (`python -m benchmarks.bench_train`)\n\n"
             f"Command: {command} (revision {_report.git_revision()}); {steps} steps per "
             f"run.\n\n{about}"
@@ -247,7 +247,7 @@ def _e2e_sections(after: list[dict], before: list[dict], args, steps: int) -> di
         )
     }
     if before:
-        sections["bench-train-e2e-before"] = (
+        sections[f"bench-train-e2e-{backend}-before"] = (
             f"## Training end to end, {backend}, revision {args.before} (before the pipeline, "
             "train-state and step changes)\n\n"
             f"Measured by {command} in turn with the section above: a git worktree of "
@@ -296,7 +296,7 @@ def main() -> None:
                     before.append(_measure_revision(tree, e2e_steps))
         body = _e2e_sections(after, before, args, e2e_steps)
     for name, text in (body or {}).items():
-        _report.write_section(args.report, f"{name}-{backend}", text)
+        _report.write_section(args.report, name, text)
     if args.skip_grid:
         print(f"wrote {args.report}")
         return
