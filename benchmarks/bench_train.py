@@ -228,7 +228,7 @@ def _e2e_sections(after: list[dict], before: list[dict], args, steps: int) -> di
         "included; samples/s is the median of the logged windows after the first, then the "
         f"median over {args.rounds} rounds"
     )
-    command = f"`python -m benchmarks.bench_train{' --quick' if args.quick else ''}`"
+    command = "`" + " ".join(["python -m benchmarks.bench_train", *sys.argv[1:]]) + "`"
     after_table = table(after, before or None)
     print(after_table)
     sections = {
