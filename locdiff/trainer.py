@@ -287,10 +287,11 @@ def train(
     metrics_path = run.metrics
     bar = tqdm(total=t.steps, initial=start, disable=not progress, desc="train", unit="step")
     window_start, window_steps = time.perf_counter(), 0
-    step = start
+    step, position = start, None
     try:
         while step < t.steps and not stopper.should_stop:
             tick = time.perf_counter()
+            position = iterator.get_state()  # to rewind to if interrupted before the step
             k = steps_in_call(step)
             if k == 1:
                 batch = sharding.global_batch(next(iterator), mesh)
@@ -300,6 +301,7 @@ def train(
                 batch = sharding.global_batch(batch, mesh, stacked=True)
             extra = () if table is None else (table,)
             state, metrics = step_fns[k](state, batch, key, *extra)
+            position = None  # the iterator and the state agree again
             step += k
             window_steps += k
             bar.update(k)
@@ -340,6 +342,8 @@ def train(
                 f"evaluations; the best is step {stopper.best_step}"
             )
     except KeyboardInterrupt:
+        if position is not None:  # batches drawn for a step that did not happen
+            iterator.set_state(position)
         loss = float(jax.device_get(metrics["loss"])) if step > start else float("nan")
         if step > start and np.isfinite(loss) and manager.latest_step() != step:
             save(step)

@@ -349,3 +349,34 @@ def test_several_steps_per_call_train_exactly_like_one(tmp_path, dataset):
     longer = _config(**{**changes, "train.steps": 30, "train.steps_per_call": 2})
     _, resumed = trainer.train(longer, dataset, str(tmp_path / "host"), progress=False)
     assert int(resumed.step) == 30
+
+
+def test_an_interrupt_inside_a_call_rewinds_the_batches_it_drew(tmp_path, dataset, monkeypatch):
+    """Ctrl-C while a call of 4 steps runs: the checkpoint holds the state before the
+    call and the data iterator rewound to match, so the resumed run is the straight one."""
+    config = _config(
+        **{"train.steps": 20, "train.steps_per_call": 4, "train.log_every": 20,
+           "train.checkpoint_every": 100, "train.validation_fraction": 0.0}
+    )  # fmt: skip
+    _, straight = trainer.train(config, dataset, str(tmp_path / "a"), progress=False)
+    real, calls = trainer.jit_train_step, []
+
+    def interrupted_at_the_third_call(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def run(*inputs):
+            calls.append(1)
+            if len(calls) == 3:  # steps 8-12: the batches are drawn, the step is not done
+                raise KeyboardInterrupt
+            return step(*inputs)
+
+        return run
+
+    monkeypatch.setattr(trainer, "jit_train_step", interrupted_at_the_third_call)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(config, dataset, str(tmp_path / "b"), progress=False)
+    monkeypatch.undo()
+    assert sorted(os.listdir(str(tmp_path / "b" / "checkpoints"))) == ["8"]
+    _, resumed = trainer.train(config, dataset, str(tmp_path / "b"), progress=False)
+    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(x, y)
