@@ -94,21 +94,6 @@ def write_section(path: str, name: str, body: str) -> None:
         f.write(text)
 
 
-def read_table(path: str, name: str) -> list[dict]:
-    """The rows of the first markdown table in section ``name`` of ``path`` (dicts of
-    strings keyed by the header; ``[]`` when the file or the section is missing)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = _read(path)
-    if start not in text or end not in text:
-        return []
-    body = text.split(start, 1)[1].split(end, 1)[0]
-    lines = [line.strip() for line in body.splitlines() if line.strip().startswith("|")]
-    if len(lines) < 2:
-        return []
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    return [dict(zip(cells[0], row, strict=False)) for row in cells[2:]]
-
-
 def _read(path: str) -> str:
     """The text of ``path`` ('' when it does not exist)."""
     if not os.path.exists(path):

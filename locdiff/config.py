@@ -158,7 +158,8 @@ class TrainConfig:
         ``sqrt(std**2 + condition_noise**2)``.
       data_on_device: hold the whole training data on every device (replicated, in its
         stored dtype) and gather each batch there by row number: no host-to-device copy
-        per step, for accelerators with the memory (MP16 at 768-d float16: 7.2 GB).
+        per step, for accelerators with the memory (MP16 at 768-d float16: 7.2 GB) and
+        for data sets small enough to copy (the experiments' demo models on 2 CPU cores).
         The same batches in the same order as from the host.
       steps_per_call: optimiser steps run by one call of the jitted step (a
         ``lax.scan`` over that many batches); the trainer falls back to single steps

@@ -143,7 +143,7 @@ def choose_rule(
         km = metrics.distances_km(top1, truth)
         hit = np.mean([km <= t for t in metrics.THRESHOLDS_KM], axis=0)  # [Q] in [0, 1]
         hits.append(hit)
-        rows.append({"candidates": n, "weight": w, **metrics.summarize(top1, truth)})
+        rows.append({"candidates": n, "weight": w, **metrics.summarize_km(km)})
     hits = 100 * np.stack(hits)  # [rules, Q]
     means = hits.mean(axis=1)
     best = int(np.argmax(means))

@@ -35,7 +35,12 @@ def geoscore(d_km) -> np.ndarray:
 
 def summarize(pred, true, *, thresholds=THRESHOLDS_KM) -> dict[str, float]:
     """``{n, acc_<t>km (percent), median_km, mean_km, geoscore}`` of predictions ``[N, 2]``."""
-    d = distances_km(pred, true)
+    return summarize_km(distances_km(pred, true), thresholds=thresholds)
+
+
+def summarize_km(d, *, thresholds=THRESHOLDS_KM) -> dict[str, float]:
+    """:func:`summarize` of distances ``d [N]`` in km already computed."""
+    d = np.asarray(d, np.float64)
     if d.size == 0:
         raise ValueError("no predictions to evaluate")
     out: dict[str, float] = {"n": int(d.size)}

@@ -71,6 +71,10 @@ def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.Checkp
     )
 
 
+# Train settings a resumed run may change: the cap, and how (not what) the steps run.
+RESUMABLE = ("steps", "steps_per_call", "data_on_device")
+
+
 def resolve_config(workdir: str, config: Config) -> Config:
     """The config of a run: ``config``, or the one stored in ``workdir`` when resuming.
 
@@ -98,10 +102,6 @@ def resolve_config(workdir: str, config: Config) -> Config:
         )
     given = {name: getattr(config.train, name) for name in RESUMABLE}
     return Config.from_dict({**theirs, "train": {**theirs["train"], **given}})
-
-
-# Train settings a resumed run may change: the cap, and how (not what) the steps run.
-RESUMABLE = ("steps", "steps_per_call", "data_on_device")
 
 
 def _condition_stats(run: RunDir, source, noise: float) -> tuple[np.ndarray, np.ndarray]:
