@@ -8,6 +8,10 @@ over a labelled set, in batches (the maps of one batch at a time are held in mem
 
 from __future__ import annotations
 
+import itertools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 import shdd
@@ -101,25 +105,20 @@ def choose_map_rule(
     col = np.clip(((truth[:, 1] + 180.0) / resolution_deg).astype(int), 0, n_lon - 1)
     cell = row * n_lon + col  # [N] the truth's cell in the flattened grid
     area = np.repeat(np.asarray(grid.area, np.float64), n_lon)  # [C]
-    rules = [(p, t) for p in powers for t in tails]
-    found = {r: [] for r in rules}
+    rules = np.asarray(powers, np.float64), np.asarray(tails, np.float64)
+    found = []  # [P, T, B] per batch: each rule's credible level of each truth
     for start in range(0, len(truth), batch_size):
         rows = slice(start, start + batch_size)
         coeffs = geolocator.predict(embeddings[rows], top_k=1, seed=seed + start).coeffs
         values = np.asarray(shdd.synthesize(coeffs.mean(axis=1), grid, L=L), np.float64)
         positive = np.maximum(values.reshape(len(values), -1), 0.0)  # [B, C]
         positive /= np.maximum(positive.max(axis=1, keepdims=True), 1e-300)
-        plain = _per_area(positive, area)
-        own = cell[rows]
-        for p in powers:
-            powered = _per_area(positive**p, area)
-            for t in tails:
-                density = (1 - t) * powered + t * plain  # [B, C] per unit area
-                mine = density[np.arange(len(own)), own][:, None]
-                found[p, t].append(((density > mine) * density * area).sum(axis=1))
+        with jax.enable_x64(True):  # float64: powers up to 128 of values below 1
+            found.append(np.asarray(_rule_levels(positive, area, cell[rows], *rules)))
+    found = np.concatenate(found, axis=2)
     table, best = [], None
-    for p, t in rules:
-        true_levels = np.concatenate(found[p, t])
+    for (i, p), (j, t) in itertools.product(enumerate(powers), enumerate(tails)):
+        true_levels = found[i, j]
         cover = {f"coverage_{100 * a:g}": float(100 * np.mean(true_levels < a)) for a in levels}
         miss = sum(abs(cover[f"coverage_{100 * a:g}"] - 100 * a) for a in levels)
         table.append({"map_power": p, "map_tail": t, **cover, "miss": miss})
@@ -128,12 +127,34 @@ def choose_map_rule(
     return best[1], table
 
 
-def _per_area(weights, area):
-    """``weights [B, C]`` as densities of total mass 1 (uniform where all are 0)."""
-    total = (weights * area).sum(axis=1, keepdims=True)
-    out = weights / np.where(total > 0, total, 1.0)
-    out[total[:, 0] == 0] = 1.0 / area.sum()
-    return out
+@jax.jit
+def _rule_levels(positive, area, own, powers, tails):
+    """Each rule's credible level of each truth: ``[P, T, B]``, the mass of the cells
+    denser than the truth's cell ``own [B]`` under the map of power ``p`` and tail ``t``,
+    from the max-normalised positive part ``[B, C]`` and the cells' areas ``[C]``. One
+    fused pass over the cells per rule (call under ``jax.enable_x64``)."""
+    index = jnp.arange(positive.shape[0])
+    area = area[None, :]
+
+    def per_area(weights):  # densities of total mass 1 (uniform where all are 0)
+        total = (weights * area).sum(axis=1, keepdims=True)
+        return jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0), 1 / area.sum())
+
+    plain = per_area(positive)
+    plain_own = plain[index, own][:, None]
+
+    def for_power(p):
+        powered = per_area(positive**p)
+        powered_own = powered[index, own][:, None]
+
+        def for_tail(t):  # the truth's density from its cell's: density is never stored
+            density = (1 - t) * powered + t * plain  # [B, C] per unit area
+            mine = (1 - t) * powered_own + t * plain_own
+            return jnp.where(density > mine, density * area, 0.0).sum(axis=1)
+
+        return jax.lax.map(for_tail, tails)
+
+    return jax.lax.map(for_power, powers)
 
 
 GUIDANCE = (1.0, 1.5, 2.0, 3.0)
