@@ -165,3 +165,29 @@ def test_credible_level_marks_the_cells_of_the_credible_region():
         assert areas[levels < a].sum() == pytest.approx(area, rel=1e-4)
     with pytest.raises(ValueError, match=r"latlon must be \[1, 2\]"):
         shdd.credible_level(pmap[None], np.zeros((2, 2)), resolution_deg=res)
+
+
+def test_credible_area_is_the_stable_highest_density_region(rng):
+    """Against a plain reference: cells by decreasing density, equal densities in the
+    grid's order, accumulated until the cell that crosses the level (counted whole), on
+    maps with many cells of equal density (where the order among them matters) and
+    without."""
+    res = 10.0
+    grid = shdd.latlon_grid(res)
+    area = np.repeat(grid.area, grid.shape[1])
+    dens = rng.integers(0, 4, size=(6, area.size)).astype(np.float64)  # ties, and zeros
+    dens[3:] = rng.random((3, area.size))  # no ties
+    pmap = dens * area
+    pmap /= pmap.sum(axis=1, keepdims=True)
+    got = shdd.credible_area_km2(pmap.reshape(6, *grid.shape), resolution_deg=res)
+    density = pmap / area  # as the maps' own: equal within a row, where areas are
+    assert (np.diff(np.sort(density[:3]), axis=1) == 0).sum() > 100
+    for i in range(6):
+        order = sorted(range(area.size), key=lambda c: (-density[i, c], c))
+        for j, level in enumerate((0.5, 0.9)):
+            mass, region = 0.0, 0.0
+            for c in order:
+                mass, region = mass + pmap[i, c], region + area[c]
+                if mass >= level:
+                    break
+            assert got[i, j] == pytest.approx(region * shdd.EARTH_RADIUS_KM**2, rel=1e-9)
