@@ -292,17 +292,19 @@ class BatchSource:
 def make_pipeline(
     source, *, batch_size: int, seed: int, rows=None, process_index: int = 0,
     process_count: int = 1, indices: bool = False,
-) -> grain.MapDataset:  # fmt: skip
+) -> grain.IterDataset:  # fmt: skip
     """The endless, shuffled (new order each epoch) batches of one process.
 
     ``batch_size`` is the process's local share of the global batch
     ``batch_size * process_count``; the processes see disjoint rows of every global
     batch. The iterator's position is all the state there is (checkpointed with the
-    model). ``rows``: only these rows of the source (default: all).
+    model). ``rows``: only these rows of the source (default: all). Batches of rows are
+    read ahead by Grain's threads; batches of ``indices`` (a few microseconds each) are
+    made when asked, without threads competing with the step for the cores.
     """
     if (len(source) if rows is None else len(rows)) == 0:
         raise DataError("the dataset has no rows to train on")
-    return grain.MapDataset.source(
+    batches = grain.MapDataset.source(
         BatchSource(
             source,
             global_batch=batch_size * process_count,
@@ -313,6 +315,13 @@ def make_pipeline(
             indices=indices,
         )
     )
+    options = INDEX_READ_OPTIONS if indices else grain.ReadOptions()
+    return batches.to_iter_dataset(options)
+
+
+# Row numbers need no reading ahead: Grain's default 16 threads and 500 batches in flight
+# cost 0.2 ms a batch on 2 cores (0.06 ms without).
+INDEX_READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def all_rows(source, *, block: int = 1 << 18) -> dict[str, np.ndarray]:
