@@ -15,6 +15,7 @@ from importlib import metadata
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "scipy")
 # What counts as the code for "+uncommitted" (results and caches do not).
 CODE_PATHS = ("shdd", "locdiff", "experiments", "benchmarks", "pyproject.toml")
+NOT_CODE = (":(exclude)experiments/results",)  # reports written by other runs meanwhile
 
 
 def versions(packages=PACKAGES) -> dict[str, str]:
@@ -59,7 +60,7 @@ def git_revision() -> str:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", *CODE_PATHS],
+            ["git", "status", "--porcelain", "--", *CODE_PATHS, *NOT_CODE],
             capture_output=True,
             text=True,
             check=True,
