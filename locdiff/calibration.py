@@ -100,11 +100,9 @@ def choose_map_rule(
     truth = np.asarray(truth, np.float64)
     L = geolocator.config.model.L
     grid = shdd.latlon_grid(resolution_deg)
-    n_lat, n_lon = len(grid.lat), len(grid.lon)
-    row = np.clip(((90.0 - truth[:, 0]) / resolution_deg).astype(int), 0, n_lat - 1)
-    col = np.clip(((truth[:, 1] + 180.0) / resolution_deg).astype(int), 0, n_lon - 1)
-    cell = row * n_lon + col  # [N] the truth's cell in the flattened grid
-    area = np.repeat(np.asarray(grid.area, np.float64), n_lon)  # [C]
+    row, col = grid.cell_of(truth)  # the cell credible_level takes for the truth
+    cell = row * grid.shape[1] + col  # [N] in the flattened grid
+    area = np.repeat(np.asarray(grid.area, np.float64), grid.shape[1])  # [C]
     rules = np.asarray(powers, np.float64), np.asarray(tails, np.float64)
     found = []  # [P, T, B] per batch: each rule's credible level of each truth
     for start in range(0, len(truth), batch_size):
