@@ -166,6 +166,88 @@ def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=No
     }
 
 
+# The loss comparison's recipes (setting B's demo LocDiff, the ablations' base): name,
+# the changes to setting B's demo config.
+LOSS_RECIPES = (
+    ("setting B demo (smoothed 700 km)", {}),
+    ("setting B recipe at L = 32 (smoothed 700 km)", {"model.L": 32}),
+    ("ablations' base (truncated)", {"model.L": 32, "model.sigma_km": None}),
+)
+LOSSES = ("mse", "kl", "mse+kl")
+KL_BEFORE = "2f3a397"  # the SHDD-KL synthesised on the latitude-longitude grid
+
+
+def loss_step(changes: dict, loss: str, cond_dim: int = 512, repeats: int = 3) -> float:
+    """Milliseconds of one jitted train step of setting B's demo LocDiff with ``changes``
+    and ``loss`` (single steps, batch of the recipe, random 512-d conditions; the
+    median of ``repeats`` timings of 20 steps after compilation)."""
+    from experiments.configs import oracle_mp16
+
+    config = override(oracle_mp16.demo_models().locdiff, **changes, **{"diffusion.loss": loss})
+    mesh = sharding.make_mesh()
+    tx, schedule = make_optimizer(config)
+    graphdef, state = init_state(config, cond_dim, tx)
+    step = jit_train_step(
+        graphdef, tx, schedule, config, sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    )
+    B = config.train.batch_size
+    rng = np.random.default_rng(0)
+    batch = {
+        "embedding": rng.normal(size=(B, cond_dim)).astype(np.float16),
+        "latlon": np.stack([rng.uniform(-80, 80, B), rng.uniform(-180, 180, B)], -1).astype(
+            np.float32
+        ),
+    }
+    batch = sharding.global_batch(batch, mesh)
+    key = jax.random.key(0)
+    holder = {"state": jax.device_put(state, sharding.replicated(mesh))}
+
+    def run(steps=20):
+        s = holder["state"]
+        for _ in range(steps):
+            s, metrics = step(s, batch, key)
+        metrics["loss"].block_until_ready()
+        holder["state"] = s
+
+    run(3)  # compile and warm up
+    return 1e3 * _report.median_seconds(run, repeats=repeats) / 20
+
+
+def loss_steps() -> dict:
+    """:func:`loss_step` of every recipe and loss: ``{recipe: {loss: ms}}``."""
+    return {name: {loss: loss_step(ch, loss) for loss in LOSSES} for name, ch in LOSS_RECIPES}
+
+
+def _loss_section(after: list[dict], before: list[dict], command: str) -> str:
+    """The report's loss section: medians over rounds, before and after."""
+    backend = jax.default_backend()
+
+    def median(rounds, name, loss):
+        return statistics.median(r[name][loss] for r in rounds)
+
+    out = (
+        f"## Loss step: MSE, SHDD-KL, MSE+KL, {backend} (`python -m benchmarks.bench_train`)\n\n"
+        f"Command: `{command}` (revision {_report.git_revision()}); revision {KL_BEFORE} "
+        "(the SHDD-KL synthesised for target and estimate on the latitude-longitude grid "
+        f"of `shdd.kl_divergence`) measured in turn, {len(after)} rounds each, medians. "
+        f"Machine: {_report.machine()}.\n\n"
+        "One jitted train step (batch 256, random 512-d conditions) of setting B's demo "
+        "LocDiff (hidden 256) at each recipe's band limit and target; `x MSE` is the step's "
+        "time over the MSE step's of the same revision and round set.\n\n"
+        "| recipe | L | loss | ms/step before | x MSE before | ms/step | x MSE |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    for name, changes in LOSS_RECIPES:
+        L = changes.get("model.L", 24)
+        for loss in LOSSES:
+            b, a = median(before, name, loss), median(after, name, loss)
+            out += (
+                f"| {name} | {L} | {loss} | {b:.1f} | {b / median(before, name, 'mse'):.2f} | "
+                f"{a:.1f} | {a / median(after, name, 'mse'):.2f} |\n"
+            )
+    return out
+
+
 BEFORE = "8efaab2"  # the revision before the input-pipeline, train-state and step changes
 
 
@@ -199,6 +281,16 @@ def _measure_revision(tree: str, steps: int) -> dict:
     env = {**os.environ, "PYTHONPATH": tree}
     command = [sys.executable, "-m", "benchmarks.bench_train", "--e2e-json", out]
     command += ["--e2e-steps", str(steps)]
+    subprocess.run(command, cwd=tree, env=env, check=True, capture_output=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def _measure_losses(tree: str) -> dict:
+    """:func:`loss_steps` with the code of the worktree ``tree``."""
+    out = os.path.join(tree, "losses.json")
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = [sys.executable, "-m", "benchmarks.bench_train", "--loss-json", out]
     subprocess.run(command, cwd=tree, env=env, check=True, capture_output=True)
     with open(out) as f:
         return json.load(f)
@@ -275,6 +367,9 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="revision to measure in turn ('': none)")
     parser.add_argument("--rounds", type=int, default=2, help="end-to-end rounds per revision")
     parser.add_argument("--e2e-json", help=argparse.SUPPRESS)
+    parser.add_argument("--losses", action="store_true", help="only the loss comparison")
+    parser.add_argument("--loss-rounds", type=int, default=3)
+    parser.add_argument("--loss-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     backend = jax.default_backend()
     e2e_steps = 60 if args.quick else args.e2e_steps
@@ -283,6 +378,22 @@ def main() -> None:
     if args.e2e_json:  # the measurement of one revision, for --before's subprocess
         with open(args.e2e_json, "w") as f:
             json.dump({name: end_to_end(m, w, r, e2e_steps) for name, m, w, r in RUNS}, f)
+        return
+    if args.loss_json:  # the loss steps of one revision, for the loss comparison
+        with open(args.loss_json, "w") as f:
+            json.dump(loss_steps(), f)
+        return
+    if args.losses:
+        after, before = [], []
+        with _worktree(KL_BEFORE) as tree:
+            for _ in range(args.loss_rounds):
+                after.append(loss_steps())
+                before.append(_measure_losses(tree))
+        command = " ".join(["python -m benchmarks.bench_train", *sys.argv[1:]])
+        text = _loss_section(after, before, command)
+        print(text)
+        _report.write_section(args.report, f"bench-train-loss-{backend}", text)
+        print(f"wrote {args.report}")
         return
     body = None
     if not args.skip_e2e:

@@ -1,6 +1,7 @@
 """Compute-matched ablations of LocDiff, each a table: what limits it beyond the budget.
 
     python -m experiments.ablations [--profile demo|full|smoke] [--which L loss ...]
+                                    [--base ablations|recipe]
 
 All on setting B (:mod:`locdiff.oracle`: MP16 training locations, GeoCLIP location
 embeddings plus noise ``--noise``, default 0.1), tested on Im2GPS3k. One base model
@@ -21,6 +22,11 @@ loss (:mod:`locdiff.early_stopping`), and its steps, epochs and seconds are repo
 * ``noise_draw``: one noisy copy of every training condition, fixed for the run, against
   a fresh draw at every step (``train.condition_noise``, trained on the clean conditions);
 * ``K``, ``steps``, ``guidance``: sampling settings of the base model (no retraining).
+
+``--base recipe`` varies setting B's own LocDiff instead (``demo_models()`` of
+``experiments/configs/oracle_mp16.py``: the smoothed target at L = 24, cap 16,000 steps
+of 256, where every run stops on its validation loss): the loss comparison at
+convergence (``make experiments`` writes it to ``experiments/results/ablations/loss``).
 
 Every trained variant samples at the guidance scale chosen on its own validation rows
 (:func:`locdiff.calibration.choose_guidance`), the ``guidance`` rows excepted.
@@ -46,6 +52,7 @@ from locdiff.methods import load_locator, train_or_load
 from locdiff.oracle import oracle_condition, oracle_data, training_set
 
 from experiments import common
+from experiments.configs import oracle_mp16
 from experiments.configs.ablations import get_config
 from experiments.configs.common import PROFILES
 
@@ -90,15 +97,23 @@ def main() -> None:
     choices = [*TRAINED, *SAMPLING]
     parser.add_argument("--which", nargs="+", default=choices, choices=choices)
     parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument(
+        "--base", choices=("ablations", "recipe"), default="ablations",
+        help="vary the ablations' base (L = 32, truncated, cap 2,000) or setting B's LocDiff",
+    )  # fmt: skip
     args = parser.parse_args()
     wall = time.perf_counter()
     config = get_config(args.profile)
     base_config = config.base.models.locdiff
+    if args.base == "recipe":
+        base_config = oracle_mp16.get_config(args.profile).models.locdiff
     d = oracle_data(args.cache, yfcc_n=config.base.yfcc_n, gallery_n=config.base.gallery_n)
     train_npz = training_set(args.cache, d["gallery"], args.noise, args.seed)
     truth, clean = d["im2gps3k"][0], d["im2gps3k"][1]
     cond = oracle_condition(clean, args.noise, seed=args.seed + 2)
     runs = os.path.join(args.cache, f"ablation_runs_{args.profile}_{args.seed}_{args.noise:g}")
+    if args.base == "recipe":
+        runs += "_recipe"
     all_rows, sections = [], []
 
     clean_npz = training_set(args.cache, d["gallery"], 0.0, args.seed)
@@ -176,9 +191,12 @@ def main() -> None:
         "profile": args.profile,
         "noise": args.noise,
         "base": base_config.to_dict(),
+        "base_name": args.base,
         "rows": all_rows,
     }
     title = f"LocDiff ablations (setting B, noise {args.noise:g}, Im2GPS3k)"
+    if args.base == "recipe":
+        title = f"LocDiff ablations of setting B's recipe (noise {args.noise:g}, Im2GPS3k)"
     common.write_report(args.out, "ablations", title, sections, payload, wall_s)
 
 

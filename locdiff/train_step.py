@@ -114,10 +114,11 @@ def loss_terms(model: CSUNet, batch, key, config: Config, *, train: bool = True)
     if d.loss in ("kl", "mse+kl"):
         x0_hat, _ = diffusion.to_x0_eps(d.prediction, out, x_t, t)
         kl = jnp.mean(
-            shdd.kl_divergence(
-                x0 / d.scale, x0_hat / d.scale, L=config.model.L, temperature=d.kl_temperature
+            shdd.delta_kl_divergence(
+                x0 / d.scale, x0_hat / d.scale, L=config.model.L,
+                sigma_km=config.model.sigma_km, temperature=d.kl_temperature,
             )
-        )
+        )  # fmt: skip
     loss = {"mse": mse, "kl": kl, "mse+kl": mse + d.kl_weight * kl}[d.loss]
     return loss, {"mse": mse, "kl": kl}
 

@@ -16,6 +16,7 @@ from shdd.encoder import (
 )
 from shdd.grids import LatLonGrid, default_resolution, fibonacci_lattice, latlon_grid
 from shdd.harmonics import evaluate, harmonics, legendre
+from shdd.kl import delta_kl_divergence, quadrature_size, target_terms
 from shdd.maps import (
     credible_area_km2,
     credible_level,
@@ -45,6 +46,7 @@ __all__ = [
     "default_resolution",
     "degree_order",
     "degree_weights",
+    "delta_kl_divergence",
     "delta_peak",
     "density",
     "encode",
@@ -61,5 +63,7 @@ __all__ = [
     "legendre",
     "num_coeffs",
     "probability_map",
+    "quadrature_size",
     "synthesize",
+    "target_terms",
 ]

@@ -1,0 +1,255 @@
+"""The SHDD-KL from a (smoothed) delta, at a fraction of the general one's cost.
+
+Training asks for ``KL(p || q)`` where ``p`` is the distribution of the target's SHDD
+vector, a truncated or heat-smoothed delta at ``x0``, and ``q`` that of the denoiser's
+estimate, both by the ``"softmax"`` rule of :mod:`shdd.maps`: ``p(x) ∝ exp(f_p(x) / s)``
+with ``s = temperature * (L+1)**2 / (4 pi)``. Writing ``f_q = sum_k c_k Y_k``,
+
+    KL(p || q) = int p log p  -  (c · P) / s  +  log Z_q,
+    P_k = int p(x) Y_k(x) dx,      Z_q = int exp(f_q(x) / s) dx.
+
+``f_p`` is a zonal function of the angle to ``x0``, so ``p`` is too and the first two
+terms are one-dimensional (Funk-Hecke): ``P_k = lambda_l Y_k(x0)`` with
+``lambda_l = 2 pi int_{-1}^{1} p(t) P_l(t) dt`` and ``int p log p`` one number, both
+computed once per ``(L, sigma_km, temperature)`` in float64 by Gauss-Legendre
+quadrature in ``t = cos(angle)``. Nothing of the target is synthesised on a grid.
+
+Only ``log Z_q`` needs the estimate on the sphere: it is a Gauss-Legendre quadrature
+(``n_lat`` nodes in ``cos(colatitude)``, ``n_lon`` equally spaced longitudes) sized by
+the target's bandwidth (:func:`quadrature_size`), with the synthesis as small matrix
+products (Legendre by order, then a real DFT). Its gradient is ``(Q - P) / s`` with
+``Q_k`` the same quadrature of ``q Y_k``, written out (a custom VJP) rather than traced.
+
+The value is the continuous KL that :func:`shdd.kl_divergence` approximates on its
+latitude-longitude grid; the two agree to that grid's own discretisation error
+(``tests/test_kl.py``). The quadrature is sized for estimates no sharper than the
+target, which is what a denoiser produces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.polynomial import legendre as np_legendre
+
+from shdd import encoder, sphere
+from shdd.harmonics import legendre as _legendre
+
+QUADRATURE_TOL = 1e-5  # relative size of the target's Legendre spectrum left out
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetTerms:
+    """What the target contributes, per ``(L, sigma_km, temperature)`` (float64).
+
+    Attributes:
+      scale: ``s``, the softmax rule's divisor of ``f``.
+      response: ``[L+1]`` ``lambda_l``, so that ``P = lambda_l Y_lm(x0)``.
+      neg_entropy: ``int p log p`` (nats, per steradian density).
+      bandwidth: degree beyond which ``p``'s Legendre spectrum is below ``QUADRATURE_TOL``.
+    """
+
+    scale: float
+    response: np.ndarray
+    neg_entropy: float
+    bandwidth: int
+
+
+def _legendre_rows(t: np.ndarray, n: int) -> np.ndarray:
+    """Legendre polynomials ``P_0..P_n`` at ``t``: ``[n+1, len(t)]`` float64."""
+    out = np.empty((n + 1, t.size))
+    out[0] = 1.0
+    if n:
+        out[1] = t
+    for l in range(2, n + 1):
+        out[l] = ((2 * l - 1) * t * out[l - 1] - (l - 1) * out[l - 2]) / l
+    return out
+
+
+@functools.cache
+def target_terms(L: int, sigma_km: float | None = None, temperature: float = 0.1) -> TargetTerms:
+    """The target's side of the SHDD-KL in closed form (see the module docstring)."""
+    L = sphere.check_band_limit(L)
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    scale = temperature * (L + 1) ** 2 / (4 * np.pi)
+    n_max = 16 * (L + 1) + 64  # spectrum searched this far (a truncated delta at T = 0.1
+    t, weight = np_legendre.leggauss(n_max + L + 64)  # needs about 7 L)
+    profile = encoder.kernel_profile(np.arccos(t), L=L, sigma_km=sigma_km)  # f_p(t)
+    exponent = profile / scale
+    density = np.exp(exponent - exponent.max())
+    log_z = np.log(2 * np.pi * np.sum(weight * density)) + exponent.max()
+    density = np.exp(exponent - log_z)  # p(t) per steradian, integrating to 1
+    legendre = _legendre_rows(t, n_max)  # [n_max + 1, nodes]
+    spectrum = 2 * np.pi * legendre @ (weight * density)  # lambda_l, lambda_0 = 1
+    size = np.abs(spectrum) * (2 * np.arange(n_max + 1) + 1)
+    above = np.nonzero(size > QUADRATURE_TOL * size.sum())[0]
+    bandwidth = int(above[-1]) if above.size else 0
+    if bandwidth >= n_max:
+        raise ValueError(f"the target at L={L}, temperature {temperature} is too sharp to size")
+    neg_entropy = 2 * np.pi * np.sum(weight * density * (exponent - log_z))
+    return TargetTerms(scale, spectrum[: L + 1].copy(), float(neg_entropy), bandwidth)
+
+
+def quadrature_size(L: int, sigma_km: float | None = None, temperature: float = 0.1):
+    """``(n_lat, n_lon)`` of the Gauss-Legendre grid for ``log Z_q`` and its gradient.
+
+    ``q Y_k`` has degree up to ``N + L`` for an estimate of the target's bandwidth ``N``:
+    ``n_lon = N + L + 1`` longitudes integrate it exactly along a row (trapezoid rule on
+    a periodic function), ``n_lat = ceil((N + L + 1) / 2)`` nodes in latitude.
+    """
+    degree = target_terms(L, sigma_km, temperature).bandwidth + L
+    n_lon = degree + 1 + (degree + 1) % 2  # even
+    return (n_lon + 1) // 2, n_lon
+
+
+@functools.cache
+def _parity_order(L: int) -> tuple[np.ndarray, int]:
+    """Order of the ``2(L+1)`` Fourier terms (cosines ``0..L``, then sines ``0..L``) with
+    the even orders first, and how many are even: ``cos(m (phi + pi)) = (-1)**m cos(m
+    phi)``, so the even and odd halves give the grid's two halves in longitude."""
+    j = np.arange(2 * (L + 1))
+    even = j[(j % (L + 1)) % 2 == 0]
+    return np.concatenate([even, j[(j % (L + 1)) % 2 == 1]]), even.size
+
+
+@functools.cache
+def _gauss_tables(L: int, n_lat: int, n_lon: int):
+    """``(legendre [2(L+1), L+1, n_lat], dft_even, dft_odd, log_weight [n_lat, 1])``.
+
+    ``legendre[j, l, r]`` is ``w_m Pbar_lm`` at node ``r`` (``w_0 = 1``, ``w_m = sqrt
+    2``) for the ``j``-th Fourier term in :func:`_parity_order`; ``dft_even`` and
+    ``dft_odd`` (``[terms, n_lon / 2]``) hold those terms' ``cos(m phi)`` or ``sin(m
+    phi)`` on the first half of the longitudes; ``log_weight`` is the log of each cell's
+    weight in steradians (Gauss weight times ``2 pi / n_lon``).
+    """
+    x, weight = np_legendre.leggauss(n_lat)  # x = cos(colatitude)
+    with jax.enable_x64(True), jax.ensure_compile_time_eval():
+        table = np.asarray(
+            _legendre(jnp.asarray(x), jnp.asarray(np.sqrt(1 - x**2)), L=L)
+        )  # [n_lat, l, m]
+    m = np.arange(L + 1)
+    table = np.transpose(table * np.where(m == 0, 1.0, np.sqrt(2.0)), (2, 1, 0))  # [m, l, r]
+    phi = 2 * np.pi * np.arange(n_lon // 2) / n_lon
+    dft = np.concatenate([np.cos(np.outer(m, phi)), np.sin(np.outer(m, phi))])  # [2M, n_lon/2]
+    order, n_even = _parity_order(L)
+    table, dft = np.concatenate([table, table])[order], dft[order]
+    log_weight = np.log(weight * 2 * np.pi / n_lon)[:, None]  # [n_lat, 1]
+    return table, dft[:n_even], dft[n_even:], log_weight
+
+
+def _by_order(coeffs, L: int):
+    """``coeffs [B, D]`` -> ``[2(L+1), B, L+1 (l)]`` in :func:`_parity_order`, by static slices."""
+    cos, sin = [], []
+    for l in range(L + 1):
+        centre = l * l + l  # k of (l, 0)
+        cos.append(jnp.pad(coeffs[:, centre : centre + l + 1], ((0, 0), (0, L - l))))
+        sin.append(jnp.pad(jnp.flip(coeffs[:, centre - l : centre], -1), ((0, 0), (1, L - l))))
+    square = jnp.concatenate([jnp.stack(cos, 1), jnp.stack(sin, 1)], -1)  # [B, l, 2M]
+    square = jnp.take(square, _parity_order(L)[0].astype(np.int32), axis=-1)
+    return jnp.transpose(square, (2, 0, 1))
+
+
+def _from_order(by_order, L: int):
+    """The transpose of :func:`_by_order`: ``[2(L+1), B, L+1]`` -> ``[B, D]``."""
+    square = jnp.transpose(by_order, (1, 2, 0))  # [B, l, 2M] in parity order
+    square = jnp.take(square, np.argsort(_parity_order(L)[0]).astype(np.int32), axis=-1)
+    M = L + 1
+    parts = []
+    for l in range(L + 1):
+        parts.append(jnp.flip(square[:, l, M + 1 : M + l + 1], -1))  # m = -l .. -1
+        parts.append(square[:, l, : l + 1])  # m = 0 .. l
+    return jnp.concatenate(parts, -1)
+
+
+def _synthesize(coeffs, tables, L: int):
+    """``f`` on the Gauss grid: ``coeffs [B, D]`` -> ``[B, n_lat, n_lon]``."""
+    legendre, dft_even, dft_odd = tables
+    fourier = jax.lax.dot_general(
+        _by_order(coeffs, L), legendre, (((2,), (1,)), ((0,), (0,)))
+    )  # [2M, B, n_lat]
+    fourier = jnp.transpose(fourier, (1, 2, 0))  # [B, n_lat, 2M]
+    even = fourier[..., : dft_even.shape[0]] @ dft_even  # [B, n_lat, n_lon / 2]
+    odd = fourier[..., dft_even.shape[0] :] @ dft_odd
+    return jnp.concatenate([even + odd, even - odd], -1)  # phi, then phi + pi
+
+
+def _analyse(values, tables, L: int):
+    """The transpose of :func:`_synthesize`: ``[B, n_lat, n_lon]`` -> ``[B, D]``."""
+    legendre, dft_even, dft_odd = tables
+    first, second = jnp.split(values, 2, axis=-1)
+    fourier = jnp.concatenate(
+        [(first + second) @ dft_even.T, (first - second) @ dft_odd.T], -1
+    )  # [B, n_lat, 2M]
+    by_order = jax.lax.dot_general(
+        jnp.transpose(fourier, (2, 0, 1)), legendre, (((2,), (2,)), ((0,), (0,)))
+    )  # [2M, B, l]
+    return _from_order(by_order, L)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _log_partition(scale: float, L: int, coeffs, tables, log_weight):
+    """``log Z_q`` ``[B]`` for ``coeffs [B, D]`` on the Gauss grid."""
+    return _log_partition_fwd(scale, L, coeffs, tables, log_weight)[0]
+
+
+def _log_partition_fwd(scale, L, coeffs, tables, log_weight):
+    z = _synthesize(coeffs, tables, L) / scale + log_weight[None]  # [B, n_lat, n_lon]
+    log_z = jax.nn.logsumexp(z, axis=(1, 2))  # [B]
+    return log_z, (z, log_z, tables)
+
+
+def _log_partition_bwd(scale, L, residuals, g):
+    z, log_z, tables = residuals
+    q = jnp.exp(z - log_z[:, None, None]) * (g / scale)[:, None, None]  # [B, n_lat, n_lon]
+    return _analyse(q, tables, L), None, None
+
+
+_log_partition.defvjp(_log_partition_fwd, _log_partition_bwd)
+
+
+def delta_kl_divergence(
+    p_coeffs, q_coeffs, *, L: int, sigma_km: float | None = None, temperature: float = 0.1
+):
+    """SHDD-KL ``KL(p || q)`` from encoded deltas ``p_coeffs`` to estimates ``q_coeffs``.
+
+    The quantity :func:`shdd.kl_divergence` computes for the same two vectors (the
+    ``"softmax"`` rule at ``temperature``), in closed form on the target's side and by a
+    Gauss-Legendre quadrature on the estimate's (module docstring). Jit-compatible
+    (``L``, ``sigma_km``, ``temperature`` static); differentiable in ``q_coeffs``;
+    ``p_coeffs`` is data (no gradient flows to it).
+
+    Args:
+      p_coeffs: ``[B, (L+1)**2]`` SHDD vectors of deltas, ``shdd.encode(x0, L=L,
+        sigma_km=sigma_km)`` (unscaled); only these are valid (inside ``jit`` this is not
+        checked: the training step builds them itself).
+      q_coeffs: ``[B, (L+1)**2]`` unscaled coefficient vectors (``f = sum_k c_k Y_k``).
+
+    Returns:
+      ``[B]`` divergences in nats.
+    """
+    L = sphere.check_band_limit(L)
+    sphere.check_coeffs(p_coeffs, L, "p_coeffs")
+    sphere.check_coeffs(q_coeffs, L, "q_coeffs")
+    p_coeffs, q_coeffs = jnp.asarray(p_coeffs), jnp.asarray(q_coeffs)
+    if q_coeffs.ndim != 2 or p_coeffs.shape != q_coeffs.shape:
+        raise ValueError(
+            f"need p_coeffs and q_coeffs of one shape [B, D], got {p_coeffs.shape} and "
+            f"{q_coeffs.shape}"
+        )
+    terms = target_terms(L, sigma_km, temperature)
+    dtype = q_coeffs.dtype
+    *tables, log_weight = (
+        jnp.asarray(a, dtype) for a in _gauss_tables(L, *quadrature_size(L, sigma_km, temperature))
+    )
+    l, _ = sphere.degree_order(L)
+    # P = lambda_l Y(x0) = (lambda_l / w_l) p_coeffs   [B, D]
+    response = terms.response / encoder.degree_weights(L, sigma_km)
+    target = jax.lax.stop_gradient(p_coeffs) * jnp.asarray(response[l], dtype)[None, :]
+    cross = jnp.sum(q_coeffs * target, axis=-1) / terms.scale  # [B]
+    log_z = _log_partition(terms.scale, L, q_coeffs, tuple(tables), log_weight)
+    return terms.neg_entropy - cross + log_z
