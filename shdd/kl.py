@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -117,15 +118,26 @@ def _parity_order(L: int) -> tuple[np.ndarray, int]:
     return np.concatenate([even, j[(j % (L + 1)) % 2 == 1]]), even.size
 
 
+BAND_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # longitudes of a reduced row, of the equator's
+BAND_MARGIN = 8  # longitudes beyond n_lon * sin(colatitude) that a reduced row keeps
+
+
 @functools.cache
 def _gauss_tables(L: int, n_lat: int, n_lon: int):
-    """``(legendre [2(L+1), L+1, n_lat], dft_even, dft_odd, log_weight [n_lat, 1])``.
+    """The reduced Gauss grid: ``(bands, (legendre, dfts..., log_weight))``.
 
-    ``legendre[j, l, r]`` is ``w_m Pbar_lm`` at node ``r`` (``w_0 = 1``, ``w_m = sqrt
-    2``) for the ``j``-th Fourier term in :func:`_parity_order`; ``dft_even`` and
-    ``dft_odd`` (``[terms, n_lon / 2]``) hold those terms' ``cos(m phi)`` or ``sin(m
-    phi)`` on the first half of the longitudes; ``log_weight`` is the log of each cell's
-    weight in steradians (Gauss weight times ``2 pi / n_lon``).
+    Rows nearer a pole need fewer longitudes: a function of degree ``n`` has no
+    longitude frequency above about ``n sin(colatitude)`` there. Each row keeps the
+    smallest of ``BAND_FRACTIONS`` of ``n_lon`` (even) that is at least ``n_lon
+    sin(colatitude) + BAND_MARGIN``; rows of a band are stored together. ``bands`` is a
+    tuple of ``(rows, longitudes)``.
+
+    ``legendre [2(L+1), L+1, n_lat]`` holds ``w_m Pbar_lm`` at each node (``w_0 = 1``,
+    ``w_m = sqrt 2``) for the Fourier terms in :func:`_parity_order`, rows by band; each
+    band has ``dft_even`` and ``dft_odd`` (``[terms, longitudes / 2]``: those terms'
+    ``cos(m phi)`` or ``sin(m phi)`` on the first half of its longitudes);
+    ``log_weight [cells]`` is the log of each cell's weight in steradians (Gauss weight
+    times ``2 pi / longitudes``), cells by band, then row, then longitude.
     """
     x, weight = np_legendre.leggauss(n_lat)  # x = cos(colatitude)
     with jax.enable_x64(True), jax.ensure_compile_time_eval():
@@ -134,12 +146,25 @@ def _gauss_tables(L: int, n_lat: int, n_lon: int):
         )  # [n_lat, l, m]
     m = np.arange(L + 1)
     table = np.transpose(table * np.where(m == 0, 1.0, np.sqrt(2.0)), (2, 1, 0))  # [m, l, r]
-    phi = 2 * np.pi * np.arange(n_lon // 2) / n_lon
-    dft = np.concatenate([np.cos(np.outer(m, phi)), np.sin(np.outer(m, phi))])  # [2M, n_lon/2]
     order, n_even = _parity_order(L)
-    table, dft = np.concatenate([table, table])[order], dft[order]
-    log_weight = np.log(weight * 2 * np.pi / n_lon)[:, None]  # [n_lat, 1]
-    return table, dft[:n_even], dft[n_even:], log_weight
+    table = np.concatenate([table, table])[order]  # [2M, l, r]
+    sizes = [n_lon - n_lon % 2] + [2 * math.ceil(f * n_lon / 2) for f in BAND_FRACTIONS[:-1]]
+    sizes = sorted(set(sizes))
+    need = n_lon * np.sqrt(1 - x**2) + BAND_MARGIN  # [n_lat]
+    row_size = np.array([next((n for n in sizes if n >= k), sizes[-1]) for k in need])
+    bands, rows, dfts, log_weight = [], [], [], []
+    for n in sizes:
+        (members,) = np.nonzero(row_size == n)
+        if not members.size:
+            continue
+        phi = 2 * np.pi * np.arange(n // 2) / n
+        dft = np.concatenate([np.cos(np.outer(m, phi)), np.sin(np.outer(m, phi))])[order]
+        bands.append((int(members.size), int(n)))
+        rows.append(members)
+        dfts += [dft[:n_even], dft[n_even:]]
+        log_weight.append(np.repeat(np.log(weight[members] * 2 * np.pi / n), n))
+    rows = np.concatenate(rows)
+    return tuple(bands), (table[..., rows], *dfts, np.concatenate(log_weight))
 
 
 def _by_order(coeffs, L: int):
@@ -166,47 +191,60 @@ def _from_order(by_order, L: int):
     return jnp.concatenate(parts, -1)
 
 
-def _synthesize(coeffs, tables, L: int):
-    """``f`` on the Gauss grid: ``coeffs [B, D]`` -> ``[B, n_lat, n_lon]``."""
-    legendre, dft_even, dft_odd = tables
+def _synthesize(coeffs, tables, bands, L: int):
+    """``f`` on the reduced Gauss grid: ``coeffs [B, D]`` -> ``[B, cells]``."""
+    legendre, *dfts = tables
     fourier = jax.lax.dot_general(
         _by_order(coeffs, L), legendre, (((2,), (1,)), ((0,), (0,)))
     )  # [2M, B, n_lat]
     fourier = jnp.transpose(fourier, (1, 2, 0))  # [B, n_lat, 2M]
-    even = fourier[..., : dft_even.shape[0]] @ dft_even  # [B, n_lat, n_lon / 2]
-    odd = fourier[..., dft_even.shape[0] :] @ dft_odd
-    return jnp.concatenate([even + odd, even - odd], -1)  # phi, then phi + pi
+    out, start = [], 0
+    for (rows, n), dft_even, dft_odd in zip(bands, dfts[::2], dfts[1::2], strict=True):
+        band = fourier[:, start : start + rows]  # [B, rows, 2M]
+        even = band[..., : dft_even.shape[0]] @ dft_even  # [B, rows, n / 2]
+        odd = band[..., dft_even.shape[0] :] @ dft_odd
+        out.append(jnp.concatenate([even + odd, even - odd], -1).reshape(-1, rows * n))
+        start += rows
+    return jnp.concatenate(out, -1)  # phi, then phi + pi, per row
 
 
-def _analyse(values, tables, L: int):
-    """The transpose of :func:`_synthesize`: ``[B, n_lat, n_lon]`` -> ``[B, D]``."""
-    legendre, dft_even, dft_odd = tables
-    first, second = jnp.split(values, 2, axis=-1)
-    fourier = jnp.concatenate(
-        [(first + second) @ dft_even.T, (first - second) @ dft_odd.T], -1
-    )  # [B, n_lat, 2M]
+def _analyse(values, tables, bands, L: int):
+    """The transpose of :func:`_synthesize`: ``[B, cells]`` -> ``[B, D]``."""
+    legendre, *dfts = tables
+    fourier, start = [], 0
+    for (rows, n), dft_even, dft_odd in zip(bands, dfts[::2], dfts[1::2], strict=True):
+        band = values[:, start : start + rows * n].reshape(-1, rows, n)
+        first, second = jnp.split(band, 2, axis=-1)
+        fourier.append(
+            jnp.concatenate([(first + second) @ dft_even.T, (first - second) @ dft_odd.T], -1)
+        )  # [B, rows, 2M]
+        start += rows * n
     by_order = jax.lax.dot_general(
-        jnp.transpose(fourier, (2, 0, 1)), legendre, (((2,), (2,)), ((0,), (0,)))
+        jnp.transpose(jnp.concatenate(fourier, 1), (2, 0, 1)),
+        legendre,
+        (((2,), (2,)), ((0,), (0,))),
     )  # [2M, B, l]
     return _from_order(by_order, L)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _log_partition(scale: float, L: int, coeffs, tables, log_weight):
-    """``log Z_q`` ``[B]`` for ``coeffs [B, D]`` on the Gauss grid."""
-    return _log_partition_fwd(scale, L, coeffs, tables, log_weight)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _log_partition(scale: float, L: int, bands, coeffs, tables, log_weight):
+    """``log Z_q`` ``[B]`` for ``coeffs [B, D]`` on the reduced Gauss grid."""
+    return _log_partition_fwd(scale, L, bands, coeffs, tables, log_weight)[0]
 
 
-def _log_partition_fwd(scale, L, coeffs, tables, log_weight):
-    z = _synthesize(coeffs, tables, L) / scale + log_weight[None]  # [B, n_lat, n_lon]
-    log_z = jax.nn.logsumexp(z, axis=(1, 2))  # [B]
-    return log_z, (z, log_z, tables)
+def _log_partition_fwd(scale, L, bands, coeffs, tables, log_weight):
+    z = _synthesize(coeffs, tables, bands, L) / scale + log_weight[None]  # [B, cells]
+    top = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # [B, 1]
+    e = jnp.exp(z - top)  # kept for the gradient: q = e / total
+    total = jnp.sum(e, axis=-1)  # [B]
+    return top[:, 0] + jnp.log(total), (e, total, tables)
 
 
-def _log_partition_bwd(scale, L, residuals, g):
-    z, log_z, tables = residuals
-    q = jnp.exp(z - log_z[:, None, None]) * (g / scale)[:, None, None]  # [B, n_lat, n_lon]
-    return _analyse(q, tables, L), None, None
+def _log_partition_bwd(scale, L, bands, residuals, g):
+    e, total, tables = residuals
+    q = e * (g / (scale * total))[:, None]  # [B, cells]
+    return _analyse(q, tables, bands, L), None, None
 
 
 _log_partition.defvjp(_log_partition_fwd, _log_partition_bwd)
@@ -243,13 +281,12 @@ def delta_kl_divergence(
         )
     terms = target_terms(L, sigma_km, temperature)
     dtype = q_coeffs.dtype
-    *tables, log_weight = (
-        jnp.asarray(a, dtype) for a in _gauss_tables(L, *quadrature_size(L, sigma_km, temperature))
-    )
+    bands, arrays = _gauss_tables(L, *quadrature_size(L, sigma_km, temperature))
+    *tables, log_weight = (jnp.asarray(a, dtype) for a in arrays)
     l, _ = sphere.degree_order(L)
     # P = lambda_l Y(x0) = (lambda_l / w_l) p_coeffs   [B, D]
     response = terms.response / encoder.degree_weights(L, sigma_km)
     target = jax.lax.stop_gradient(p_coeffs) * jnp.asarray(response[l], dtype)[None, :]
     cross = jnp.sum(q_coeffs * target, axis=-1) / terms.scale  # [B]
-    log_z = _log_partition(terms.scale, L, q_coeffs, tuple(tables), log_weight)
+    log_z = _log_partition(terms.scale, L, bands, q_coeffs, tuple(tables), log_weight)
     return terms.neg_entropy - cross + log_z
