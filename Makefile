@@ -22,12 +22,14 @@ demo: $(STAMP)
 	$(PY) -m experiments.bluemarble
 
 # Setting B (oracle), the unseen-location study and the ablations, at noise 0.1 and the
-# target and band-limit groups again at noise 0.2, and Blue Marble's target chosen on
-# validation (about 90 min on 2 cores; each report states its own wall time).
+# target and band-limit groups again at noise 0.2, the loss compared on setting B's own
+# recipe, and Blue Marble's target chosen on validation (about 110 min on 2 cores; each
+# report states its own wall time).
 experiments: $(STAMP)
 	$(PY) -m experiments.oracle_mp16
 	$(PY) -m experiments.unseen
 	$(PY) -m experiments.ablations
+	$(PY) -m experiments.ablations --base recipe --which loss --out experiments/results/ablations/loss
 	$(PY) -m experiments.ablations --noise 0.2 --which smoothing smoothed_L L \
 		--out experiments/results/ablations/noise0.2
 	$(PY) -m experiments.bluemarble_target

@@ -1,10 +1,11 @@
-"""Training throughput: the experiments' runs end to end, the default CS-UNet's step, and
-mixed precision's accuracy.
+"""Training throughput: the experiments' runs end to end, the step of each loss, the
+default CS-UNet's step, and mixed precision's accuracy.
 
     python -m benchmarks.bench_train [--quick] [--skip-grid | --skip-e2e] [--L 32 64]
                                      [--batch-sizes 256 ... 16384]
                                      [--dtypes float32 bfloat16]
                                      [--before REV | --before ''] [--rounds 2]
+                                     [--losses | --skip-losses] [--loss-rounds 3]
 
 1. End to end (what an experiment waits for): :func:`locdiff.trainer.train` on an
    in-memory dataset the size of the experiment's, with its model (``demo`` profiles of
@@ -15,12 +16,17 @@ mixed precision's accuracy.
    same runs of that revision are measured in turn with this revision's, ``--rounds``
    times each (a git worktree of REV with this script copied in, in a subprocess), so
    that the ratio compares the two on the same machine at the same time.
-2. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
+2. The loss step: one jitted train step (batch 256) of setting B's demo LocDiff with
+   ``diffusion.loss`` MSE, KL and MSE+KL, at L = 24 and 32 with setting B's smoothed
+   target and at L = 32 with the ablations' truncated one; the same steps of revision
+   2f3a397 (the SHDD-KL on the latitude-longitude grid of ``shdd.kl_divergence``) are
+   measured in turn, ``--loss-rounds`` times each. ``--losses`` runs only this.
+3. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
    L = 32 and 64, batches of 256 to 16,384, float32 and bfloat16 compute, on 768-d
    float16 conditions (MP16 with CLIP ViT-L/14): samples/s, the step's FLOPs from XLA's
    cost analysis, the achieved FLOP/s and the model FLOPs utilisation against the
    device's peak (a datasheet's for a known GPU, an estimate for a CPU).
-3. Mixed precision: one small task trained in float32 and in bfloat16; the gap between
+4. Mixed precision: one small task trained in float32 and in bfloat16; the gap between
    their final validation losses.
 
 The same script runs unchanged on a CPU and on a GPU.
@@ -350,6 +356,19 @@ def _e2e_sections(after: list[dict], before: list[dict], args, steps: int) -> di
     return sections
 
 
+def _compare_losses(args) -> None:
+    """The loss section: this revision's loss steps and ``KL_BEFORE``'s, in turn."""
+    after, before = [], []
+    with _worktree(KL_BEFORE) as tree:
+        for _ in range(args.loss_rounds):
+            after.append(loss_steps())
+            before.append(_measure_losses(tree))
+    command = " ".join(["python -m benchmarks.bench_train", *sys.argv[1:]])
+    text = _loss_section(after, before, command)
+    print(text)
+    _report.write_section(args.report, f"bench-train-loss-{jax.default_backend()}", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -368,6 +387,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="end-to-end rounds per revision")
     parser.add_argument("--e2e-json", help=argparse.SUPPRESS)
     parser.add_argument("--losses", action="store_true", help="only the loss comparison")
+    parser.add_argument("--skip-losses", action="store_true", help="no loss comparison")
     parser.add_argument("--loss-rounds", type=int, default=3)
     parser.add_argument("--loss-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -383,16 +403,9 @@ def main() -> None:
         with open(args.loss_json, "w") as f:
             json.dump(loss_steps(), f)
         return
+    if args.losses or not args.skip_losses:
+        _compare_losses(args)
     if args.losses:
-        after, before = [], []
-        with _worktree(KL_BEFORE) as tree:
-            for _ in range(args.loss_rounds):
-                after.append(loss_steps())
-                before.append(_measure_losses(tree))
-        command = " ".join(["python -m benchmarks.bench_train", *sys.argv[1:]])
-        text = _loss_section(after, before, command)
-        print(text)
-        _report.write_section(args.report, f"bench-train-loss-{backend}", text)
         print(f"wrote {args.report}")
         return
     body = None

@@ -34,6 +34,10 @@ Every trained variant samples at the guidance scale chosen on its own validation
 Each row also has its accuracy on 1,000 validation rows of the training data (their
 noisy conditions, the same rows for every variant): the variant to prefer (the highest
 mean accuracy over 25, 200, 750 and 2500 km) is chosen there, never on the test set.
+Beside it, each variant's difference in that mean from the group's incumbent (the base
+run where the group has it, else its first row) with the standard error of the paired
+difference over those rows. The rule for changing a recipe: a variant replaces the
+incumbent when its difference exceeds twice that standard error; smaller wins are noise.
 Writes ``ablations.md`` / ``.json`` into ``--out``; ± is a bootstrap standard error.
 Configs: ``experiments/configs/ablations.py``.
 """
@@ -92,6 +96,23 @@ VAL_KEYS = ("acc_25km", "acc_200km", "acc_750km", "acc_2500km")
 VALIDATION_ROWS = 1000
 
 
+def paired_difference(errors_km, incumbent_km) -> dict:
+    """A variant's mean validation accuracy over ``VAL_KEYS`` (percent), its difference
+    from the incumbent's on the same rows, and the standard error of that paired
+    difference (per-row accuracy averaged over the thresholds, then differenced)."""
+    thresholds = np.array([float(k[4:-2]) for k in VAL_KEYS])
+
+    def per_row(d):
+        return 100 * (np.asarray(d)[:, None] <= thresholds).mean(1)
+
+    score, diff = per_row(errors_km), per_row(errors_km) - per_row(incumbent_km)
+    return {
+        "val_mean": float(score.mean()),
+        "val_mean_diff": float(diff.mean()),
+        "val_mean_diff_se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
+    }
+
+
 def main() -> None:
     parser = common.parser(__doc__, "ablations", PROFILES)
     choices = [*TRAINED, *SAMPLING]
@@ -136,12 +157,14 @@ def main() -> None:
             progress=not args.no_progress,
         )  # fmt: skip
         locator = load_locator(workdir, **sampling) if sampling else trained
-        val_scores = metrics.summarize(locator.predict(val_x, top_k=1).top1, val_truth)
+        val_pred = locator.predict(val_x, top_k=1).top1
+        val_scores = metrics.summarize(val_pred, val_truth)
         start = time.perf_counter()
         pred = locator.predict(cond, top_k=1).top1
         row = {"setting": label, "run": key, **common.score(pred, truth, seed=args.seed)}
         row.update({f"val_{k}": val_scores[k] for k in VAL_KEYS})
         row.update(common.budget(trained.meta), predict_s=round(time.perf_counter() - start, 1))
+        row["_val_km"] = metrics.distances_km(val_pred, val_truth)
         common.log(
             f"  {label}: validation {row['val_acc_200km']:.1f} / {row['val_acc_750km']:.1f} %, "
             f"test {row['acc_25km']:.1f} / {row['acc_200km']:.1f} / {row['acc_750km']:.1f} % "
@@ -166,19 +189,38 @@ def main() -> None:
                 f"One trained base model; only the sampler's `{name}` changes (the others "
                 "at the base model's defaults, its guidance chosen on validation)."
             )
+        incumbent = next((r for r in rows if r["run"] == "base"), rows[0])
         for r in rows:
             r["ablation"] = which
+            r.update(paired_difference(r["_val_km"], incumbent["_val_km"]))
+        for r in rows:
+            del r["_val_km"]  # per-row errors: not for the report's JSON
         all_rows += rows
         best = max(rows, key=lambda r: sum(r[f"val_{k}"] for k in VAL_KEYS))
-        validation = "| setting | " + " | ".join(f"val % ≤ {k[4:]}" for k in VAL_KEYS) + " |\n"
-        validation += "|---|" + "---|" * len(VAL_KEYS) + "\n"
+        adopted = [r for r in rows if r["val_mean_diff"] > 2 * r["val_mean_diff_se"]]
+        verdict = (
+            f"**{max(adopted, key=lambda r: r['val_mean_diff'])['setting']}** beats the "
+            "incumbent by more than twice the paired standard error"
+            if adopted
+            else "no variant beats the incumbent by more than twice the paired standard error"
+        )
+        validation = "| setting | " + " | ".join(f"val % ≤ {k[4:]}" for k in VAL_KEYS)
+        validation += f" | mean | mean - {incumbent['setting']}'s |\n"
+        validation += "|---|" + "---|" * (len(VAL_KEYS) + 2) + "\n"
         for r in rows:
             validation += f"| {r['setting']} | "
-            validation += " | ".join(f"{r['val_' + k]:.1f}" for k in VAL_KEYS) + " |\n"
+            validation += " | ".join(f"{r['val_' + k]:.1f}" for k in VAL_KEYS)
+            validation += f" | {r['val_mean']:.1f} | "
+            validation += (
+                "(incumbent)"
+                if r is incumbent
+                else f"{r['val_mean_diff']:+.1f} ± {r['val_mean_diff_se']:.1f}"
+            )
+            validation += " |\n"
         text = (
             f"{note}\n\nValidation ({len(val)} rows of the training data; the choice is made "
             f"here): **{best['setting']}** has the highest mean accuracy over 25, 200, 750 "
-            f"and 2500 km.\n\n{validation}\n"
+            f"and 2500 km; {verdict} (± is that error).\n\n{validation}\n"
             f"Test (Im2GPS3k):\n\n{common.table(rows, ['setting'], KEYS)}\n\n"
         )
         if which in TRAINED:

@@ -130,3 +130,9 @@ def test_unseen_study_and_ablations(run_script, tmp_path):
     fresh = rows["noise_draw", "fresh every step"]  # its own run, on the clean conditions
     assert fresh["run"] == "train.condition_noise=0.1" and fresh["steps"] > 0
     assert all(0 <= r["val_acc_200km"] <= r["val_acc_2500km"] <= 100 for r in rows.values())
+    # Differences are paired against the group's base run: the same run differs by 0.
+    base, other = rows["L", "L=4"], rows["L", "L=2"]
+    assert base["val_mean_diff"] == base["val_mean_diff_se"] == 0
+    assert other["val_mean_diff"] == pytest.approx(other["val_mean"] - base["val_mean"])
+    mean = sum(other[f"val_acc_{k}km"] for k in (25, 200, 750, 2500)) / 4
+    assert other["val_mean"] == pytest.approx(mean)
