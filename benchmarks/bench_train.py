@@ -177,7 +177,7 @@ def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=No
 LOSS_RECIPES = (
     ("setting B demo (smoothed 700 km)", {}),
     ("setting B recipe at L = 32 (smoothed 700 km)", {"model.L": 32}),
-    ("ablations' base (truncated)", {"model.L": 32, "model.sigma_km": None}),
+    ("ablations' base (truncated delta)", {"model.L": 32, "model.sigma_km": None}),
 )
 LOSSES = ("mse", "kl", "mse+kl")
 KL_BEFORE = "2f3a397"  # the SHDD-KL synthesised on the latitude-longitude grid
@@ -189,7 +189,9 @@ def loss_step(changes: dict, loss: str, cond_dim: int = 512, repeats: int = 3) -
     median of ``repeats`` timings of 20 steps after compilation)."""
     from experiments.configs import oracle_mp16
 
-    config = override(oracle_mp16.demo_models().locdiff, **changes, **{"diffusion.loss": loss})
+    smoothed = changes.get("model.sigma_km", 700.0) is not None  # override skips None
+    config = oracle_mp16.demo_models(smoothed=smoothed).locdiff
+    config = override(config, **changes, **{"diffusion.loss": loss})
     mesh = sharding.make_mesh()
     tx, schedule = make_optimizer(config)
     graphdef, state = init_state(config, cond_dim, tx)

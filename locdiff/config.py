@@ -98,8 +98,9 @@ class DiffusionConfig:
     Attributes:
       timesteps: 0 for continuous time ``t ~ U(0, 1)``; ``T > 0`` for ``t = i / T``.
       prediction: what the network predicts: ``x0``, ``eps`` or ``v``.
-      loss: ``mse`` (on the prediction target), ``kl`` (SHDD-KL between the decoded
-        true and predicted ``x0``) or ``mse+kl`` (MSE plus ``kl_weight`` times SHDD-KL).
+      loss: ``mse`` (on the prediction target), ``kl`` (SHDD-KL from the target's
+        delta to the predicted ``x0``, :func:`shdd.delta_kl_divergence`) or ``mse+kl``
+        (MSE plus ``kl_weight`` times SHDD-KL).
       kl_weight, kl_temperature: weight and softmax temperature of the SHDD-KL term.
       scale: multiplies the SHDD vector before diffusion; ``sqrt(4 pi)`` gives the
         truncated delta unit mean-square entries.

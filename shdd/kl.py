@@ -167,37 +167,52 @@ def _gauss_tables(L: int, n_lat: int, n_lon: int):
     return tuple(bands), (table[..., rows], *dfts, np.concatenate(log_weight))
 
 
-def _by_order(coeffs, L: int):
-    """``coeffs [B, D]`` -> ``[2(L+1), B, L+1 (l)]`` in :func:`_parity_order`, by static slices."""
-    cos, sin = [], []
-    for l in range(L + 1):
-        centre = l * l + l  # k of (l, 0)
-        cos.append(jnp.pad(coeffs[:, centre : centre + l + 1], ((0, 0), (0, L - l))))
-        sin.append(jnp.pad(jnp.flip(coeffs[:, centre - l : centre], -1), ((0, 0), (1, L - l))))
-    square = jnp.concatenate([jnp.stack(cos, 1), jnp.stack(sin, 1)], -1)  # [B, l, 2M]
-    square = jnp.take(square, _parity_order(L)[0].astype(np.int32), axis=-1)
-    return jnp.transpose(square, (2, 0, 1))
+@functools.cache
+def _term_index(L: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Where each Fourier term of :func:`_parity_order` finds its coefficients: the flat
+    indices ``k`` of degrees ``m..L`` of every term, concatenated (each ``k`` once), their
+    inverse permutation, and each term's start in that concatenation (``2(L+1) + 1``
+    offsets; the sine of order 0 has none)."""
+    index, starts = [], [0]
+    for j in _parity_order(L)[0]:
+        m, sine = int(j % (L + 1)), bool(j >= L + 1)
+        if not (sine and m == 0):
+            index += [l * l + l + (-m if sine else m) for l in range(m, L + 1)]
+        starts.append(len(index))
+    index = np.asarray(index, np.int32)
+    return index, np.argsort(index).astype(np.int32), tuple(starts)
 
 
-def _from_order(by_order, L: int):
-    """The transpose of :func:`_by_order`: ``[2(L+1), B, L+1]`` -> ``[B, D]``."""
-    square = jnp.transpose(by_order, (1, 2, 0))  # [B, l, 2M] in parity order
-    square = jnp.take(square, np.argsort(_parity_order(L)[0]).astype(np.int32), axis=-1)
-    M = L + 1
+def _legendre_terms(coeffs, legendre, L: int):
+    """``coeffs [B, D]`` -> ``[B, n_lat, 2(L+1)]``: each Fourier term's Legendre sum at
+    every node, one small matrix product per term over its own degrees ``m..L``."""
+    index, _, starts = _term_index(L)
+    by_term = jnp.take(coeffs, index, axis=1)  # [B, D], terms' degrees contiguous
+    columns = []
+    for t, j in enumerate(_parity_order(L)[0]):
+        m, (a, b) = int(j % (L + 1)), starts[t : t + 2]
+        if a == b:  # sin(0 phi) = 0
+            columns.append(jnp.zeros((coeffs.shape[0], legendre.shape[-1]), coeffs.dtype))
+        else:
+            columns.append(by_term[:, a:b] @ legendre[t, m:])
+    return jnp.stack(columns, -1)
+
+
+def _legendre_terms_transpose(fourier, legendre, L: int):
+    """The transpose of :func:`_legendre_terms`: ``[B, n_lat, 2(L+1)]`` -> ``[B, D]``."""
+    _, inverse, starts = _term_index(L)
     parts = []
-    for l in range(L + 1):
-        parts.append(jnp.flip(square[:, l, M + 1 : M + l + 1], -1))  # m = -l .. -1
-        parts.append(square[:, l, : l + 1])  # m = 0 .. l
-    return jnp.concatenate(parts, -1)
+    for t, j in enumerate(_parity_order(L)[0]):
+        m, (a, b) = int(j % (L + 1)), starts[t : t + 2]
+        if a < b:
+            parts.append(fourier[..., t] @ legendre[t, m:].T)  # [B, L + 1 - m]
+    return jnp.take(jnp.concatenate(parts, -1), inverse, axis=1)
 
 
 def _synthesize(coeffs, tables, bands, L: int):
     """``f`` on the reduced Gauss grid: ``coeffs [B, D]`` -> ``[B, cells]``."""
     legendre, *dfts = tables
-    fourier = jax.lax.dot_general(
-        _by_order(coeffs, L), legendre, (((2,), (1,)), ((0,), (0,)))
-    )  # [2M, B, n_lat]
-    fourier = jnp.transpose(fourier, (1, 2, 0))  # [B, n_lat, 2M]
+    fourier = _legendre_terms(coeffs, legendre, L)  # [B, n_lat, 2M]
     out, start = [], 0
     for (rows, n), dft_even, dft_odd in zip(bands, dfts[::2], dfts[1::2], strict=True):
         band = fourier[:, start : start + rows]  # [B, rows, 2M]
@@ -219,12 +234,7 @@ def _analyse(values, tables, bands, L: int):
             jnp.concatenate([(first + second) @ dft_even.T, (first - second) @ dft_odd.T], -1)
         )  # [B, rows, 2M]
         start += rows * n
-    by_order = jax.lax.dot_general(
-        jnp.transpose(jnp.concatenate(fourier, 1), (2, 0, 1)),
-        legendre,
-        (((2,), (2,)), ((0,), (0,))),
-    )  # [2M, B, l]
-    return _from_order(by_order, L)
+    return _legendre_terms_transpose(jnp.concatenate(fourier, 1), legendre, L)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
