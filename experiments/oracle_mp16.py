@@ -5,9 +5,12 @@
 Training set: the 100K MP16 photo locations of the ``geoclip`` wheel, and a thinned
 variant (a fixed random 10% of them: sparse coverage). Test sets: the Im2GPS3k and
 YFCC26k ground truth (shipped with the package; the ``demo`` profile uses a fixed random
-5,000 of YFCC26k). The condition of a location is its embedding by GeoCLIP's pretrained
-location encoder, L2-normalised, plus Gaussian noise of standard deviation ``--noise``
-per coordinate (:mod:`locdiff.oracle`; fresh noise for every training and test row).
+5,000 of YFCC26k) and ``land``, a GWS-like test of 2,000 points uniform in area over land
+north of 60 S (:func:`locdiff.oracle.land_test`, seed ``--seed``): where a picture could
+be taken rather than where photographers went. The condition of a location is its
+embedding by GeoCLIP's pretrained location encoder, L2-normalised, plus Gaussian noise
+of standard deviation ``--noise`` per coordinate (:mod:`locdiff.oracle`; fresh noise for
+every training and test row).
 
 Rows: ``geoclip-retrieval`` searches GeoCLIP's clean GPS gallery (exactly GeoCLIP's
 inference), ``retrieval`` the training set's own (noisy) embeddings; ``locdiff-h`` and
@@ -15,9 +18,13 @@ inference), ``retrieval`` the training set's own (noisy) embeddings; ``locdiff-h
 predictions, each with its rule chosen on the validation split. Every learned method
 stops on its validation loss within the same cap in samples. Each test set is also
 scored on its points farther than 100 km from every training location (``far``: the
-sparse-coverage generalisation). LocDiff's 50% / 90% credible regions are scored for
-coverage on Im2GPS3k. Writes ``oracle_mp16.md`` / ``.json`` and
-``learning_curves.png`` into ``--out``. Configs: ``experiments/configs/oracle_mp16.py``.
+sparse-coverage generalisation). LocDiff, LocDiff-H and LocDiff-H over GeoCLIP's gallery
+are compared with the best baseline (by mean accuracy over 1-2500 km; for the last,
+``geoclip-retrieval``) by paired bootstrap differences on every test set and subset.
+LocDiff's 50% / 90% credible regions are scored for coverage and median area on Im2GPS3k
+and the land test, all and far. Nothing is chosen on a test set. Writes
+``oracle_mp16.md`` / ``.json`` and ``learning_curves.png`` into ``--out``. Configs:
+``experiments/configs/oracle_mp16.py``.
 """
 
 from __future__ import annotations
@@ -27,17 +34,23 @@ import time
 
 import numpy as np
 
-from locdiff import calibration, data, splits
+from locdiff import calibration, data, metrics, splits
 from locdiff.hybrid import Gallery, locdiff_h
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
-from locdiff.oracle import oracle_condition, oracle_data, training_set
+from locdiff.oracle import land_test, oracle_condition, oracle_data, training_set
 
 from experiments import common
 from experiments.configs.common import PROFILES
 from experiments.configs.oracle_mp16 import get_config
 
 METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "locdiff")
+# Paired comparisons: LocDiff's rows, each against the best of its baselines.
+COMPARED = {
+    "locdiff": METHODS[:-1],
+    "locdiff-h": METHODS[:-1],
+    "locdiff-h-geoclip": ("geoclip-retrieval",),
+}
 KEYS = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
 FAR_KM = 100.0
 
@@ -50,8 +63,9 @@ def main() -> None:
     wall = time.perf_counter()
     config = get_config(args.profile)
     d = oracle_data(args.cache, yfcc_n=config.yfcc_n, gallery_n=config.gallery_n)
+    d["land"] = land_test(args.cache, n=config.land_n, seed=args.seed)
     runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}")
-    rows, coverage_rows, curves = [], [], {}
+    rows, coverage_rows, curves, errors = [], [], {}, {}
     for label, share in (("100%", 1.0), *((f"{t:.0%}", t) for t in config.thinned)):
         latlon, emb = d["gallery"]
         if share < 1:
@@ -60,7 +74,7 @@ def main() -> None:
         for noise in args.noise:
             tests = {
                 name: (d[name][0], oracle_condition(d[name][1], noise, seed=args.seed + 2))
-                for name in ("im2gps3k", "yfcc26k")
+                for name in ("im2gps3k", "yfcc26k", "land")
             }
             far = {name: splits.nearest_km(t[0], latlon) > FAR_KM for name, t in tests.items()}
             stem = os.path.join(runs, f"gallery{share:g}", f"noise{noise:g}")
@@ -72,14 +86,7 @@ def main() -> None:
                 if share == 1 and noise == 0.1:
                     curves[name] = common.read_curve(f"{stem}/{name}", locator.meta)
                 if name == "locdiff":
-                    truth, cond = tests["im2gps3k"]
-                    some = np.random.default_rng(0).permutation(len(truth))[: config.coverage_n]
-                    truth, cond = truth[some], cond[some]
-                    coverage_rows.append(
-                        {"gallery": label, "noise": noise}
-                        | calibration.coverage(locator, cond, truth, seed=args.seed)
-                        | common.locdiff_choices(locator)
-                    )
+                    coverage_rows += _coverage(locator, tests, far, config, args, label, noise)
                 for test_name, (truth, cond) in tests.items():
                     prediction = locator.predict(cond, top_k=1)
                     subsets = {"all": np.ones(len(truth), bool), "far": far[test_name]}
@@ -92,6 +99,8 @@ def main() -> None:
                             row |= {"subset": subset, "method": variant}
                             row |= common.score(top1[sel], truth[sel], seed=args.seed)
                             rows.append(row | common.budget(locator.meta))
+                            key = (label, noise, test_name, subset, variant)
+                            errors[key] = metrics.distances_km(top1[sel], truth[sel])
                             common.log(
                                 f"  {test_name} {subset} (n={int(sel.sum())}) {variant}: "
                                 + " / ".join(f"{row[k]:.1f}" for k in KEYS)
@@ -100,7 +109,58 @@ def main() -> None:
     curve_png = common.write_curves(
         args.out, curves, "Setting B, MP16 100%, noise 0.1: validation accuracy"
     )
-    _report(args, config, rows, coverage_rows, curves, curve_png, time.perf_counter() - wall)
+    paired = _paired(rows, errors, args.seed)
+    wall_s = time.perf_counter() - wall
+    _report(args, config, rows, coverage_rows, paired, curves, curve_png, wall_s)
+
+
+def _coverage(locator, tests, far, config, args, label, noise) -> list[dict]:
+    """LocDiff's credible regions on Im2GPS3k (``coverage_n`` of it) and the land test,
+    all points and the far ones: one row each."""
+    out = []
+    for test_name in ("im2gps3k", "land"):
+        truth, cond = tests[test_name]
+        some = np.arange(len(truth))
+        if test_name == "im2gps3k":
+            some = np.sort(np.random.default_rng(0).permutation(len(truth))[: config.coverage_n])
+        for subset, sel in (("all", some), ("far", some[far[test_name][some]])):
+            if not sel.size:
+                continue
+            out.append(
+                {"gallery": label, "noise": noise, "test": test_name, "subset": subset}
+                | {"n": int(sel.size)}
+                | calibration.coverage(locator, cond[sel], truth[sel], seed=args.seed)
+                | common.locdiff_choices(locator)
+            )
+    return out
+
+
+def _paired(rows: list[dict], errors: dict, seed: int) -> list[dict]:
+    """Each of ``COMPARED`` minus the best of its baselines (highest mean accuracy over
+    ``KEYS`` on that test and subset), by :func:`locdiff.metrics.paired_difference`."""
+    out = []
+    for key in errors:
+        label, noise, test, subset, variant = key
+        if variant not in COMPARED:
+            continue
+        same = {
+            r["method"]: r
+            for r in rows
+            if (r["gallery"], r["noise"], r["test"], r["subset"]) == key[:4]
+            and r["method"] in COMPARED[variant]
+        }
+        if not same:
+            continue
+        best = max(same.values(), key=lambda r: sum(r[k] for k in KEYS))["method"]
+        diff = metrics.paired_difference(
+            errors[key], errors[(*key[:4], best)], thresholds=metrics.THRESHOLDS_KM, seed=seed
+        )
+        out.append(
+            {"gallery": label, "noise": noise, "test": test, "subset": subset}
+            | {"method": variant, "against": best, "n": len(errors[key])}
+            | diff
+        )
+    return out
 
 
 def _train(name, train_npz, gallery, stem, config, args) -> dict:
@@ -136,17 +196,30 @@ def _train(name, train_npz, gallery, stem, config, args) -> dict:
 
 
 def _coverage_table(rows: list[dict]) -> str:
-    head = ["gallery", "noise", "coverage 50%", "coverage 90%", "area 50% (km²)"]
-    head += ["area 90% (km²)", *common.CHOICES.values()]
+    head = ["gallery", "noise", "test", "subset", "n", "coverage 50%", "coverage 90%"]
+    head += ["area 50% (km²)", "area 90% (km²)", *common.CHOICES.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["gallery"], f"{r['noise']:g}", f"{r['coverage_50']:.1f}"]
+        cells = [r["gallery"], f"{r['noise']:g}", r["test"], r["subset"], str(r["n"])]
+        cells += [f"{r['coverage_50']:.1f}"]
         cells += [f"{r['coverage_90']:.1f}", f"{r['area_50_km2']:.3g}", f"{r['area_90_km2']:.3g}"]
         lines.append("| " + " | ".join(cells + common.choices_cells(r)) + " |")
     return "\n".join(lines)
 
 
-def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> None:
+def _paired_table(rows: list[dict]) -> str:
+    head = ["gallery", "noise", "test", "subset", "n", "method", "against"]
+    head += [k.replace("acc_", "Δ% ≤ ") for k in KEYS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["gallery"], f"{r['noise']:g}", r["test"], r["subset"], str(r["n"])]
+        cells += [r["method"], r["against"]]
+        cells += [f"{r[k]:+.1f} ± {r['se_' + k]:.1f}" for k in KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _report(args, config, rows, coverage_rows, paired, curves, curve_png, wall_s) -> None:
     columns = ["noise", "test", "method"]
     pick = lambda gallery, subset: [  # noqa: E731
         r for r in rows if r["gallery"] == gallery and r["subset"] == subset
@@ -180,9 +253,18 @@ def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> Non
         )
     sections += [
         (
-            "LocDiff's credible regions (Im2GPS3k)",
+            "Paired differences against the best baseline",
+            "Accuracy of each LocDiff row minus that of the best baseline on the same test "
+            "points (the highest mean accuracy over 1-2500 km among retrieval, cells, "
+            "regression and coords-diffusion; for `locdiff-h-geoclip`, `geoclip-retrieval`),"
+            " in points; ± is a paired bootstrap standard error (the same resampled points "
+            "for both).\n\n" + _paired_table(paired),
+        ),
+        (
+            "LocDiff's credible regions",
             "Coverage: share of test points inside LocDiff's 50% / 90% credible region "
-            "(1-degree maps); area: the regions' median area. Then what each run chose on "
+            "(1-degree maps); area: the regions' median area; Im2GPS3k and the GWS-like land "
+            "test, all points and those far from training. Then what each run chose on "
             "its validation split: guidance, the map rule and the radius its modes snap "
             "within (`calibration.json`).\n\n" + _coverage_table(coverage_rows),
         ),
@@ -201,6 +283,7 @@ def _report(args, config, rows, coverage_rows, curves, curve_png, wall_s) -> Non
         "config": config.models.to_dict(),
         "rows": rows,
         "coverage": coverage_rows,
+        "paired": paired,
         "curves": curves,
     }
     title = "Setting B: MP16 locations, oracle GeoCLIP location embeddings"

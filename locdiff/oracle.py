@@ -75,6 +75,24 @@ def oracle_data(cache: str, *, yfcc_n: int | None = None, gallery_n: int | None 
     return out
 
 
+def land_test(cache: str, *, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Setting B's GWS-like test set: ``n`` points uniform in area over land north of 60 S
+    (:func:`locdiff.splits.land_points` with ``seed``) and their raw GeoCLIP location
+    embeddings, ``(latlon [n, 2], emb [n, E])``, cached in ``cache``."""
+    from locdiff.splits import land_points
+
+    path = os.path.join(cache, f"oracle_land_{n}_{seed}.npz")
+    if not os.path.exists(path):
+        from locdiff.encoders import GeoCLIPLocationEncoder
+
+        latlon = land_points(n, seed=seed)
+        emb = GeoCLIPLocationEncoder().embed_locations(latlon)
+        os.makedirs(cache, exist_ok=True)
+        files.save_npz(path, latlon=latlon, emb=emb)
+    a = files.load_npz(path)
+    return a["latlon"], a["emb"]
+
+
 def training_set(cache: str, gallery, noise: float, seed: int) -> str:
     """An ``.npz`` of the gallery with conditions of noise ``noise`` (0: clean), cached."""
     latlon, emb = gallery

@@ -74,6 +74,35 @@ def nearest_km(points, reference) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2, 0.0, 1.0))
 
 
+def land_points(n: int, *, seed: int = 0, min_lat: float = -60.0) -> np.ndarray:
+    """``[n, 2]`` points (degrees) uniform in area over land north of ``min_lat``.
+
+    A test set spread wherever a picture could be taken, like GWS15k's street views,
+    rather than where photographers went: uniform on the sphere (``sin(lat)`` uniform
+    above ``min_lat``, longitude uniform), kept where the 1 km land mask of
+    ``global-land-mask`` says land (lakes count as land). The same ``seed`` gives the
+    same points.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not -90 <= min_lat < 90:
+        raise ValueError(f"min_lat must be in [-90, 90), got {min_lat}")
+    try:
+        from global_land_mask import globe
+    except ImportError:
+        raise ImportError("land_points needs `pip install global-land-mask`") from None
+    rng = np.random.default_rng(seed)
+    kept, found = [], 0
+    while found < n:
+        z = rng.uniform(np.sin(np.deg2rad(min_lat)), 1.0, 4 * n)
+        lat = np.clip(np.rad2deg(np.arcsin(z)), -89.999, 89.999)
+        lon = rng.uniform(-180.0, 180.0, 4 * n)
+        land = globe.is_land(lat, lon)
+        kept.append(np.stack([lat[land], lon[land]], -1))
+        found += int(land.sum())
+    return np.concatenate(kept)[:n]
+
+
 def random_split(n: int, *, test_fraction: float = 0.1, seed: int = 0) -> Split:
     """A random ``test_fraction`` of ``n`` points for testing."""
     if not 0 < test_fraction < 1:

@@ -29,6 +29,7 @@ class OracleConfig:
       thinned: also train on these random shares of the gallery (sparse coverage).
       coverage_n: Im2GPS3k points (the first of a fixed random order) on which LocDiff's
         credible regions are scored (None: all).
+      land_n: points of the GWS-like land test (:func:`locdiff.oracle.land_test`).
     """
 
     gallery_n: int | None
@@ -36,6 +37,7 @@ class OracleConfig:
     models: Methods
     thinned: tuple[float, ...] = (0.1,)
     coverage_n: int | None = None
+    land_n: int = 2000
 
 
 def get_config(profile: str = "demo") -> OracleConfig:
@@ -44,7 +46,9 @@ def get_config(profile: str = "demo") -> OracleConfig:
         models = Methods(
             SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((25, 1000),))
         )
-        return OracleConfig(gallery_n=1500, yfcc_n=100, models=models, thinned=(), coverage_n=200)
+        return OracleConfig(
+            gallery_n=1500, yfcc_n=100, models=models, thinned=(), coverage_n=200, land_n=150
+        )
     if profile == "full":
         locdiff = override(
             Config(), **{"model.L": 64, "train.steps": 30000, "train.checkpoint_every": 2000}

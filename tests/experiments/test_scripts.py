@@ -94,8 +94,9 @@ def test_oracle_setting_b(run_script, tmp_path):
     )
     rows = {(r["test"], r["method"]): r for r in result["rows"] if r["subset"] == "all"}
     expected = {"retrieval", "geoclip-retrieval", "locdiff", "locdiff-h", "locdiff-h-geoclip"}
-    assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k") for m in expected}
+    assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k", "land") for m in expected}
     assert rows["im2gps3k", "locdiff"]["n"] == 2997 and rows["yfcc26k", "locdiff"]["n"] == 100
+    assert rows["land", "locdiff"]["n"] == 150
     # GeoCLIP's retrieval over its clean gallery (1,500 MP16 locations in the smoke
     # profile) with the location's own embedding plus noise 0.1: the right continent.
     for test in ("im2gps3k", "yfcc26k"):
@@ -103,8 +104,21 @@ def test_oracle_setting_b(run_script, tmp_path):
     # The far subset: the test points more than 100 km from every training location.
     far = {r["test"]: r["n"] for r in result["rows"] if r["subset"] == "far"}
     assert 0 < far["im2gps3k"] < 2997
-    (cov,) = result["coverage"]
-    assert 0 <= cov["coverage_50"] <= cov["coverage_90"] <= 100
+    assert far["land"] > 75  # 1,500 training locations leave most land far from them
+    coverage = {(c["test"], c["subset"]): c for c in result["coverage"]}
+    assert set(coverage) == {(t, s) for t in ("im2gps3k", "land") for s in ("all", "far")}
+    assert coverage["land", "far"]["n"] == far["land"] and coverage["im2gps3k", "all"]["n"] == 200
+    assert all(0 <= c["coverage_50"] <= c["coverage_90"] <= 100 for c in coverage.values())
+    # Paired differences: each LocDiff row against the best of its baselines.
+    paired = {(p["test"], p["subset"], p["method"]): p for p in result["paired"]}
+    assert paired["land", "far", "locdiff"]["against"] == "retrieval"
+    assert paired["im2gps3k", "all", "locdiff-h-geoclip"]["against"] == "geoclip-retrieval"
+    by = {(r["test"], r["subset"], r["method"]): r for r in result["rows"]}
+    p = paired["land", "all", "locdiff-h"]
+    expected = (
+        by["land", "all", "locdiff-h"]["acc_750km"] - by["land", "all", "retrieval"]["acc_750km"]
+    )
+    assert p["acc_750km"] == pytest.approx(expected)
     assert result["curves"]["locdiff"] and os.path.exists(tmp_path / "learning_curves.png")
 
 

@@ -61,3 +61,22 @@ def test_bootstrap_standard_error_matches_the_binomial_one():
     # Whole groups resampled: two groups of opposite outcome spread far more.
     groups = (metrics.distances_km(pred, true) <= 25).astype(int)
     assert metrics.bootstrap_se(pred, true, groups, n=300)["acc_25km"] > 10 * se["acc_25km"]
+
+
+def test_paired_difference_is_tighter_than_unpaired_errors():
+    rng = np.random.default_rng(0)
+    d_b = rng.exponential(300.0, 4000)  # two methods that mostly agree:
+    d_a = np.where(rng.random(4000) < 0.1, d_b / 10, d_b)  # a is better on 10% of points
+    out = metrics.paired_difference(d_a, d_b, thresholds=(25, 200))
+    for t in (25, 200):
+        expected = 100 * ((d_a <= t).mean() - (d_b <= t).mean())
+        assert out[f"acc_{t}km"] == pytest.approx(expected)
+        # Binomial spread of the rows that differ, far below either method's own error.
+        flips = ((d_a <= t) != (d_b <= t)).mean()
+        assert out[f"se_acc_{t}km"] == pytest.approx(100 * np.sqrt(flips / 4000), rel=0.15)
+        own = 100 * np.sqrt((d_b <= t).mean() * (1 - (d_b <= t).mean()) / 4000)
+        assert out[f"se_acc_{t}km"] < own
+    same = metrics.paired_difference(d_b, d_b)
+    assert all(v == 0 for v in same.values())
+    with pytest.raises(ValueError, match="one length"):
+        metrics.paired_difference(d_a, d_b[:10])

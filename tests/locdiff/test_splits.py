@@ -42,3 +42,24 @@ def test_nearest_km_finds_the_closest_reference():
     assert splits.nearest_km(reference[:3], reference).max() < 1e-6
     with pytest.raises(ValueError, match="at least one"):
         splits.nearest_km(points, np.zeros((0, 2)))
+
+
+def test_land_points_are_uniform_in_area_over_land():
+    from global_land_mask import globe
+
+    points = splits.land_points(2000, seed=3)
+    assert points.shape == (2000, 2) and points[:, 0].min() >= -60
+    assert globe.is_land(points[:, 0], points[:, 1]).all()
+    np.testing.assert_array_equal(points, splits.land_points(2000, seed=3))
+    assert not np.array_equal(points, splits.land_points(2000, seed=4))
+    # The share north of 45 degrees matches the land mask's area-weighted share (a
+    # sampler uniform in latitude instead of area would put far more there).
+    lat, lon = np.meshgrid(np.arange(-59.75, 90, 0.5), np.arange(-179.75, 180, 0.5), indexing="ij")
+    area = globe.is_land(lat, lon) * np.cos(np.deg2rad(lat))
+    expected = area[lat >= 45].sum() / area.sum()
+    share = (points[:, 0] >= 45).mean()
+    assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / len(points))
+    with pytest.raises(ValueError, match="n must be"):
+        splits.land_points(0)
+    with pytest.raises(ValueError, match="min_lat"):
+        splits.land_points(10, min_lat=90)
