@@ -118,13 +118,30 @@ def _parity_order(L: int) -> tuple[np.ndarray, int]:
     return np.concatenate([even, j[(j % (L + 1)) % 2 == 1]]), even.size
 
 
+@functools.cache
+def _order_index(L: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[int, ...]]:
+    """How the coefficients are read by order: the flat indices ``k`` of degrees ``m..L``
+    of each order ``m``, cosine and sine interleaved (``(m, +m), (m, -m), (m+1, +m),
+    ...``; order 0 has only cosines), concatenated over ``m`` (each ``k`` once); the
+    inverse permutation; each order's start (``L + 2`` offsets); and the position of
+    each of the ``2(L+1)`` Fourier terms (cosines, then sines) in :func:`_parity_order`."""
+    index, starts = [], [0]
+    for m in range(L + 1):
+        for l in range(m, L + 1):
+            index += [l * l + l + m] + ([l * l + l - m] if m else [])
+        starts.append(len(index))
+    index = np.asarray(index, np.int32)
+    position = np.argsort(_parity_order(L)[0])
+    return index, np.argsort(index).astype(np.int32), tuple(starts), tuple(position.tolist())
+
+
 BAND_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # longitudes of a reduced row, of the equator's
 BAND_MARGIN = 8  # longitudes beyond n_lon * sin(colatitude) that a reduced row keeps
 
 
 @functools.cache
 def _gauss_tables(L: int, n_lat: int, n_lon: int):
-    """The reduced Gauss grid: ``(bands, (legendre, dfts..., log_weight))``.
+    """The reduced Gauss grid: ``(bands, (legendre, dfts, log_weight))``.
 
     Rows nearer a pole need fewer longitudes: a function of degree ``n`` has no
     longitude frequency above about ``n sin(colatitude)`` there. Each row keeps the
@@ -132,12 +149,13 @@ def _gauss_tables(L: int, n_lat: int, n_lon: int):
     sin(colatitude) + BAND_MARGIN``; rows of a band are stored together. ``bands`` is a
     tuple of ``(rows, longitudes)``.
 
-    ``legendre [2(L+1), L+1, n_lat]`` holds ``w_m Pbar_lm`` at each node (``w_0 = 1``,
-    ``w_m = sqrt 2``) for the Fourier terms in :func:`_parity_order`, rows by band; each
-    band has ``dft_even`` and ``dft_odd`` (``[terms, longitudes / 2]``: those terms'
-    ``cos(m phi)`` or ``sin(m phi)`` on the first half of its longitudes);
-    ``log_weight [cells]`` is the log of each cell's weight in steradians (Gauss weight
-    times ``2 pi / longitudes``), cells by band, then row, then longitude.
+    ``legendre`` holds, for each order ``m``, ``w_m Pbar_lm`` ``[n_lat, L + 1 - m]`` at
+    each node for degrees ``m..L`` (``w_0 = 1``, ``w_m = sqrt 2``), rows by band;
+    ``dfts`` has each band's ``dft_even`` and ``dft_odd`` (``[longitudes / 2, terms]``:
+    the even or odd terms of :func:`_parity_order` at the first half of its longitudes,
+    ``cos(m phi)`` or ``sin(m phi)``); ``log_weight [cells]`` is the log of each cell's
+    weight in steradians (Gauss weight times ``2 pi / longitudes``), cells by band, then
+    row, then longitude.
     """
     x, weight = np_legendre.leggauss(n_lat)  # x = cos(colatitude)
     with jax.enable_x64(True), jax.ensure_compile_time_eval():
@@ -145,9 +163,8 @@ def _gauss_tables(L: int, n_lat: int, n_lon: int):
             _legendre(jnp.asarray(x), jnp.asarray(np.sqrt(1 - x**2)), L=L)
         )  # [n_lat, l, m]
     m = np.arange(L + 1)
-    table = np.transpose(table * np.where(m == 0, 1.0, np.sqrt(2.0)), (2, 1, 0))  # [m, l, r]
+    table = table * np.where(m == 0, 1.0, np.sqrt(2.0))
     order, n_even = _parity_order(L)
-    table = np.concatenate([table, table])[order]  # [2M, l, r]
     sizes = [n_lon - n_lon % 2] + [2 * math.ceil(f * n_lon / 2) for f in BAND_FRACTIONS[:-1]]
     sizes = sorted(set(sizes))
     need = n_lon * np.sqrt(1 - x**2) + BAND_MARGIN  # [n_lat]
@@ -161,80 +178,64 @@ def _gauss_tables(L: int, n_lat: int, n_lon: int):
         dft = np.concatenate([np.cos(np.outer(m, phi)), np.sin(np.outer(m, phi))])[order]
         bands.append((int(members.size), int(n)))
         rows.append(members)
-        dfts += [dft[:n_even], dft[n_even:]]
+        dfts += [dft[:n_even].T, dft[n_even:].T]
         log_weight.append(np.repeat(np.log(weight[members] * 2 * np.pi / n), n))
-    rows = np.concatenate(rows)
-    return tuple(bands), (table[..., rows], *dfts, np.concatenate(log_weight))
+    table = table[np.concatenate(rows)]
+    legendre = tuple(table[:, k:, k] for k in range(L + 1))
+    return tuple(bands), (legendre, tuple(dfts), np.concatenate(log_weight))
 
 
-@functools.cache
-def _term_index(L: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Where each Fourier term of :func:`_parity_order` finds its coefficients: the flat
-    indices ``k`` of degrees ``m..L`` of every term, concatenated (each ``k`` once), their
-    inverse permutation, and each term's start in that concatenation (``2(L+1) + 1``
-    offsets; the sine of order 0 has none)."""
-    index, starts = [], [0]
-    for j in _parity_order(L)[0]:
-        m, sine = int(j % (L + 1)), bool(j >= L + 1)
-        if not (sine and m == 0):
-            index += [l * l + l + (-m if sine else m) for l in range(m, L + 1)]
-        starts.append(len(index))
-    index = np.asarray(index, np.int32)
-    return index, np.argsort(index).astype(np.int32), tuple(starts)
-
-
-def _legendre_terms(coeffs, legendre, L: int):
-    """``coeffs [B, D]`` -> ``[B, n_lat, 2(L+1)]``: each Fourier term's Legendre sum at
-    every node, one small matrix product per term over its own degrees ``m..L``."""
-    index, _, starts = _term_index(L)
-    by_term = jnp.take(coeffs, index, axis=1)  # [B, D], terms' degrees contiguous
-    columns = []
-    for t, j in enumerate(_parity_order(L)[0]):
-        m, (a, b) = int(j % (L + 1)), starts[t : t + 2]
-        if a == b:  # sin(0 phi) = 0
-            columns.append(jnp.zeros((coeffs.shape[0], legendre.shape[-1]), coeffs.dtype))
-        else:
-            columns.append(by_term[:, a:b] @ legendre[t, m:])
-    return jnp.stack(columns, -1)
-
-
-def _legendre_terms_transpose(fourier, legendre, L: int):
-    """The transpose of :func:`_legendre_terms`: ``[B, n_lat, 2(L+1)]`` -> ``[B, D]``."""
-    _, inverse, starts = _term_index(L)
-    parts = []
-    for t, j in enumerate(_parity_order(L)[0]):
-        m, (a, b) = int(j % (L + 1)), starts[t : t + 2]
-        if a < b:
-            parts.append(fourier[..., t] @ legendre[t, m:].T)  # [B, L + 1 - m]
-    return jnp.take(jnp.concatenate(parts, -1), inverse, axis=1)
+# Batch last: ``[cells, B]`` maps and ``[terms, rows, B]`` Fourier sums, so that every
+# product is one matrix product over the whole batch.
 
 
 def _synthesize(coeffs, tables, bands, L: int):
-    """``f`` on the reduced Gauss grid: ``coeffs [B, D]`` -> ``[B, cells]``."""
-    legendre, *dfts = tables
-    fourier = _legendre_terms(coeffs, legendre, L)  # [B, n_lat, 2M]
+    """``f`` on the reduced Gauss grid: ``coeffs [B, D]`` -> ``[cells, B]``."""
+    legendre, dfts = tables
+    index, _, starts, position = _order_index(L)
+    B, M = coeffs.shape[0], L + 1
+    by_order = jnp.take(coeffs.T, index, axis=0)  # [D, B]
+    terms = [None] * (2 * M)
+    for m in range(M):
+        chunk = by_order[starts[m] : starts[m + 1]]  # [(L + 1 - m) (1 or 2), B]
+        if m == 0:
+            terms[position[0]] = legendre[0] @ chunk  # [n_lat, B]
+            terms[position[M]] = jnp.zeros_like(terms[position[0]])  # sin(0 phi) = 0
+        else:
+            both = (legendre[m] @ chunk.reshape(M - m, 2 * B)).reshape(-1, 2, B)
+            terms[position[m]], terms[position[M + m]] = both[:, 0], both[:, 1]
+    fourier = jnp.stack(terms)  # [2M, n_lat, B] in parity order
+    n_even = _parity_order(L)[1]
     out, start = [], 0
     for (rows, n), dft_even, dft_odd in zip(bands, dfts[::2], dfts[1::2], strict=True):
-        band = fourier[:, start : start + rows]  # [B, rows, 2M]
-        even = band[..., : dft_even.shape[0]] @ dft_even  # [B, rows, n / 2]
-        odd = band[..., dft_even.shape[0] :] @ dft_odd
-        out.append(jnp.concatenate([even + odd, even - odd], -1).reshape(-1, rows * n))
+        band = fourier[:, start : start + rows].reshape(2 * M, rows * B)
+        even = (dft_even @ band[:n_even]).reshape(n // 2, rows, B)
+        odd = (dft_odd @ band[n_even:]).reshape(n // 2, rows, B)
+        half = jnp.concatenate([even + odd, even - odd])  # [n, rows, B]: phi, phi + pi
+        out.append(jnp.transpose(half, (1, 0, 2)).reshape(rows * n, B))
         start += rows
-    return jnp.concatenate(out, -1)  # phi, then phi + pi, per row
+    return jnp.concatenate(out)
 
 
 def _analyse(values, tables, bands, L: int):
-    """The transpose of :func:`_synthesize`: ``[B, cells]`` -> ``[B, D]``."""
-    legendre, *dfts = tables
+    """The transpose of :func:`_synthesize`: ``[cells, B]`` -> ``[B, D]``."""
+    legendre, dfts = tables
+    _, inverse, _, position = _order_index(L)
+    B, M = values.shape[1], L + 1
     fourier, start = [], 0
     for (rows, n), dft_even, dft_odd in zip(bands, dfts[::2], dfts[1::2], strict=True):
-        band = values[:, start : start + rows * n].reshape(-1, rows, n)
-        first, second = jnp.split(band, 2, axis=-1)
-        fourier.append(
-            jnp.concatenate([(first + second) @ dft_even.T, (first - second) @ dft_odd.T], -1)
-        )  # [B, rows, 2M]
+        band = jnp.transpose(values[start : start + rows * n].reshape(rows, n, B), (1, 0, 2))
+        first = band[: n // 2].reshape(n // 2, rows * B)
+        second = band[n // 2 :].reshape(n // 2, rows * B)
+        even, odd = dft_even.T @ (first + second), dft_odd.T @ (first - second)
+        fourier.append(jnp.concatenate([even, odd]).reshape(2 * M, rows, B))
         start += rows * n
-    return _legendre_terms_transpose(jnp.concatenate(fourier, 1), legendre, L)
+    fourier = jnp.concatenate(fourier, 1)  # [2M, n_lat, B]
+    parts = [legendre[0].T @ fourier[position[0]]]
+    for m in range(1, M):
+        both = jnp.stack([fourier[position[m]], fourier[position[M + m]]], 1)  # [n_lat, 2, B]
+        parts.append((legendre[m].T @ both.reshape(-1, 2 * B)).reshape(-1, B))
+    return jnp.take(jnp.concatenate(parts), inverse, axis=0).T
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -244,16 +245,16 @@ def _log_partition(scale: float, L: int, bands, coeffs, tables, log_weight):
 
 
 def _log_partition_fwd(scale, L, bands, coeffs, tables, log_weight):
-    z = _synthesize(coeffs, tables, bands, L) / scale + log_weight[None]  # [B, cells]
-    top = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # [B, 1]
+    z = _synthesize(coeffs, tables, bands, L) / scale + log_weight[:, None]  # [cells, B]
+    top = jax.lax.stop_gradient(jnp.max(z, axis=0, keepdims=True))  # [1, B]
     e = jnp.exp(z - top)  # kept for the gradient: q = e / total
-    total = jnp.sum(e, axis=-1)  # [B]
-    return top[:, 0] + jnp.log(total), (e, total, tables)
+    total = jnp.sum(e, axis=0)  # [B]
+    return top[0] + jnp.log(total), (e, total, tables)
 
 
 def _log_partition_bwd(scale, L, bands, residuals, g):
     e, total, tables = residuals
-    q = e * (g / (scale * total))[:, None]  # [B, cells]
+    q = e * (g / (scale * total))[None, :]  # [cells, B]
     return _analyse(q, tables, bands, L), None, None
 
 
@@ -291,12 +292,15 @@ def delta_kl_divergence(
         )
     terms = target_terms(L, sigma_km, temperature)
     dtype = q_coeffs.dtype
-    bands, arrays = _gauss_tables(L, *quadrature_size(L, sigma_km, temperature))
-    *tables, log_weight = (jnp.asarray(a, dtype) for a in arrays)
+    bands, (legendre, dfts, log_weight) = _gauss_tables(
+        L, *quadrature_size(L, sigma_km, temperature)
+    )
+    tables = jax.tree.map(lambda a: jnp.asarray(a, dtype), (legendre, dfts))
+    log_weight = jnp.asarray(log_weight, dtype)
     l, _ = sphere.degree_order(L)
     # P = lambda_l Y(x0) = (lambda_l / w_l) p_coeffs   [B, D]
     response = terms.response / encoder.degree_weights(L, sigma_km)
     target = jax.lax.stop_gradient(p_coeffs) * jnp.asarray(response[l], dtype)[None, :]
     cross = jnp.sum(q_coeffs * target, axis=-1) / terms.scale  # [B]
-    log_z = _log_partition(terms.scale, L, bands, q_coeffs, tuple(tables), log_weight)
+    log_z = _log_partition(terms.scale, L, bands, q_coeffs, tables, log_weight)
     return terms.neg_entropy - cross + log_z
