@@ -20,7 +20,9 @@ default CS-UNet's step, and mixed precision's accuracy.
    ``diffusion.loss`` MSE, KL and MSE+KL, at L = 24 and 32 with setting B's smoothed
    target and at L = 32 with the ablations' truncated one; the same steps of revision
    2f3a397 (the SHDD-KL on the latitude-longitude grid of ``shdd.kl_divergence``) are
-   measured in turn, ``--loss-rounds`` times each. ``--losses`` runs only this.
+   measured in turn, ``--loss-rounds`` times each; then the SHDD-KL's agreement with
+   ``shdd.kl_divergence`` (value and gradient, float64, L = 16 to 64). ``--losses``
+   runs only this.
 3. The jitted train step alone of the default model (hidden 512, depth 3, MSE on x0) at
    L = 32 and 64, batches of 256 to 16,384, float32 and bfloat16 compute, on 768-d
    float16 conditions (MP16 with CLIP ViT-L/14): samples/s, the step's FLOPs from XLA's
@@ -226,6 +228,82 @@ def loss_steps() -> dict:
     return {name: {loss: loss_step(ch, loss) for loss in LOSSES} for name, ch in LOSS_RECIPES}
 
 
+AGREEMENT_CASES = ((16, None), (24, 700.0), (32, None), (32, 700.0), (64, None))
+
+
+def kl_agreement(n: int = 8, seed: int = 0) -> list[dict]:
+    """``shdd.delta_kl_divergence`` against ``shdd.kl_divergence`` in float64, on its
+    default grid and on one four times finer (converged), for ``n`` encoded deltas and
+    two kinds of estimate: random vectors, and the ideal denoiser's (the posterior mean
+    of 400 encoded locations given a noisy ``x_t`` at times spread over ``(0, 1)``).
+    Relative differences of the batch-mean value and of its gradient."""
+    with jax.enable_x64(True):
+        return [r for L, s in AGREEMENT_CASES for r in _agreement_case(L, s, n, seed)]
+
+
+def _agreement_case(L: int, sigma_km, n: int, seed: int) -> list[dict]:
+    import jax.numpy as jnp
+
+    import shdd
+    from locdiff import diffusion
+
+    scale = np.sqrt(4 * np.pi)
+    rng = np.random.default_rng(seed)
+    pool = np.stack([rng.uniform(-70, 75, 400), rng.uniform(-180, 180, 400)], -1)
+    p = np.asarray(shdd.encode(pool[:n], L=L, sigma_km=sigma_km))
+    e = np.asarray(shdd.encode(pool, L=L, sigma_km=sigma_km)) * scale
+    alpha, sigma = (np.asarray(v) for v in diffusion.alpha_sigma(jnp.linspace(0.02, 0.98, n)))
+    x_t = alpha[:, None] * p * scale + sigma[:, None] * rng.normal(size=p.shape)
+    logits = -((x_t[:, None] - alpha[:, None, None] * e[None]) ** 2).sum(-1)
+    logits /= 2 * sigma[:, None] ** 2
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    estimates = {
+        "random": rng.normal(size=p.shape) / scale,
+        "ideal denoiser": (w / w.sum(1, keepdims=True)) @ e / scale,
+    }
+    fine = shdd.default_resolution(L) / 4
+    kls = {
+        "fast": lambda c: shdd.delta_kl_divergence(p, c, L=L, sigma_km=sigma_km),
+        "fine": lambda c: shdd.kl_divergence(p, c, L=L, resolution_deg=fine),
+        "grid": lambda c: shdd.kl_divergence(p, c, L=L),
+    }
+    rows = []
+    for kind, q in estimates.items():
+        out = {}
+        for name, kl in kls.items():
+            v, g = jax.value_and_grad(lambda c, kl=kl: jnp.mean(kl(c)))(jnp.asarray(q))
+            out[name] = float(v), np.asarray(g)
+        ref_v, ref_g = out["fine"]
+        row = {"L": L, "sigma_km": sigma_km, "estimate": kind}
+        for name in ("fast", "grid"):
+            v, g = out[name]
+            row[f"value_{name}"] = abs(v - ref_v) / abs(ref_v)
+            row[f"grad_{name}"] = float(np.linalg.norm(g - ref_g) / np.linalg.norm(ref_g))
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+def _agreement_section(rows: list[dict]) -> str:
+    out = (
+        "## SHDD-KL from a delta: agreement (`python -m benchmarks.bench_train`)\n\n"
+        f"Revision {_report.git_revision()}; float64. `shdd.delta_kl_divergence` (the "
+        "training loss) against `shdd.kl_divergence` on a grid four times finer than its "
+        "default, where it has converged (`fast`), and `shdd.kl_divergence`'s own default "
+        "grid against the same (`default grid`): relative difference of the mean over 8 "
+        "deltas and of its gradient. Estimates: random vectors, and the ideal denoiser's "
+        "(posterior mean of 400 encoded locations given a noisy `x_t`). "
+        "`tests/shdd/test_kl.py` asserts `fast` within 1e-3.\n\n"
+        "| L | target | estimate | fast: value | fast: gradient | default grid: value "
+        "| default grid: gradient |\n|---|---|---|---|---|---|---|\n"
+    )
+    for r in rows:
+        target = "truncated" if r["sigma_km"] is None else f"smoothed {r['sigma_km']:g} km"
+        out += f"| {r['L']} | {target} | {r['estimate']} | {r['value_fast']:.1e} | "
+        out += f"{r['grad_fast']:.1e} | {r['value_grid']:.1e} | {r['grad_grid']:.1e} |\n"
+    return out
+
+
 def _loss_section(after: list[dict], before: list[dict], command: str) -> str:
     """The report's loss section: medians over rounds, before and after."""
     backend = jax.default_backend()
@@ -369,6 +447,9 @@ def _compare_losses(args) -> None:
     text = _loss_section(after, before, command)
     print(text)
     _report.write_section(args.report, f"bench-train-loss-{jax.default_backend()}", text)
+    text = _agreement_section(kl_agreement())
+    print(text)
+    _report.write_section(args.report, "bench-train-kl-agreement", text)
 
 
 def main() -> None:
