@@ -168,15 +168,29 @@ def write_curves(out_dir: str, curves: dict, title: str) -> str:
     return path
 
 
+def accuracy_cell(value: float, se: float | None, n: int | None) -> str:
+    """``value ± se``; an accuracy of 0 or 100% over ``n`` points (where the bootstrap
+    error is 0) shows its one-sided 95% exact binomial bound instead: ``0.0 (≤ 8.0)``
+    for 0 of 36."""
+    if se is None:
+        return f"{value:.1f}"
+    if se == 0 and n and value in (0.0, 100.0):
+        bound = 100 * (1 - 0.05 ** (1 / n))
+        return (
+            f"{value:.1f} (≤ {bound:.1f})" if value == 0 else f"{value:.1f} (≥ {100 - bound:.1f})"
+        )
+    return f"{value:.1f} ± {se:.1f}"
+
+
 def table(rows: list[dict], columns: list[str], metric_keys=HEADLINE) -> str:
-    """A markdown table: the ``columns`` as given, then each metric as ``value ± se``."""
+    """A markdown table: the ``columns`` as given, then each metric as ``value ± se``
+    (:func:`accuracy_cell`)."""
     head = columns + [k.replace("acc_", "% ≤ ") for k in metric_keys] + ["median km", "GeoScore"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [str(row[c]) for c in columns]
         for k in metric_keys:
-            se = row.get(f"se_{k}")
-            cells.append(f"{row[k]:.1f}" + (f" ± {se:.1f}" if se is not None else ""))
+            cells.append(accuracy_cell(row[k], row.get(f"se_{k}"), row.get("n")))
         cells += [f"{row['median_km']:.0f}", f"{row['geoscore']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
