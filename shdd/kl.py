@@ -22,8 +22,8 @@ products (Legendre by order, then a real DFT). Its gradient is ``(Q - P) / s`` w
 
 The value is the continuous KL that :func:`shdd.kl_divergence` approximates on its
 latitude-longitude grid; the two agree to that grid's own discretisation error
-(``tests/test_kl.py``). The quadrature is sized for estimates no sharper than the
-target, which is what a denoiser produces.
+(``tests/shdd/test_kl.py``). The quadrature is sized for estimates near the target (what
+a denoiser produces) and for rough ones as random vectors (:func:`quadrature_size`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from shdd import encoder, sphere
 from shdd.harmonics import legendre as _legendre
 
 QUADRATURE_TOL = 1e-5  # relative size of the target's Legendre spectrum left out
+# The estimate's softmax is resolved to at least this many times L: a random vector
+# (degree-L roughness) at L = 32 and 64 needs it for 1e-3 (2.5 L: 9e-4 at L = 32).
+ROUGH_BANDWIDTH = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +102,13 @@ def target_terms(L: int, sigma_km: float | None = None, temperature: float = 0.1
 def quadrature_size(L: int, sigma_km: float | None = None, temperature: float = 0.1):
     """``(n_lat, n_lon)`` of the Gauss-Legendre grid for ``log Z_q`` and its gradient.
 
-    ``q Y_k`` has degree up to ``N + L`` for an estimate of the target's bandwidth ``N``:
-    ``n_lon = N + L + 1`` longitudes integrate it exactly along a row (trapezoid rule on
-    a periodic function), ``n_lat = ceil((N + L + 1) / 2)`` nodes in latitude.
+    ``q Y_k`` has degree up to ``N + L`` for an estimate whose softmax has bandwidth
+    ``N``: ``n_lon = N + L + 1`` longitudes integrate it exactly along a row (trapezoid
+    rule on a periodic function), ``n_lat = ceil((N + L + 1) / 2)`` nodes in latitude.
+    ``N`` is the larger of the target's bandwidth (an estimate near the target, as a
+    trained denoiser's) and ``ROUGH_BANDWIDTH * L`` (a rough one, as a random vector).
     """
-    degree = target_terms(L, sigma_km, temperature).bandwidth + L
+    degree = max(target_terms(L, sigma_km, temperature).bandwidth, ROUGH_BANDWIDTH * L) + L
     n_lon = degree + 1 + (degree + 1) % 2  # even
     return (n_lon + 1) // 2, n_lon
 

@@ -43,7 +43,7 @@ def _value_and_grad(fn, q):
     return float(value), np.asarray(grad)
 
 
-CASES = [(16, None, 12), (24, 700.0, 12), (32, None, 8), (64, None, 4)]
+CASES = [(16, None, 12), (24, 700.0, 12), (32, None, 8), (32, 700.0, 8), (64, None, 4)]
 
 
 @pytest.mark.parametrize("L, sigma_km, n", CASES)
