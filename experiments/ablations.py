@@ -35,7 +35,8 @@ Each row also has its accuracy on 1,000 validation rows of the training data (th
 noisy conditions, the same rows for every variant): the variant to prefer (the highest
 mean accuracy over 25, 200, 750 and 2500 km) is chosen there, never on the test set.
 Beside it, each variant's difference in that mean from the group's incumbent (the base
-run where the group has it, else its first row) with the standard error of the paired
+run where the group has it, the base's own sampler setting in the sampling groups, else
+the first row) with the standard error of the paired
 difference over those rows. The rule for changing a recipe: a variant replaces the
 incumbent when its difference exceeds twice that standard error; smaller wins are noise.
 Writes ``ablations.md`` / ``.json`` into ``--out``; ± is a bootstrap standard error.
@@ -84,6 +85,7 @@ TRAINED = {
     "noise_draw": lambda c: [("fixed per row", {}), ("fresh every step", {"fresh": True})],
 }
 SAMPLING = {"K": "num_samples", "steps": "steps", "guidance": "guidance"}
+RECIPE_GROUPS = {"loss", "L", *SAMPLING}  # the groups --base recipe can vary
 
 
 def _other_L(c, L: int) -> dict:
@@ -123,6 +125,11 @@ def main() -> None:
         help="vary the ablations' base (L = 32, truncated, cap 2,000) or setting B's LocDiff",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.base == "recipe" and set(args.which) - RECIPE_GROUPS:
+        parser.error(
+            f"--base recipe varies only {sorted(RECIPE_GROUPS)}: the other groups' variants "
+            "are defined on the ablations' base (L = 32, truncated)"
+        )
     wall = time.perf_counter()
     config = get_config(args.profile)
     base_config = config.base.models.locdiff
@@ -177,6 +184,7 @@ def main() -> None:
         common.log(f"ablation: {which}")
         if which in TRAINED:
             rows = [run(label, changes) for label, changes in TRAINED[which](config)]
+            incumbent = next((r for r in rows if r["run"] == "base"), rows[0])
             note = (
                 "Each row is its own training run; everything else as the base model. Each "
                 "samples at the guidance scale its own validation rows chose "
@@ -185,11 +193,13 @@ def main() -> None:
         else:
             name = SAMPLING[which]
             rows = [run(f"{which}={v}", {}, **{name: v}) for v in getattr(config, which)]
+            default = getattr(base_config.diffusion, name)  # the recipe's own setting
+            values = list(getattr(config, which))
+            incumbent = rows[values.index(default)] if default in values else rows[0]
             note = (
                 f"One trained base model; only the sampler's `{name}` changes (the others "
                 "at the base model's defaults, its guidance chosen on validation)."
             )
-        incumbent = next((r for r in rows if r["run"] == "base"), rows[0])
         for r in rows:
             r["ablation"] = which
             r.update(paired_difference(r["_val_km"], incumbent["_val_km"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -175,10 +176,10 @@ def accuracy_cell(value: float, se: float | None, n: int | None) -> str:
     if se is None:
         return f"{value:.1f}"
     if se == 0 and n and value in (0.0, 100.0):
-        bound = 100 * (1 - 0.05 ** (1 / n))
-        return (
-            f"{value:.1f} (≤ {bound:.1f})" if value == 0 else f"{value:.1f} (≥ {100 - bound:.1f})"
-        )
+        bound = 100 * (1 - 0.05 ** (1 / n))  # rounded outwards
+        if value == 0:
+            return f"{value:.1f} (≤ {math.ceil(10 * bound) / 10:.1f})"
+        return f"{value:.1f} (≥ {math.floor(10 * (100 - bound)) / 10:.1f})"
     return f"{value:.1f} ± {se:.1f}"
 
 

@@ -22,7 +22,9 @@ sparse-coverage generalisation). LocDiff, LocDiff-H and LocDiff-H over GeoCLIP's
 are compared with the best baseline (by mean accuracy over 1-2500 km; for the last,
 ``geoclip-retrieval``) by paired bootstrap differences on every test set and subset.
 LocDiff's 50% / 90% credible regions are scored for coverage and median area on Im2GPS3k
-and the land test, all and far. Nothing is chosen on a test set. Writes
+and the land test, all and far. No method's setting is chosen on a test set (the
+comparator of the paired differences is the baseline best on that test, which favours
+the baselines). Writes
 ``oracle_mp16.md`` / ``.json`` and ``learning_curves.png`` into ``--out``. Configs:
 ``experiments/configs/oracle_mp16.py``.
 """

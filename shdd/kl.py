@@ -42,7 +42,8 @@ from shdd.harmonics import legendre as _legendre
 
 QUADRATURE_TOL = 1e-5  # relative size of the target's Legendre spectrum left out
 # The estimate's softmax is resolved to at least this many times L: a random vector
-# (degree-L roughness) at L = 32 and 64 needs it for 1e-3 (2.5 L: 9e-4 at L = 32).
+# (degree-L roughness) with the 700 km target is 2.0e-3 off in gradient at L = 32 on the
+# target's bandwidth alone, 9e-4 at 2.5 L (too close to 1e-3), 1.5e-4 at 3 L.
 ROUGH_BANDWIDTH = 3
 
 
@@ -303,8 +304,10 @@ def delta_kl_divergence(
     tables = jax.tree.map(lambda a: jnp.asarray(a, dtype), (legendre, dfts))
     log_weight = jnp.asarray(log_weight, dtype)
     l, _ = sphere.degree_order(L)
-    # P = lambda_l Y(x0) = (lambda_l / w_l) p_coeffs   [B, D]
-    response = terms.response / encoder.degree_weights(L, sigma_km)
+    # P = lambda_l Y(x0) = (lambda_l / w_l) p_coeffs   [B, D]; degrees whose weight
+    # underflows carry nothing in p_coeffs (and lambda_l is rounding there)
+    weight = encoder.degree_weights(L, sigma_km)
+    response = np.where(weight > 1e-30, terms.response / np.maximum(weight, 1e-30), 0.0)
     target = jax.lax.stop_gradient(p_coeffs) * jnp.asarray(response[l], dtype)[None, :]
     cross = jnp.sum(q_coeffs * target, axis=-1) / terms.scale  # [B]
     log_z = _log_partition(terms.scale, L, bands, q_coeffs, tables, log_weight)

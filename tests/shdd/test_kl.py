@@ -112,10 +112,9 @@ def test_float32_under_jit_matches_float64(rng):
 def test_quadrature_grows_with_the_targets_sharpness():
     smooth = shdd.quadrature_size(24, 700.0)
     sharp = shdd.quadrature_size(24, None)
-    assert smooth[1] == 2 * smooth[0] and smooth[1] % 2 == 0
     assert sharp[0] > smooth[0]
-    # exact for q Y_k up to the target's bandwidth plus L
-    assert smooth[1] > shdd.target_terms(24, 700.0).bandwidth + 24
+    # The truncated delta's softmax is far sharper than the smoothed one's.
+    assert shdd.target_terms(24, None).bandwidth > 2 * shdd.target_terms(24, 700.0).bandwidth
 
 
 def test_bad_inputs():
