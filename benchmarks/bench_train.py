@@ -252,14 +252,12 @@ def _agreement_case(L: int, sigma_km, n: int, seed: int) -> list[dict]:
     pool = np.stack([rng.uniform(-70, 75, 400), rng.uniform(-180, 180, 400)], -1)
     p = np.asarray(shdd.encode(pool[:n], L=L, sigma_km=sigma_km))
     e = np.asarray(shdd.encode(pool, L=L, sigma_km=sigma_km)) * scale
-    alpha, sigma = (np.asarray(v) for v in diffusion.alpha_sigma(jnp.linspace(0.02, 0.98, n)))
+    t = np.linspace(0.02, 0.98, n)
+    alpha, sigma = (np.asarray(v) for v in diffusion.alpha_sigma(jnp.asarray(t)))
     x_t = alpha[:, None] * p * scale + sigma[:, None] * rng.normal(size=p.shape)
-    logits = -((x_t[:, None] - alpha[:, None, None] * e[None]) ** 2).sum(-1)
-    logits /= 2 * sigma[:, None] ** 2
-    w = np.exp(logits - logits.max(1, keepdims=True))
     estimates = {
         "random": rng.normal(size=p.shape) / scale,
-        "ideal denoiser": (w / w.sum(1, keepdims=True)) @ e / scale,
+        "ideal denoiser": diffusion.ideal_x0(x_t, t, e) / scale,
     }
     fine = shdd.default_resolution(L) / 4
     kls = {

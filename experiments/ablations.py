@@ -98,7 +98,7 @@ VAL_KEYS = ("acc_25km", "acc_200km", "acc_750km", "acc_2500km")
 VALIDATION_ROWS = 1000
 
 
-def paired_difference(errors_km, incumbent_km) -> dict:
+def mean_accuracy_difference(errors_km, incumbent_km) -> dict:
     """A variant's mean validation accuracy over ``VAL_KEYS`` (percent), its difference
     from the incumbent's on the same rows, and the standard error of that paired
     difference (per-row accuracy averaged over the thresholds, then differenced)."""
@@ -202,7 +202,7 @@ def main() -> None:
             )
         for r in rows:
             r["ablation"] = which
-            r.update(paired_difference(r["_val_km"], incumbent["_val_km"]))
+            r.update(mean_accuracy_difference(r["_val_km"], incumbent["_val_km"]))
         for r in rows:
             del r["_val_km"]  # per-row errors: not for the report's JSON
         all_rows += rows

@@ -154,9 +154,7 @@ def _paired(rows: list[dict], errors: dict, seed: int) -> list[dict]:
         if not same:
             continue
         best = max(same.values(), key=lambda r: sum(r[k] for k in KEYS))["method"]
-        diff = metrics.paired_difference(
-            errors[key], errors[(*key[:4], best)], thresholds=metrics.THRESHOLDS_KM, seed=seed
-        )
+        diff = metrics.paired_difference(errors[key], errors[(*key[:4], best)], seed=seed)
         out.append(
             {"gallery": label, "noise": noise, "test": test, "subset": subset}
             | {"method": variant, "against": best, "n": len(errors[key])}

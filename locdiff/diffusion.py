@@ -30,6 +30,18 @@ def alpha_sigma(t):
     return jnp.sqrt(alpha_sq), jnp.sqrt(1.0 - alpha_sq)
 
 
+def ideal_x0(x_t, t, pool):
+    """What a perfect x0-predictor trained on ``pool [P, D]`` (its training vectors,
+    already scaled) answers for ``x_t [B, D]`` at times ``t [B]``: the posterior mean
+    ``E[x0 | x_t]`` with ``x0`` uniform over the pool (NumPy, float64)."""
+    alpha, sigma = (np.asarray(v, np.float64) for v in alpha_sigma(jnp.asarray(t)))
+    x_t, pool = np.asarray(x_t, np.float64), np.asarray(pool, np.float64)
+    d2 = ((x_t[:, None, :] - alpha[:, None, None] * pool[None]) ** 2).sum(-1)  # [B, P]
+    logits = -d2 / (2 * sigma[:, None] ** 2)
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    return (w / w.sum(1, keepdims=True)) @ pool
+
+
 def sample_time(key, batch: int, timesteps: int = 0):
     """Training times ``[B]``: uniform in ``(0, 1]``, or ``i / T`` with ``i`` in ``1..T``."""
     if timesteps:

@@ -16,14 +16,21 @@ def test_oracle_condition_is_normalised_plus_noise():
         oracle_condition(x, -1.0)
 
 
-def test_land_test_is_cached_and_embeds_its_points(tmp_path):
+def test_land_test_is_cached_and_embeds_its_points(tmp_path, monkeypatch):
     from global_land_mask import globe
 
+    from locdiff import encoders
     from locdiff.oracle import land_test
 
     latlon, emb = land_test(str(tmp_path), n=20, seed=5)
     assert latlon.shape == (20, 2) and emb.shape == (20, 512)
     assert globe.is_land(latlon[:, 0], latlon[:, 1]).all()
-    again = land_test(str(tmp_path), n=20, seed=5)  # read back from the cache
-    np.testing.assert_array_equal(again[1], emb)
     assert [p.name for p in tmp_path.iterdir()] == ["oracle_land_20_5.npz"]
+
+    def no_encoder():
+        raise AssertionError("the cached embeddings should have been read")
+
+    monkeypatch.setattr(encoders, "GeoCLIPLocationEncoder", no_encoder)
+    again = land_test(str(tmp_path), n=20, seed=5)
+    np.testing.assert_array_equal(again[0], latlon)
+    np.testing.assert_array_equal(again[1], emb)

@@ -32,10 +32,7 @@ def _ideal_estimates(rng, pool, p, L, sigma_km):
     t = np.linspace(0.02, 0.98, len(p))
     alpha, sigma = (np.asarray(v) for v in diffusion.alpha_sigma(jnp.asarray(t)))
     x_t = alpha[:, None] * p * SCALE + sigma[:, None] * rng.normal(size=p.shape)
-    d2 = ((x_t[:, None, :] - alpha[:, None, None] * e[None]) ** 2).sum(-1)  # [B, P]
-    logits = -d2 / (2 * sigma[:, None] ** 2)
-    w = np.exp(logits - logits.max(1, keepdims=True))
-    return (w / w.sum(1, keepdims=True)) @ e / SCALE
+    return diffusion.ideal_x0(x_t, t, e) / SCALE
 
 
 def _value_and_grad(fn, q):
