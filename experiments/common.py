@@ -99,20 +99,30 @@ CHOICES = {
     "guidance": "guidance",
     "map_power": "map power",
     "map_tail": "tail",
+    "map_by_spread": "power/tail by spread",
     "snap_km": "snap km",
+    "snap_max_spread_km2": "snap if spread ≤ (km²)",
 }
 
 
 def locdiff_choices(locator) -> dict:
-    """:data:`CHOICES` of a LocDiff locator: guidance, the map rule's power and tail, and
-    the radius its modes snap within."""
+    """:data:`CHOICES` of a LocDiff locator: guidance, the map rule's power and tail (for
+    all inputs, and by bin of spread where it chose so), the radius its modes snap
+    within and the largest spread snapped (None: all)."""
     chosen = locator.geolocator.calibration
-    return {key: chosen.get(key) for key in CHOICES}
+    out = {key: chosen.get(key) for key in CHOICES}
+    bins = chosen.get("map_bins")
+    if bins:
+        out["map_by_spread"] = "; ".join(
+            f"{r['map_power']:g}/{r['map_tail']:g}" for r in bins["rules"]
+        )
+    return out
 
 
 def choices_cells(row: dict) -> list[str]:
     """:func:`locdiff_choices` of ``row`` as table cells, in :data:`CHOICES`' order."""
-    return [f"{row[key]:g}" for key in CHOICES]
+    cell = lambda v: "—" if v is None else v if isinstance(v, str) else f"{v:.3g}"  # noqa: E731
+    return [cell(row.get(key)) for key in CHOICES]
 
 
 CURVE_ROWS = 500  # validation rows scored at each evaluation for the learning curves

@@ -54,7 +54,7 @@ COMPARED = {
     "locdiff-h-geoclip": ("geoclip-retrieval",),
 }
 KEYS = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
-FAR_KM = 100.0
+FAR_KM = splits.FAR_KM
 
 
 def main() -> None:
@@ -66,13 +66,21 @@ def main() -> None:
     config = get_config(args.profile)
     d = oracle_data(args.cache, yfcc_n=config.yfcc_n, gallery_n=config.gallery_n)
     d["land"] = land_test(args.cache, n=config.land_n, seed=args.seed)
-    runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}")
-    rows, coverage_rows, curves, errors = [], [], {}, {}
+    tag = f"_far{config.far_fraction:g}" if config.far_fraction else ""
+    runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}{tag}")
+    rows, coverage_rows, curves, errors, rules = [], [], {}, {}, []
     for label, share in (("100%", 1.0), *((f"{t:.0%}", t) for t in config.thinned)):
         latlon, emb = d["gallery"]
         if share < 1:
             keep = np.random.default_rng(args.seed).random(len(latlon)) < share
             latlon, emb = latlon[keep], emb[keep]
+        far_set = None
+        if config.far_fraction > 0:  # held-out blocks: the far-validation set
+            kept, held = splits.far_validation(
+                latlon, fraction=config.far_fraction, far_km=FAR_KM, seed=args.seed
+            )
+            far_set = (latlon[held], emb[held])
+            latlon, emb = latlon[kept], emb[kept]
         for noise in args.noise:
             tests = {
                 name: (d[name][0], oracle_condition(d[name][1], noise, seed=args.seed + 2))
@@ -82,8 +90,8 @@ def main() -> None:
             stem = os.path.join(runs, f"gallery{share:g}", f"noise{noise:g}")
             for name in args.methods:
                 common.log(f"gallery {label} / noise {noise:g} / {name}")
-                train_npz = training_set(args.cache, (latlon, emb), noise, args.seed)
-                variants = _train(name, train_npz, (latlon, emb), stem, config, args)
+                train_npz = training_set(args.cache, (latlon, emb), noise, args.seed, far=far_set)
+                variants = _train(name, train_npz, (latlon, emb), stem, config, args, rules)
                 locator = variants[name][0]
                 if share == 1 and noise == 0.1:
                     curves[name] = common.read_curve(f"{stem}/{name}", locator.meta)
@@ -112,19 +120,27 @@ def main() -> None:
         args.out, curves, "Setting B, MP16 100%, noise 0.1: validation accuracy"
     )
     paired = _paired(rows, errors, args.seed)
+    parents = _parents(errors, args.seed)
     wall_s = time.perf_counter() - wall
-    _report(args, config, rows, coverage_rows, paired, curves, curve_png, wall_s)
+    results = {"rows": rows, "coverage": coverage_rows, "paired": paired}
+    results |= {"parents": parents, "rules": rules, "curves": curves}
+    _report(args, config, results, curve_png, wall_s)
 
 
 def _coverage(locator, tests, far, config, args, label, noise) -> list[dict]:
     """LocDiff's credible regions on Im2GPS3k (``coverage_n`` of it) and the land test,
     all points and the far ones: one row each."""
     out = []
-    for test_name in ("im2gps3k", "land"):
+    for test_name in ("im2gps3k", "yfcc26k", "land"):
         truth, cond = tests[test_name]
         some = np.arange(len(truth))
-        if test_name == "im2gps3k":
-            some = np.sort(np.random.default_rng(0).permutation(len(truth))[: config.coverage_n])
+        if test_name != "land":  # Im2GPS3k: coverage_n of it; YFCC: 2,000 at most
+            n = (
+                config.coverage_n
+                if test_name == "im2gps3k"
+                else min(config.coverage_n or 2000, 2000)
+            )
+            some = np.sort(np.random.default_rng(0).permutation(len(truth))[:n])
         for subset, sel in (("all", some), ("far", some[far[test_name][some]])):
             if not sel.size:
                 continue
@@ -163,9 +179,37 @@ def _paired(rows: list[dict], errors: dict, seed: int) -> list[dict]:
     return out
 
 
-def _train(name, train_npz, gallery, stem, config, args) -> dict:
+PARENTS = {"locdiff-h": ("locdiff", "retrieval"), "locdiff-h-geoclip": ("geoclip-retrieval",)}
+
+
+def _parents(errors: dict, seed: int) -> list[dict]:
+    """Each hybrid minus the better of its parents (:data:`PARENTS`) at each threshold
+    (the parent more accurate there), with the paired bootstrap standard error; ``ok``
+    where the hybrid is within one standard error of it or above."""
+    out = []
+    for key in errors:
+        *where, variant = key
+        if variant not in PARENTS or any((*where, p) not in errors for p in PARENTS[variant]):
+            continue
+        diffs = {
+            p: metrics.paired_difference(errors[key], errors[(*where, p)], seed=seed)
+            for p in PARENTS[variant]
+        }
+        row = dict(zip(("gallery", "noise", "test", "subset"), where, strict=True))
+        row |= {"method": variant, "n": len(errors[key])}
+        for k in KEYS:
+            worst = min(diffs, key=lambda p: diffs[p][k])  # the better parent at k
+            row |= {k: diffs[worst][k], "se_" + k: diffs[worst]["se_" + k]}
+            row[f"parent_{k}"] = worst
+        row["ok"] = all(row[k] >= -row["se_" + k] for k in KEYS)
+        out.append(row)
+    return out
+
+
+def _train(name, train_npz, gallery, stem, config, args, rules) -> dict:
     """``{row name: (locator, answer(prediction, cond) -> top1 [N, 2])}`` of one method:
-    retrieval also as GeoCLIP's (clean gallery), LocDiff also as its two hybrids."""
+    retrieval also as GeoCLIP's (clean gallery), LocDiff also as its two hybrids, whose
+    rules are appended to ``rules``."""
     progress = not args.no_progress
     models = config.models.for_method(name)
     workdir = f"{stem}/{name}"
@@ -186,6 +230,8 @@ def _train(name, train_npz, gallery, stem, config, args) -> dict:
         )
         clean = Gallery.of(clean_emb, latlon)
         common.log(f"  LocDiff-H rules: own gallery {own_rule}, GeoCLIP gallery {clean_rule}")
+        rules.append({"stem": stem, "locdiff-h": own_rule.to_dict()})
+        rules[-1]["locdiff-h-geoclip"] = clean_rule.to_dict()
 
         def hybrid(gallery, rule):
             return lambda p, c: locdiff_h(p, c, gallery, L=locator.L, rule=rule).top1
@@ -219,7 +265,20 @@ def _paired_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _report(args, config, rows, coverage_rows, paired, curves, curve_png, wall_s) -> None:
+def _parents_table(rows: list[dict]) -> str:
+    head = ["gallery", "noise", "test", "subset", "n", "method"]
+    head += [k.replace("acc_", "Δ% ≤ ") for k in KEYS] + ["ok"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["gallery"], f"{r['noise']:g}", r["test"], r["subset"], str(r["n"])]
+        cells += [r["method"]]
+        cells += [f"{r[k]:+.1f} ± {r['se_' + k]:.1f} ({r['parent_' + k]})" for k in KEYS]
+        lines.append("| " + " | ".join(cells + ["yes" if r["ok"] else "**no**"]) + " |")
+    return "\n".join(lines)
+
+
+def _report(args, config, results, curve_png, wall_s) -> None:
+    rows, coverage_rows, paired = results["rows"], results["coverage"], results["paired"]
     columns = ["noise", "test", "method"]
     pick = lambda gallery, subset: [  # noqa: E731
         r for r in rows if r["gallery"] == gallery and r["subset"] == subset
@@ -261,6 +320,15 @@ def _report(args, config, rows, coverage_rows, paired, curves, curve_png, wall_s
             "for both).\n\n" + _paired_table(paired),
         ),
         (
+            "Each hybrid against its parents",
+            "At each threshold, the hybrid's accuracy minus that of its better parent there "
+            "(`locdiff-h`: LocDiff or retrieval over the training gallery; "
+            "`locdiff-h-geoclip`: `geoclip-retrieval`), paired bootstrap ± standard error;"
+            " `ok`: at or above the parent within one standard error at every threshold. "
+            "The rules (chosen on the validation split and the far-validation set) are in "
+            "the JSON's `rules`.\n\n" + _parents_table(results["parents"]),
+        ),
+        (
             "LocDiff's credible regions",
             "Coverage: share of test points inside LocDiff's 50% / 90% credible region "
             "(1-degree maps); area: the regions' median area; Im2GPS3k and the GWS-like land "
@@ -278,14 +346,7 @@ def _report(args, config, rows, coverage_rows, paired, curves, curve_png, wall_s
         ),
         ("Learning curves", f"`{curve_png}`: validation accuracy against samples seen."),
     ]
-    payload = {
-        "profile": args.profile,
-        "config": config.models.to_dict(),
-        "rows": rows,
-        "coverage": coverage_rows,
-        "paired": paired,
-        "curves": curves,
-    }
+    payload = {"profile": args.profile, "config": config.models.to_dict(), **results}
     title = "Setting B: MP16 locations, oracle GeoCLIP location embeddings"
     common.write_report(args.out, "oracle_mp16", title, sections, payload, wall_s)
     print(common.table(pick("100%", "all"), columns, KEYS))

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 import shdd
-from locdiff import files
+from locdiff import calibration, files
 from locdiff.config import Config, override
 from locdiff.errors import RunError
 from locdiff.prediction import Prediction, check_embeddings
@@ -56,10 +56,14 @@ class Geolocator:
         # maps are (1 - tail) * that rule's + tail * the plain rule's (the broad lobes
         # rank the cells far from every mode); tail is chosen with the power
         self.map_tail = 0.0
+        # rules by how spread the answer is (calibration.spread_km2): inner bin edges
+        # and one {"map_power", "map_tail"} per bin; None: the one rule above for all
+        self.map_bins: dict | None = None
         self.calibration: dict = {}  # calibration.json: the guidance and map rule chosen
         # modes move to the densest cell of training photos within snap_km (0: they stay)
         self.prior: LocationPrior | None = None
         self.snap_km = 0.0
+        self.snap_max_spread_km2: float | None = None  # answers more spread stay (None: all snap)
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -108,11 +112,13 @@ class Geolocator:
             chosen = geo.calibration
             geo.map_rule = {"power": chosen["map_power"], "floor": chosen.get("map_floor", 0.0)}
             geo.map_tail = float(chosen.get("map_tail", 0.0))
+            geo.map_bins = chosen.get("map_bins")
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
         if os.path.exists(run.location_prior):
             geo.prior = LocationPrior.load(run.location_prior)
             geo.snap_km = float(geo.calibration.get("snap_km", 0.0))
+            geo.snap_max_spread_km2 = geo.calibration.get("snap_max_spread_km2")
         return geo
 
     def with_guidance(self, guidance: float) -> Geolocator:
@@ -121,15 +127,20 @@ class Geolocator:
         geo.config = override(self.config, **{"diffusion.guidance": guidance})
         return geo
 
-    def with_snapping(self, prior: LocationPrior | None, within_km: float) -> Geolocator:
+    def with_snapping(
+        self, prior: LocationPrior | None, within_km: float, max_spread_km2: float | None = None
+    ) -> Geolocator:
         """This geolocator with its modes snapped to ``prior``'s densest cell within
-        ``within_km`` (:mod:`locdiff.snapping`; ``None`` or 0: not snapped)."""
+        ``within_km`` (:mod:`locdiff.snapping`; ``None`` or 0: not snapped), only for
+        answers of spread at most ``max_spread_km2`` (:func:`locdiff.calibration.
+        spread_km2`; None: all)."""
         if within_km < 0:
             raise ValueError(f"within_km must be >= 0, got {within_km}")
         if within_km > 0 and prior is None:
             raise ValueError("snapping needs a LocationPrior (the run has no location_prior.npz)")
         geo = copy.copy(self)
         geo.prior, geo.snap_km = prior, float(within_km)
+        geo.snap_max_spread_km2 = max_spread_km2
         return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:
@@ -186,18 +197,47 @@ class Geolocator:
         L = self.config.model.L
         latlon, prob = shdd.decode(mean, L=L, k=top_k)
         latlon = np.asarray(latlon)
+        gated = self.snap_max_spread_km2 is not None
+        spread = None
+        if (maps and self.map_bins) or (gated and self.snap_km > 0):
+            spread = calibration.spread_km2(mean, L=L)
         if self.prior is not None and self.snap_km > 0:
-            latlon = self.prior.snap(latlon, self.snap_km).astype(latlon.dtype)
+            snapped = self.prior.snap(latlon, self.snap_km).astype(latlon.dtype)
+            if gated:  # answers too spread to trust the photo density keep their modes
+                keep = (spread <= self.snap_max_spread_km2)[:, None, None]
+                snapped = np.where(keep, snapped, latlon)
+            latlon = snapped
         out = Prediction(latlon, np.asarray(prob), np.asarray(coeffs))
         if maps:
-            pmap = shdd.probability_map(mean, L=L, resolution_deg=map_resolution, **self.map_rule)
-            if tail := self.map_tail:
-                plain = shdd.probability_map(mean, L=L, resolution_deg=map_resolution)
-                pmap = (1 - tail) * pmap + tail * plain
-            out.maps = np.asarray(pmap)
+            pmap = self._maps(mean, spread, map_resolution)
+            out.maps = pmap
             out.credible_km2 = np.asarray(
                 shdd.credible_area_km2(pmap, resolution_deg=map_resolution, levels=(0.5, 0.9))
             )
+        return out
+
+    def _maps(self, mean, spread, resolution) -> np.ndarray:
+        """``[B, n_lat, n_lon]`` maps of mean functions ``[B, D]`` by the run's map rule
+        (by bin of ``spread`` where the run chose one rule per bin)."""
+        L = self.config.model.L
+
+        def by_rule(power, tail, floor=0.0):
+            pmap = shdd.probability_map(
+                mean, L=L, resolution_deg=resolution, power=power, floor=floor
+            )
+            if tail:
+                plain = shdd.probability_map(mean, L=L, resolution_deg=resolution)
+                pmap = (1 - tail) * pmap + tail * plain
+            return np.asarray(pmap)
+
+        if not self.map_bins:
+            return by_rule(self.map_rule["power"], self.map_tail, self.map_rule["floor"])
+        which = calibration.spread_bin(spread, self.map_bins["edges_km2"])
+        out = None
+        for b in np.unique(which):
+            rule = self.map_bins["rules"][b]
+            pmap = by_rule(rule["map_power"], rule["map_tail"])
+            out = pmap if out is None else np.where((which == b)[:, None, None], pmap, out)
         return out
 
 

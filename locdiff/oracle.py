@@ -93,12 +93,21 @@ def land_test(cache: str, *, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, 
     return a["latlon"], a["emb"]
 
 
-def training_set(cache: str, gallery, noise: float, seed: int) -> str:
-    """An ``.npz`` of the gallery with conditions of noise ``noise`` (0: clean), cached."""
+def training_set(cache: str, gallery, noise: float, seed: int, *, far=None) -> str:
+    """An ``.npz`` of the gallery with conditions of noise ``noise`` (0: clean), cached;
+    ``far = (latlon, emb)``: a far-validation set stored beside it (:data:`locdiff.data.
+    FAR_KEYS`), its conditions made the same way."""
     latlon, emb = gallery
-    path = os.path.join(cache, f"mp16_{len(latlon)}_{noise:g}_{seed}.npz")
+    tag = "" if far is None else f"_far{len(far[0])}"
+    path = os.path.join(cache, f"mp16_{len(latlon)}_{noise:g}_{seed}{tag}.npz")
     if not os.path.exists(path):
         os.makedirs(cache, exist_ok=True)
         cond = oracle_condition(emb, noise, seed=seed + 1)
-        data.save_npz(path, cond, latlon, encoder=np.array("geoclip-location"))
+        extra = {}
+        if far is not None:
+            extra = {
+                "far_embeddings": oracle_condition(far[1], noise, seed=seed + 3),
+                "far_latlon": np.asarray(far[0], np.float32),
+            }
+        data.save_npz(path, cond, latlon, encoder=np.array("geoclip-location"), **extra)
     return path

@@ -42,6 +42,7 @@ def plot_probability_map(
     truth_label: str = "truth",
     outline: bool = True,
     inset=None,
+    regions=(),
 ) -> Figure:
     """A figure of ``pmap [n_lat, n_lon]`` (``shdd.probability_map`` layout) as density;
     written as a PNG to ``path`` if given.
@@ -54,6 +55,8 @@ def plot_probability_map(
       inset: optional ``[h, w, 3]`` image (the input), drawn in the upper-left, upper-right
         or lower-right corner, whichever holds the least of the map's mass (the legend
         takes the lower left).
+      regions: credible levels (e.g. ``(0.5, 0.9)``) whose regions are outlined
+        (:func:`shdd.cell_levels`), each with its level in the legend.
     """
     grid = shdd.latlon_grid(resolution_deg)
     density = np.asarray(pmap) / grid.area[:, None]
@@ -69,6 +72,13 @@ def plot_probability_map(
     )
     if outline:
         draw_world(ax)
+    if regions:
+        levels = shdd.cell_levels(pmap, resolution_deg=resolution_deg)
+        lat, lon = grid.lat, grid.lon  # cell centres
+        colours = ("deepskyblue", "white", "gold", "lime")
+        for level, colour in zip(sorted(regions), colours, strict=False):
+            ax.contour(lon, lat, levels, levels=[level], colors=[colour], linewidths=1.1)
+            ax.plot([], [], color=colour, label=f"{100 * level:g}% region")
     if truth is not None:
         truth = np.atleast_2d(truth)
         ax.scatter(
@@ -99,7 +109,7 @@ def plot_probability_map(
                 color="lime",
                 fontsize=8,
             )
-    if truth is not None or modes is not None:
+    if truth is not None or modes is not None or regions:
         ax.legend(loc="lower left")
     ax.set(
         xlabel="longitude (deg)",

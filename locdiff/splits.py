@@ -157,3 +157,46 @@ def region_split(latlon, regions, *, buffer_km: float = 500.0) -> Split:
     if len(test) == 0:
         raise ValueError(f"no points inside the regions {list(regions)}")
     return Split(away_from(latlon, test, buffer_km), test, groups[test], tuple(regions))
+
+
+FAR_KM = 100.0  # a point farther than this from every training location is "far"
+
+
+def far_validation(
+    latlon, *, fraction: float = 0.05, block_deg: float = 5.0, far_km: float = FAR_KM,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(train_rows, far_rows)``: validation rows that look like unseen locations, from
+    the training data alone.
+
+    Whole ``block_deg`` latitude/longitude blocks of ``latlon [N, 2]`` are held out of
+    training, in a random order of the occupied blocks (``seed``), each one kept if the
+    held-out rows stay within ``fraction`` of ``N`` (so sparse blocks, where an unseen
+    place is most likely, are held out as often as dense ones). ``far_rows`` are the
+    held-out rows farther than ``far_km`` from every training row (the rest are dropped:
+    neither trained on nor used to choose); ``train_rows`` are the rows of the other
+    blocks. A method trained on ``train_rows`` has never seen anything near
+    ``far_rows``: its choices (hybrid rule, map rule, snapping) can be checked there
+    before any test set is.
+    """
+    latlon = np.asarray(latlon, np.float64)
+    if latlon.ndim != 2 or latlon.shape[1] != 2 or len(latlon) < 2:
+        raise ValueError(f"latlon must be [N, 2] with N >= 2, got {latlon.shape}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    rows = np.floor((latlon[:, 0] + 90) / block_deg).astype(np.int64)
+    cols = np.floor(((latlon[:, 1] + 180) % 360) / block_deg).astype(np.int64)
+    ids, block, counts = np.unique(rows * 100_000 + cols, return_inverse=True, return_counts=True)
+    held, total, budget = np.zeros(len(ids), bool), 0, fraction * len(latlon)
+    for b in np.random.default_rng(seed).permutation(len(ids)):
+        if total + counts[b] <= budget:
+            held[b], total = True, total + counts[b]
+    out = held[block.ravel()]
+    train = np.flatnonzero(~out)
+    if not len(train):
+        raise ValueError("no training rows left outside the held-out blocks")
+    candidates = np.flatnonzero(out)
+    if not len(candidates):
+        return train, candidates
+    far = nearest_km(latlon[candidates], latlon[train]) > far_km
+    return train, candidates[far]

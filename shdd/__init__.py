@@ -18,6 +18,7 @@ from shdd.grids import LatLonGrid, default_resolution, fibonacci_lattice, latlon
 from shdd.harmonics import evaluate, harmonics, legendre
 from shdd.kl import delta_kl_divergence, quadrature_size, target_terms
 from shdd.maps import (
+    cell_levels,
     credible_area_km2,
     credible_level,
     density,
@@ -40,6 +41,7 @@ __all__ = [
     "LatLonGrid",
     "band_limit",
     "coefficient_weights",
+    "cell_levels",
     "credible_area_km2",
     "credible_level",
     "decode",

@@ -153,6 +153,20 @@ def kl_divergence(
     return jnp.sum(p * (jnp.log(p + eps) - jnp.log(q + eps)), axis=(-2, -1))
 
 
+def _flat_cells(pmap, resolution_deg: float):
+    """``(grid, batch shape, mass [B, cells] float64, area [cells])`` of maps ``[...,
+    n_lat, n_lon]`` on the ``resolution_deg`` grid (``ValueError`` on another shape)."""
+    grid = grids.latlon_grid(resolution_deg)
+    pmap = np.asarray(pmap, np.float64)
+    if pmap.shape[-2:] != grid.shape:
+        raise ValueError(
+            f"pmap must end in {grid.shape} for resolution {resolution_deg}, got {pmap.shape}"
+        )
+    cells = grid.shape[0] * grid.shape[1]
+    area = np.repeat(np.asarray(grid.area, np.float64), grid.shape[1])
+    return grid, pmap.shape[:-2], pmap.reshape(-1, cells), area
+
+
 def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)) -> np.ndarray:
     """Area in km^2 of the smallest region holding each probability ``level`` of a map.
 
@@ -171,15 +185,8 @@ def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)) -> np.n
     for level in levels:
         if not 0 < level <= 1:
             raise ValueError(f"levels must lie in (0, 1], got {level}")
-    grid = grids.latlon_grid(resolution_deg)
-    pmap = np.asarray(pmap, np.float64)
-    if pmap.shape[-2:] != grid.shape:
-        raise ValueError(
-            f"pmap must end in {grid.shape} for resolution {resolution_deg}, got {pmap.shape}"
-        )
-    batch, cells = pmap.shape[:-2], grid.shape[0] * grid.shape[1]
-    area = np.repeat(np.asarray(grid.area, np.float64), grid.shape[1])  # [cells]
-    mass = pmap.reshape(-1, cells)
+    grid, batch, mass, area = _flat_cells(pmap, resolution_deg)
+    cells = mass.shape[1]
     dens = mass / area[None, :]
     # NumPy's quicksort, many times faster than XLA's sort on a CPU; rows where cells of
     # equal positive density make the order matter are sorted again, stably.
@@ -224,6 +231,29 @@ def credible_level(pmap, latlon, *, resolution_deg: float) -> np.ndarray:
     row, col = grid.cell_of(latlon)
     with jax.enable_x64(True):  # float64 sums of up to 10^6 cells
         return np.asarray(_level_jit(pmap, np.asarray(grid.area, np.float64), row, col))
+
+
+def cell_levels(pmap, *, resolution_deg: float) -> np.ndarray:
+    """``[..., n_lat, n_lon]``: each cell's credible level, the mass of the cells denser
+    than it (:func:`credible_level` of the cell's centre). The region of level ``a`` is
+    the cells with ``cell_levels < a``: contours at 0.5 and 0.9 draw the 50% and 90%
+    credible regions on a map."""
+    grid, batch, mass, area = _flat_cells(pmap, resolution_deg)
+    cells = mass.shape[1]
+    dens = mass / area[None, :]
+    order = np.argsort(-dens, axis=-1, kind="stable")
+    ranked_dens = np.take_along_axis(dens, order, -1)
+    ranked_mass = np.take_along_axis(mass, order, -1)
+    before = np.cumsum(ranked_mass, axis=-1) - ranked_mass  # mass ranked before each cell
+    # cells of equal density share the level of the first of them (none is denser)
+    first = np.concatenate(
+        [np.ones((len(dens), 1), bool), ranked_dens[:, 1:] != ranked_dens[:, :-1]], axis=-1
+    )
+    start = np.maximum.accumulate(np.where(first, np.arange(cells)[None, :], 0), axis=-1)
+    ranked_level = np.take_along_axis(before, start, -1) / mass.sum(axis=-1, keepdims=True)
+    out = np.empty_like(ranked_level)
+    np.put_along_axis(out, order, ranked_level, -1)
+    return out.reshape(*batch, *grid.shape)
 
 
 @jax.jit

@@ -30,6 +30,9 @@ class OracleConfig:
       coverage_n: Im2GPS3k points (the first of a fixed random order) on which LocDiff's
         credible regions are scored (None: all).
       land_n: points of the GWS-like land test (:func:`locdiff.oracle.land_test`).
+      far_fraction: share of the gallery held out of training in whole 5-degree blocks
+        as the far-validation set (:func:`locdiff.splits.far_validation`), where the
+        choices after training are also scored (0: none).
     """
 
     gallery_n: int | None
@@ -38,6 +41,7 @@ class OracleConfig:
     thinned: tuple[float, ...] = (0.1,)
     coverage_n: int | None = None
     land_n: int = 2000
+    far_fraction: float = 0.05
 
 
 def get_config(profile: str = "demo") -> OracleConfig:
@@ -47,7 +51,13 @@ def get_config(profile: str = "demo") -> OracleConfig:
             SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((25, 1000),))
         )
         return OracleConfig(
-            gallery_n=1500, yfcc_n=100, models=models, thinned=(), coverage_n=200, land_n=150
+            gallery_n=1500,
+            yfcc_n=100,
+            models=models,
+            thinned=(),
+            coverage_n=200,
+            land_n=150,
+            far_fraction=0.2,
         )
     if profile == "full":
         locdiff = override(

@@ -27,6 +27,7 @@ import os
 import time
 from types import ModuleType
 
+from locdiff.errors import RunError
 from locdiff.methods import cells, coords_diffusion, locdiff_h, regression, retrieval
 from locdiff.methods import locdiff as locdiff_method
 from locdiff.methods.base import BaselineConfig, Locator
@@ -94,12 +95,23 @@ def train_or_load(
 ):
     """The run in ``workdir`` if it finished with the same method and config, else
     :func:`train_method` (a LocDiff run cut off mid-way resumes from its checkpoint;
-    ``on_eval`` is then called only for the evaluations still to come)."""
+    ``on_eval`` is then called only for the evaluations still to come).
+
+    Raises:
+      RunError: ``workdir`` holds a finished run trained on other data (a run is never
+        reused, nor resumed, on data it did not train on).
+    """
     mod = module(method)
     config = mod.Config() if config is None else config
     run = RunDir(workdir)
     if run.finished:
         meta = run.read_method()
+        trained_on = meta.get("data")  # compared by name: a moved cache stays usable
+        if trained_on and os.path.basename(trained_on) != os.path.basename(data_path):
+            raise RunError(
+                f"{workdir}: trained on {trained_on}, not {os.path.abspath(data_path)}; "
+                "train into another directory"
+            )
         stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
         if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
             return mod.load(run, meta)

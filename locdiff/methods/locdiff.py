@@ -86,30 +86,55 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
     }
 
 
-CALIBRATION_ROWS = 500  # validation rows that choose the guidance and the map rule
+CALIBRATION_ROWS = 1000  # validation rows that choose, in distribution and far away each
+
+
+def calibration_rows(data_path: str, fraction: float, max_rows: int = CALIBRATION_ROWS):
+    """The validation queries of the choices made after training: ``(x [V, E], truth
+    [V, 2], far [V] bool)``, at most ``max_rows`` of the random validation split and as
+    many of the data file's far-validation set (:func:`locdiff.data.far_validation_set`;
+    none if it carries none): equal shares, so that a choice that helps in distribution
+    and hurts far from training is seen."""
+    source = data.open_dataset(data_path)
+    _, val = validation_split(len(source), fraction)
+    val = val[:max_rows]
+    if len(val):
+        batch = source.take(val)
+        x, truth = np.asarray(batch["embedding"], np.float32), np.asarray(batch["latlon"])
+    else:
+        x, truth = np.zeros((0, source.embed_dim), np.float32), np.zeros((0, 2))
+    far = data.far_validation_set(data_path)
+    if far is None:
+        return x, np.asarray(truth, np.float64), np.zeros(len(x), bool)
+    rows = np.random.default_rng(0).permutation(len(far[0]))[:max_rows]
+    far_x, far_truth = far[0][rows], far[1][rows]
+    return (
+        np.concatenate([x, far_x]),
+        np.concatenate([np.asarray(truth, np.float64), far_truth]),
+        np.concatenate([np.zeros(len(x), bool), np.ones(len(far_x), bool)]),
+    )
 
 
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then at
-    that guidance its map rule (:func:`calibration.choose_map_rule`: a power and the
-    weight of the plain map's tail) and its snapping radius
-    (:func:`calibration.choose_snap`, to the :class:`LocationPrior` of the training
-    split's locations, kept in ``location_prior.npz``), on its validation split, and keep
-    them in ``calibration.json``, which :class:`Geolocator` reads (without one: guidance
-    from the config, the plain positive-part rule, no snapping). A ``calibration.json``
-    written before is completed: what it holds from today's grids is kept."""
+    that guidance its map rules (:func:`calibration.choose_map_rule`: a power and the
+    weight of the plain map's tail for each bin of the answer's spread) and its snapping
+    radius and gate (:func:`calibration.choose_snap`, to the :class:`LocationPrior` of
+    the training split's locations, kept in ``location_prior.npz``), on the validation
+    queries of :func:`calibration_rows` (in distribution, and far from training where the
+    data carry a far-validation set), and keep them in ``calibration.json``, which
+    :class:`Geolocator` reads (without one: guidance from the config, the plain
+    positive-part rule, no snapping). A ``calibration.json`` written before is
+    completed: what it holds from today's grids is kept."""
     path = run.file("calibration.json")
     chosen = files.read_json(path) if os.path.exists(path) else {}
     if is_calibrated(chosen):
         return
     fraction = geolocator.config.train.validation_fraction
-    source = data.open_dataset(data_path)
-    train_rows, val = validation_split(len(source), fraction)
-    val = val[:CALIBRATION_ROWS]
-    if len(val) == 0:
+    x, truth, far = calibration_rows(data_path, fraction)
+    if len(x) == 0:
         return
-    batch = source.take(val)
-    x, truth = np.asarray(batch["embedding"], np.float32), batch["latlon"]
+    chosen["validation_rows"] = {"random": int(np.sum(~far)), "far": int(np.sum(far))}
     if "guidance" not in chosen:
         guidance, rows = calibration.choose_guidance(geolocator, x, truth)
         chosen |= {"guidance": guidance, "guidance_validation": rows}
@@ -117,24 +142,27 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     if not _searched_today(chosen):
         rule, rows = calibration.choose_map_rule(geolocator, x, truth)
         chosen |= {**rule, "validation": rows}
-    if "snap_km" not in chosen:
+    if "snap_max_spread_km2" not in chosen:
+        source = data.open_dataset(data_path)
+        train_rows, _ = validation_split(len(source), fraction)
         prior = LocationPrior.from_locations(data.locations(source)[np.sort(train_rows)])
         prior.save(run.location_prior)
-        snap_km, rows = calibration.choose_snap(geolocator, x, truth, prior)
-        chosen |= {"snap_km": snap_km, "snap_validation": rows}
+        snap, rows = calibration.choose_snap(geolocator, x, truth, prior)
+        chosen |= {**snap, "snap_validation": rows}
     files.write_json(path, chosen)
 
 
 def _searched_today(chosen: dict) -> bool:
     grid = {(p, t) for p in calibration.POWERS for t in calibration.TAILS}
     searched = {(r["map_power"], r.get("map_tail")) for r in chosen.get("validation", [])}
-    return "map_tail" in chosen and searched == grid
+    return "map_bins" in chosen and searched == grid
 
 
 def is_calibrated(chosen: dict) -> bool:
-    """Whether a ``calibration.json`` holds a guidance, a map rule chosen from today's
-    grid (:data:`calibration.POWERS` x :data:`calibration.TAILS`) and a snapping radius."""
-    return "guidance" in chosen and _searched_today(chosen) and "snap_km" in chosen
+    """Whether a ``calibration.json`` holds a guidance, map rules chosen by spread from
+    today's grid (:data:`calibration.POWERS` x :data:`calibration.TAILS`) and a snapping
+    radius with its gate."""
+    return "guidance" in chosen and _searched_today(chosen) and "snap_max_spread_km2" in chosen
 
 
 def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDiffLocator:

@@ -1,8 +1,9 @@
 """LocDiff-H: a LocDiff run, a gallery and the hybrid's rule (:mod:`locdiff.hybrid`).
 
-Trained as LocDiff; then the rule (candidates, weight) is chosen on the run's validation
-split (:func:`locdiff.early_stopping.validation_split`: rows LocDiff did not train on,
-searched against the other training rows) and kept in ``hybrid.json``. The gallery is
+Trained as LocDiff; then the rule (candidates, weight, trust) is chosen on the run's
+validation split (:func:`locdiff.early_stopping.validation_split`: rows LocDiff did not
+train on, searched against the other training rows) and on the data's far-validation set
+where it has one, and kept in ``hybrid.json``. The gallery is
 the training data unless one is given (kept in ``gallery.npz``).
 """
 
@@ -18,7 +19,7 @@ from locdiff.methods import locdiff as locdiff_method
 from locdiff.prediction import Prediction, check_embeddings
 
 MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
-SELECTION = "one-se"  # how choose_rule picks (kept in hybrid.json; another is chosen again)
+SELECTION = "parents"  # how choose_rule picks (kept in hybrid.json; another is chosen again)
 
 
 class LocDiffHLocator(locdiff_method.LocDiffLocator):
@@ -37,9 +38,11 @@ class LocDiffHLocator(locdiff_method.LocDiffLocator):
 
 
 def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
-    """The rule chosen on ``locator``'s validation split of ``data_path`` (its training
+    """The rule chosen on ``locator``'s validation queries of ``data_path`` (its training
     data) for each of ``galleries``, with every rule's validation scores; the default
-    rule when the run held nothing out. The validation queries are predicted once.
+    rule when the run held nothing out. The queries are the random validation split and,
+    where the data carry one, the far-validation set (:func:`locdiff.data.
+    far_validation_set`), at most ``MAX_TUNING_ROWS`` of each, predicted once.
 
     Each gallery is ``None`` (the training embeddings) or ``(embeddings, latlon)``
     row-aligned with the training data (e.g. the clean GeoCLIP embeddings of the same
@@ -47,11 +50,10 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
     """
     arrays = data.load_npz(data_path)
     fraction = locator.geolocator.config.train.validation_fraction
-    train_rows, val_rows = validation_split(len(arrays["latlon"]), fraction)
-    if len(val_rows) == 0:
+    train_rows, _ = validation_split(len(arrays["latlon"]), fraction)
+    query, truth, far = locdiff_method.calibration_rows(data_path, fraction, MAX_TUNING_ROWS)
+    if len(query) == 0:
         return [(Rule(), []) for _ in galleries]
-    val_rows = val_rows[:MAX_TUNING_ROWS]
-    query, truth = arrays["embeddings"][val_rows], arrays["latlon"][val_rows]
     prediction = locdiff_method.LocDiffLocator.predict(locator, query, top_k=1)
     chosen = []
     for gallery in galleries:
@@ -59,7 +61,7 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
         if len(emb) != len(arrays["latlon"]):
             raise ValueError("the tuning gallery must be row-aligned with the training data")
         g = Gallery.of(emb[train_rows], latlon[train_rows])
-        chosen.append(choose_rule(prediction, query, truth, g, L=locator.L))
+        chosen.append(choose_rule(prediction, query, truth, g, L=locator.L, far=far))
     return chosen
 
 

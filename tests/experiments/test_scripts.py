@@ -20,10 +20,14 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 @pytest.fixture(scope="module")
-def run_script(tmp_path_factory, subprocess_env):
-    """``run_script(name, out, *flags)``: run a script's smoke profile; its JSON report.
-    All scripts of the module share one cache, as ``make experiments`` does."""
-    cache = tmp_path_factory.mktemp("experiments_cache")
+def cache(tmp_path_factory):
+    """The one cache of the module's scripts, as ``make experiments`` shares one."""
+    return tmp_path_factory.mktemp("experiments_cache")
+
+
+@pytest.fixture(scope="module")
+def run_script(cache, subprocess_env):
+    """``run_script(name, out, *flags)``: run a script's smoke profile; its JSON report."""
     return lambda name, out, *extra: _run(name, cache, out, subprocess_env, *extra)
 
 
@@ -88,10 +92,48 @@ def test_bluemarble_target_study_chooses_on_validation(run_script, tmp_path):
     assert all(0 <= r["val_acc_25km"] <= r["val_acc_2500km"] <= 100 for r in rows.values())
 
 
-def test_oracle_setting_b(run_script, tmp_path):
-    result = run_script(
-        "oracle_mp16", tmp_path, "--noise", "0.1", "--methods", "retrieval", "locdiff"
-    )
+def test_oracle_setting_b(cache, tmp_path, monkeypatch):
+    """Setting B end to end (in this process, so that the functions that choose can be
+    watched): every choice made after training (guidance, map rules, snapping, the
+    hybrids' rules) sees only rows of the training data file or its far-validation set,
+    never a test row."""
+    from locdiff import calibration, data
+    from locdiff.methods import locdiff_h
+
+    from experiments import oracle_mp16
+
+    seen = []  # the truth rows every chooser received
+
+    def watch(module, name, truth_at):
+        chooser = getattr(module, name)
+
+        def spy(*args, **kwargs):
+            seen.append((name, np.asarray(args[truth_at], np.float64)))
+            return chooser(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    for name in ("choose_guidance", "choose_map_rule", "choose_snap"):
+        watch(calibration, name, 2)
+    watch(locdiff_h, "choose_rule", 2)
+    argv = ["oracle_mp16", "--profile", "smoke", "--cache", str(cache), "--out", str(tmp_path)]
+    argv += ["--no-progress", "--noise", "0.1", "--methods", "retrieval", "locdiff"]
+    monkeypatch.setattr(sys, "argv", argv)
+    oracle_mp16.main()
+    with open(tmp_path / "oracle_mp16.json") as f:
+        result = json.load(f)
+    assert {name for name, _ in seen} == {
+        "choose_guidance", "choose_map_rule", "choose_snap", "choose_rule"
+    }  # fmt: skip
+    points = lambda latlon: set(map(tuple, np.round(np.asarray(latlon, np.float64), 3)))  # noqa: E731
+    training, far = set(), set()
+    for path in os.listdir(cache):
+        if path.startswith("mp16_") and "far" in path:
+            training |= points(data.load_npz(os.path.join(cache, path))["latlon"])
+            far |= points(data.far_validation_set(os.path.join(cache, path))[1])
+    for name, truth in seen:
+        assert points(truth) <= training | far, f"{name} saw rows outside the training data"
+        assert points(truth) & far, f"{name} did not see the far-validation rows"
     rows = {(r["test"], r["method"]): r for r in result["rows"] if r["subset"] == "all"}
     expected = {"retrieval", "geoclip-retrieval", "locdiff", "locdiff-h", "locdiff-h-geoclip"}
     assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k", "land") for m in expected}
@@ -106,7 +148,8 @@ def test_oracle_setting_b(run_script, tmp_path):
     assert 0 < far["im2gps3k"] < 2997
     assert far["land"] > 75  # 1,500 training locations leave most land far from them
     coverage = {(c["test"], c["subset"]): c for c in result["coverage"]}
-    assert set(coverage) == {(t, s) for t in ("im2gps3k", "land") for s in ("all", "far")}
+    tests = ("im2gps3k", "yfcc26k", "land")
+    assert set(coverage) == {(t, s) for t in tests for s in ("all", "far")}
     assert coverage["land", "far"]["n"] == far["land"] and coverage["im2gps3k", "all"]["n"] == 200
     assert all(0 <= c["coverage_50"] <= c["coverage_90"] <= 100 for c in coverage.values())
     # Paired differences: each LocDiff row against the best of its baselines.
@@ -120,6 +163,16 @@ def test_oracle_setting_b(run_script, tmp_path):
     )
     assert p["acc_750km"] == pytest.approx(expected)
     assert result["curves"]["locdiff"] and os.path.exists(tmp_path / "learning_curves.png")
+    # Each hybrid against the better of its parents at each threshold.
+    parents = {(p["test"], p["subset"], p["method"]): p for p in result["parents"]}
+    assert set(parents) == {
+        (t, s, m) for t in tests for s in ("all", "far") for m in ("locdiff-h", "locdiff-h-geoclip")
+    }  # fmt: skip
+    p = parents["land", "all", "locdiff-h"]
+    better = max(by["land", "all", m]["acc_2500km"] for m in ("locdiff", "retrieval"))
+    assert p["acc_2500km"] == pytest.approx(by["land", "all", "locdiff-h"]["acc_2500km"] - better)
+    (rules,) = result["rules"]
+    assert {"candidates", "weight", "trust"} <= set(rules["locdiff-h"])
 
 
 def test_unseen_study_and_ablations(run_script, tmp_path):

@@ -47,10 +47,13 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
     chosen, table = calibration.choose_map_rule(
         geo, x, truth, powers=(1.0, 8.0), tails=(0.0, 0.3), resolution_deg=5.0, batch_size=16
     )
-    assert len(table) == 4 and min(r["miss"] for r in table) == next(
-        r["miss"] for r in table if {k: r[k] for k in ("map_power", "map_tail")} == chosen
+    rule = {k: chosen[k] for k in ("map_power", "map_tail")}
+    assert chosen["map_bins"] == {"edges_km2": [], "rules": [rule | {"n": 32}]}  # < 150 rows
+    assert len(table) == 8 and min(r["miss"] for r in table) == next(
+        r["miss"] for r in table if {k: r[k] for k in ("map_power", "map_tail")} == rule
     )
-    for r in table:
+    geo.map_bins = None  # one rule for every row
+    for r in table[:4]:
         geo.map_rule = {"power": r["map_power"], "floor": 0.0}
         geo.map_tail = r["map_tail"]
         out = calibration.coverage(LocDiffLocator(geo), x, truth, resolution_deg=5.0, batch_size=16)
@@ -65,7 +68,7 @@ def test_a_tail_mixes_the_plain_map_into_the_sharpened_one(tiny_locdiff, cluster
 
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     x = clusters.test_emb[:4]
-    geo.map_rule, geo.map_tail = {"power": 1.0, "floor": 0.0}, 0.0
+    geo.map_rule, geo.map_tail, geo.map_bins = {"power": 1.0, "floor": 0.0}, 0.0, None
     plain = geo.predict(x, maps=True, map_resolution=5.0)
     geo.map_rule = {"power": 8.0, "floor": 0.0}
     sharp = geo.predict(x, maps=True, map_resolution=5.0)
@@ -108,7 +111,8 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     again = files.read_json(os.path.join(old, "calibration.json"))
     assert again["guidance"] == 3.0 and geo.config.diffusion.guidance == 3.0
     assert again["map_tail"] in calibration.TAILS and geo.map_tail == again["map_tail"]
-    assert len(again["validation"]) == len(calibration.POWERS) * len(calibration.TAILS)
+    overall = [r for r in again["validation"] if r["bin"] == -1]
+    assert len(overall) == len(calibration.POWERS) * len(calibration.TAILS)
     # A rule chosen from another grid is chosen again; one from today's grid is kept.
     files.write_json(
         os.path.join(old, "calibration.json"), again | {"validation": again["validation"][:3]}
@@ -116,3 +120,46 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     methods.load_locator(old)
     assert files.read_json(os.path.join(old, "calibration.json")) == again
     assert methods.locdiff.is_calibrated(again)
+
+
+def test_a_sharp_answer_is_less_spread_than_a_broad_one():
+    sharp = np.asarray(shdd.encode(np.array([[40.0, 10.0]]), L=24, sigma_km=300.0))
+    broad = np.asarray(shdd.encode(np.array([[40.0, 10.0]]), L=24, sigma_km=1500.0))
+    flat = np.zeros_like(sharp)
+    flat[:, 0] = sharp[:, 0]
+    spread = calibration.spread_km2(np.concatenate([sharp, broad, flat]), L=24)
+    assert spread[0] < spread[1] < spread[2]
+    assert spread[2] == pytest.approx(0.5 * 4 * np.pi * shdd.EARTH_RADIUS_KM**2, rel=0.02)
+
+
+def test_map_rules_by_spread_each_chosen_on_its_own_rows_and_applied_by_bin(tiny_locdiff, clusters):
+    """With enough rows, the validation rows are cut at quantiles of their spread and
+    each bin gets the rule that misses its own rows' levels least; a geolocator with
+    those bins draws each row's map by the rule of its bin."""
+    from locdiff.inference import Geolocator
+
+    geo = Geolocator.from_checkpoint(tiny_locdiff).with_snapping(None, 0.0)
+    x, truth = clusters.test_emb[:96], clusters.test_latlon[:96].astype(np.float64)
+    kwargs = dict(powers=(1.0, 8.0), tails=(0.0, 0.5), resolution_deg=5.0, batch_size=32)
+    chosen, table = calibration.choose_map_rule(geo, x, truth, min_bin_rows=24, **kwargs)
+    bins = chosen["map_bins"]
+    assert len(bins["edges_km2"]) == 3 and bins["edges_km2"] == sorted(bins["edges_km2"])
+    assert sum(r["n"] for r in bins["rules"]) == 96
+    for b, rule in enumerate(bins["rules"]):
+        own = [r for r in table if r["bin"] == b]
+        best = min(own, key=lambda r: r["miss"])  # the first of equal misses: the plainer
+        assert (rule["map_power"], rule["map_tail"]) == (best["map_power"], best["map_tail"])
+    # Applied by bin: two bins split at the median spread, with different rules.
+    mean = geo.predict(x[:16], top_k=1).coeffs.mean(axis=1)
+    spread = calibration.spread_km2(mean, L=8)
+    geo.map_bins = {
+        "edges_km2": [float(np.median(spread))],
+        "rules": [{"map_power": 8.0, "map_tail": 0.0}, {"map_power": 1.0, "map_tail": 0.5}],
+    }
+    maps = geo.predict(x[:16], maps=True, map_resolution=5.0).maps
+    low = spread <= np.median(spread)
+    assert low.any() and (~low).any()
+    sharp = shdd.probability_map(mean, L=8, resolution_deg=5.0, power=8.0)
+    plain = shdd.probability_map(mean, L=8, resolution_deg=5.0)
+    np.testing.assert_allclose(maps[low], np.asarray(sharp)[low], atol=1e-6)
+    np.testing.assert_allclose(maps[~low], np.asarray(plain)[~low], atol=1e-6)  # power 1

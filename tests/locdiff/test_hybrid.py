@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from locdiff import data
-from locdiff.hybrid import Gallery, Rule, choose_rule, densities, locdiff_h, rerank
+from locdiff import data, metrics
+from locdiff.hybrid import Gallery, Rule, answer, choose_rule, densities, locdiff_h, rerank
 from locdiff.inference import Geolocator
 from locdiff.prediction import Prediction
 
@@ -39,23 +39,46 @@ def test_locdiff_h_answers_a_candidate_and_keeps_the_rest(tiny_locdiff, clusters
         assert len(chosen) and dens[chosen[0]] >= dens.max() * (1 - 1e-5)
 
 
-def test_choose_rule_takes_the_rule_closest_to_retrieval_within_one_se(tiny_locdiff, clusters):
+def test_trust_keeps_locdiffs_answer_unless_a_candidate_is_nearly_as_probable():
+    prediction = Prediction(latlon=np.array([[[10.0, 20.0]], [[30.0, 40.0]]]))
+    latlon = np.array([[[0.0, 0.0]], [[1.0, 1.0]]])
+    sim = np.ones((2, 1))
+    density = np.array([[0.5, 1.0], [0.95, 1.0]])  # candidate's, then at LocDiff's answer
+    out = answer(prediction, latlon, sim, density, Rule(1, 0.0, trust=0.9))
+    np.testing.assert_array_equal(out, [[10.0, 20.0], [1.0, 1.0]])
+    negative = np.array([[-0.1, 1.0], [-0.1, 1.0]])
+    always = answer(prediction, latlon, sim, negative, Rule(1, 0.0, trust=0.0))
+    np.testing.assert_array_equal(always, latlon[:, 0])  # trust 0: retrieval's candidate
+    never = answer(prediction, latlon, sim, density, Rule(1, 0.0, trust=float("inf")))
+    np.testing.assert_array_equal(never, prediction.top1)  # trust inf: LocDiff
+
+
+def test_choose_rule_is_not_worse_than_either_parent_on_either_part(tiny_locdiff, clusters):
+    """Queries of a cluster the gallery lacks (far) are answered right by LocDiff and
+    wrong by every gallery candidate: rules that always answer a candidate are refused,
+    and the chosen rule is within one SE of the better parent on both parts."""
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     train = data.load_npz(clusters.train)
-    gallery = Gallery.of(train["embeddings"][:800], train["latlon"][:800])
-    query, truth = train["embeddings"][800:], train["latlon"][800:].astype(np.float64)
-    rule, rows = choose_rule(geo.predict(query, top_k=1), query, truth, gallery, L=8)
-    best = max(r["mean_acc"] for r in rows)
-    key = (rule.weight, rule.candidates)
-    chosen = next(r for r in rows if (r["weight"], r["candidates"]) == key)
-    assert chosen["mean_acc"] >= best - chosen["se"]
-    closer = [r for r in rows if (r["weight"], r["candidates"]) < key]
-    assert all(r["mean_acc"] < best - r["se"] for r in closer)  # none of them within 1 SE
-    retrieval = next(r for r in rows if r["weight"] == 0)
-    best_row = next(r for r in rows if r["mean_acc"] == best)
-    assert best_row["se"] == 0 and retrieval["candidates"] == 1
-    # the prior is used here: on these clusters it beats retrieval by more than the noise
-    assert rule.weight > 0 and chosen["mean_acc"] > retrieval["mean_acc"] + retrieval["se"]
+    emb, latlon = train["embeddings"], train["latlon"].astype(np.float64)
+    row0 = np.repeat(latlon[:1], len(latlon), 0)
+    missing = metrics.distances_km(latlon, row0) < 1000  # row 0's cluster
+    gallery = Gallery.of(emb[:800][~missing[:800]], latlon[:800][~missing[:800]])
+    query, truth, far = emb[800:], latlon[800:], missing[800:]
+    assert 5 < far.sum() < len(far) - 5
+    prediction = geo.predict(query, top_k=1)
+    rule, rows = choose_rule(prediction, query, truth, gallery, L=8, far=far)
+    by_rule = {(r["candidates"], r["weight"], r["trust"]): r for r in rows}
+    chosen = by_rule[rule.candidates, rule.weight, rule.trust]
+    assert chosen["shortfall"] >= 0 and rule.trust > 0
+    retrieval = by_rule[1, 0.0, 0.0]
+    assert retrieval["shortfall"] < 0  # retrieval alone fails the far queries
+    assert all(r["shortfall"] < 0 for r in rows if r["trust"] == 0)
+    admissible = [r for r in rows if r["shortfall"] >= 0]
+    assert chosen["mean_acc"] == max(r["mean_acc"] for r in admissible)
+    top1 = locdiff_h(prediction, query, gallery, L=8, rule=rule).top1
+    km = metrics.distances_km(top1[far], truth[far])
+    mine = metrics.distances_km(prediction.top1[far], truth[far])
+    assert np.mean(km <= 2500) >= np.mean(mine <= 2500) - 0.1
 
 
 def test_needs_coefficients_and_a_proper_gallery():
@@ -67,3 +90,5 @@ def test_needs_coefficients_and_a_proper_gallery():
         Gallery.of(np.ones((3, 4)), np.zeros((3,)))
     with pytest.raises(ValueError, match="candidates >= 1"):
         Rule(candidates=0)
+    with pytest.raises(ValueError, match="trust >= 0"):
+        Rule(trust=float("nan"))

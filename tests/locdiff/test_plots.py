@@ -69,6 +69,25 @@ def test_map_draws_the_density_at_the_point_and_the_coastlines(tmp_path):
     assert np.mean(np.any(outlined != bare, axis=-1)) > 0.01  # the coastlines are drawn
 
 
+def test_credible_regions_are_outlined_where_their_cells_are():
+    coeffs = shdd.encode(np.array([[48.85, 2.35]], np.float32), L=8)
+    pmap = np.asarray(shdd.probability_map(coeffs, L=8, resolution_deg=2.0))[0]
+    fig = plots.plot_probability_map(pmap, resolution_deg=2.0, outline=False, regions=(0.5, 0.9))
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["50% region", "90% region"]
+    levels = shdd.cell_levels(pmap, resolution_deg=2.0)
+    grid = shdd.latlon_grid(2.0)
+    inside = grid.latlon()[levels < 0.5]
+    paths = ax.collections[0].get_paths()  # the 50% outline
+    vertices = np.concatenate([p.vertices for p in paths])  # (lon, lat)
+    assert len(vertices) > 3
+    # the outline runs along the region: each vertex within a cell of a region cell
+    gap = np.abs(vertices[:, None, ::-1] - inside[None]).max(-1).min(-1)
+    assert gap.max() <= 2.0 + 1e-6
+    assert inside[:, 0].min() < 48.85 < inside[:, 0].max()
+
+
 @pytest.mark.parametrize(
     "place, corner",
     [((0.0, 0.0), 0), ((60.0, -150.0), 1), ((60.0, 150.0), 0), ((-60.0, 150.0), 0)],

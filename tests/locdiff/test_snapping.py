@@ -83,8 +83,12 @@ def test_training_chooses_a_radius_on_validation_and_predictions_snap(tiny_locdi
     validation accuracy; the run's predictions are its plain decoder's modes snapped."""
     chosen = files.read_json(os.path.join(tiny_locdiff, "calibration.json"))
     table = chosen["snap_validation"]
-    assert [r["snap_km"] for r in table] == list(calibration.SNAP_KM)
-    assert chosen["snap_km"] == max(table, key=lambda r: (r["mean"], -r["snap_km"]))["snap_km"]
+    assert sorted({r["snap_km"] for r in table}) == list(calibration.SNAP_KM)
+    assert len(table) == 1 + (len(calibration.SNAP_KM) - 1) * len(calibration.SNAP_GATES)
+    best = max(enumerate(table), key=lambda r: (r[1]["mean"], -r[1]["snap_km"], r[0]))[1]
+    assert (chosen["snap_km"], chosen["snap_max_spread_km2"]) == (
+        best["snap_km"], best["snap_max_spread_km2"]
+    )  # fmt: skip
     prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     train_rows, _ = validation_split(1000, geo.config.train.validation_fraction)
@@ -97,3 +101,18 @@ def test_training_chooses_a_radius_on_validation_and_predictions_snap(tiny_locdi
     np.testing.assert_allclose(snapped.latlon, prior.snap(plain.latlon, 100.0), atol=1e-4)
     np.testing.assert_array_equal(snapped.prob, plain.prob)
     assert not np.allclose(snapped.latlon, plain.latlon)  # the modes did move
+
+
+def test_a_gate_on_the_spread_leaves_broad_answers_where_they_are(tiny_locdiff, clusters):
+    geo = Geolocator.from_checkpoint(tiny_locdiff)
+    prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
+    x = clusters.test_emb[:16]
+    plain = geo.with_snapping(None, 0.0).predict(x, top_k=1)
+    spread = calibration.spread_km2(plain.coeffs.mean(axis=1), L=8)
+    limit = float(np.median(spread))
+    gated = geo.with_snapping(prior, 100.0, max_spread_km2=limit).predict(x, top_k=1)
+    snapped = prior.snap(plain.latlon, 100.0)
+    low = spread <= limit
+    np.testing.assert_allclose(gated.latlon[low], snapped[low], atol=1e-4)
+    np.testing.assert_array_equal(gated.latlon[~low], plain.latlon[~low])
+    assert (~low).any() and not np.allclose(snapped[~low], plain.latlon[~low])

@@ -63,3 +63,23 @@ def test_land_points_are_uniform_in_area_over_land():
         splits.land_points(0)
     with pytest.raises(ValueError, match="min_lat"):
         splits.land_points(10, min_lat=90)
+
+
+def test_far_validation_holds_out_whole_blocks_far_from_training():
+    latlon = shdd.grids.fibonacci_lattice(5000)
+    train, far = splits.far_validation(latlon, fraction=0.1, block_deg=10, far_km=100, seed=3)
+    assert len(np.intersect1d(train, far)) == 0 and 0 < len(far)
+    assert len(train) >= 0.9 * len(latlon)  # at most the fraction is held out
+    assert splits.nearest_km(latlon[far], latlon[train]).min() > 100
+    block = lambda rows: set(  # noqa: E731
+        map(tuple, np.floor((latlon[rows] + [90, 180]) / 10).astype(int))
+    )
+    assert not block(far) & block(train)  # whole blocks: nothing of theirs in training
+    again = splits.far_validation(latlon, fraction=0.1, block_deg=10, far_km=100, seed=3)
+    np.testing.assert_array_equal(again[1], far)
+    other = splits.far_validation(latlon, fraction=0.1, block_deg=10, far_km=100, seed=4)
+    assert not np.array_equal(other[1], far)
+    with pytest.raises(ValueError, match="fraction"):
+        splits.far_validation(latlon, fraction=0.0)
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        splits.far_validation(latlon[:1])

@@ -5,6 +5,7 @@ import numpy as np
 import shdd
 from locdiff import data, files, methods
 from locdiff.hybrid import Gallery, Rule, locdiff_h
+from locdiff.methods.locdiff import LocDiffLocator
 from locdiff.rundir import RunDir
 
 
@@ -21,7 +22,7 @@ def test_locdiff_run_records_what_it_was_trained_on(tiny_locdiff, clusters):
 def test_locdiff_h_is_the_hybrid_of_locdiffs_prediction(tiny_locdiff, clusters):
     """The locdiff-h locator answers exactly ``locdiff_h`` of LocDiff's prediction with
     the rule chosen on the run's validation split (kept in hybrid.json); every first
-    location is a gallery point."""
+    location is a gallery point or LocDiff's own answer (where the trust test keeps it)."""
     train = data.load_npz(clusters.train)
     gallery = Gallery.of(train["embeddings"], train["latlon"])
     hybrid = methods.load_locator(tiny_locdiff, gallery=gallery)
@@ -36,7 +37,9 @@ def test_locdiff_h_is_the_hybrid_of_locdiffs_prediction(tiny_locdiff, clusters):
     expected = locdiff_h(plain, x, gallery, L=8, rule=hybrid.rule)
     np.testing.assert_array_equal(answered.latlon, expected.latlon)
     d = shdd.haversine_km_np(answered.latlon[:, 0, None], gallery.latlon[None])
-    assert d.min(axis=1).max() < 1e-6
+    own = np.all(answered.top1 == plain.top1, axis=1)
+    assert np.all((d.min(axis=1) < 1e-6) | own)
+    assert np.all(own) == (hybrid.rule.trust == float("inf"))
 
 
 def test_a_locdiff_h_run_keeps_its_gallery(clusters, tmp_path):
@@ -55,6 +58,9 @@ def test_a_locdiff_h_run_keeps_its_gallery(clusters, tmp_path):
         "locdiff-h", clusters.train, workdir, config=tiny, gallery=gallery, progress=False
     )
     np.testing.assert_array_equal(files.load_npz(RunDir(workdir).gallery)["latlon"], gallery[1])
-    top1 = methods.load_locator(workdir).predict(clusters.test_emb[:6]).top1
+    loaded = methods.load_locator(workdir)
+    top1 = loaded.predict(clusters.test_emb[:6]).top1
+    own = LocDiffLocator.predict(loaded, clusters.test_emb[:6]).top1  # LocDiff's own
     assert locator.method == "locdiff-h"
-    assert all(np.abs(gallery[1] - p).sum(1).min() < 1e-9 for p in top1)
+    for i, p in enumerate(top1):  # a gallery point, or LocDiff's own answer
+        assert np.abs(gallery[1] - p).sum(1).min() < 1e-9 or np.array_equal(p, own[i])

@@ -8,6 +8,7 @@ import pytest
 
 import shdd
 from locdiff import cli, methods
+from locdiff.errors import RunError
 from locdiff.evaluate import evaluate
 from locdiff.prediction import Prediction
 
@@ -72,6 +73,9 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
         json.dump(old, f)
     again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
     assert again.meta["config"]["steps"] == 20
+    # A finished run is never reused on other data, whatever its config.
+    with pytest.raises(RunError, match="trained on .*train.npz, not .*test.npz"):
+        methods.train_or_load("cells", clusters.test, workdir, config, progress=False)
 
 
 def test_cli_trains_a_baseline_with_flags(clusters, tmp_path):
