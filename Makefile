@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 # The main job: Blue Marble patches, LocDiff and the baselines (about 12 min on 2 cores).
 demo: $(STAMP)
 	$(PY) -m experiments.bluemarble
+	$(PY) -m experiments.readme
 
 # Setting B (oracle), the unseen-location study and the ablations, at noise 0.1 and the
 # target and band-limit groups again at noise 0.2, the loss compared on setting B's own
@@ -33,6 +34,7 @@ experiments: $(STAMP)
 	$(PY) -m experiments.ablations --noise 0.2 --which smoothing smoothed_L L \
 		--out experiments/results/ablations/noise0.2
 	$(PY) -m experiments.bluemarble_target
+	$(PY) -m experiments.readme
 
 shdd-showcase: $(STAMP)
 	$(PY) -m experiments.shdd_showcase

@@ -15,9 +15,12 @@ every baseline on two splits:
 The colour-statistics control runs retrieval, cells and LocDiff (``control_methods``).
 LocDiff-H re-ranks retrieval's candidates among the training patches by the same
 LocDiff predictions, with its rule chosen on the validation split. Every learned method
-stops on its validation loss within the same cap in samples. On the random split
-LocDiff's 50% and 90% credible regions are scored for coverage, and each patch kind's
-map mass on its own kind of surface is reported. Writes ``bluemarble.md`` / ``.json``
+stops on its validation loss within the same cap in samples; each split's training
+centres lose 5% in whole 5-degree blocks, the far-validation set on which LocDiff's
+choices after training are also made (:func:`locdiff.splits.far_validation`). On both
+splits LocDiff-H is compared with its parents at every threshold, LocDiff's 50% and 90%
+credible regions are scored for coverage, and each patch kind's map mass on its own
+kind of surface is reported. Writes ``bluemarble.md`` / ``.json``
 (the accuracy table, by patch kind too, training budgets) and
 ``maps/*.png`` (probability maps of a desert, an ocean, a coast and a city-region test
 patch, chosen by place, not by outcome) into ``--out``.
@@ -34,7 +37,7 @@ import numpy as np
 
 import shdd
 from locdiff import bluemarble as bm
-from locdiff import calibration, splits
+from locdiff import calibration, metrics, splits
 from locdiff.hybrid import Gallery, locdiff_h
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
@@ -93,17 +96,29 @@ def main() -> None:
         + ", ".join(f"{n} {k}" for k, n in zip(bm.KINDS, counts, strict=True))
     )
     split_of = make_splits(latlon, config, args.seed)
-    runs = os.path.join(args.cache, f"bluemarble_runs_{args.profile}_{args.seed}")
+    tag = f"_far{config.far_fraction:g}" if config.far_fraction else ""
+    runs = os.path.join(args.cache, f"bluemarble_runs_{args.profile}_{args.seed}{tag}")
     rows, kind_rows, locdiff_runs, calibration_rows, curves = [], [], {}, [], {}
+    parents, errors = [], {}
     for split_name, split in split_of.items():
-        common.log(f"split {split_name}: {len(split.train)} train, {len(split.test)} test")
+        far_rows = None
+        if config.far_fraction > 0:  # held-out blocks of the training centres
+            kept, held = splits.far_validation(
+                latlon[split.train], fraction=config.far_fraction, seed=args.seed
+            )
+            far_rows = split.train[held]
+            split = dataclasses.replace(split, train=split.train[kept])
+        common.log(
+            f"split {split_name}: {len(split.train)} train, {len(split.test)} test, "
+            f"{0 if far_rows is None else len(far_rows)} far validation"
+        )
         groups = split.groups if split_name == "buffered" else None
         truth = latlon[split.test]
         for encoder, spec in bm.ENCODERS.items():
             emb = d[f"emb:{encoder}"]
             stem = os.path.join(runs, f"{split_name}_{encoder}")
             train_npz = common.save_split(
-                f"{stem}/train.npz", emb, latlon, split.train, encoder=spec
+                f"{stem}/train.npz", emb, latlon, split.train, encoder=spec, far=far_rows
             )
             for name in METHODS:
                 if encoder != "efficientnet-lite0" and name not in config.control_methods:
@@ -124,13 +139,13 @@ def main() -> None:
                     gallery = Gallery.of(emb[split.train], latlon[split.train])
                     hybrid = locdiff_h(prediction, emb[split.test], gallery, L=locator.L, rule=rule)
                     variants["locdiff-h"] = hybrid.top1
-                    if split_name == "random":
-                        calibration_rows.append(
-                            _calibration(locator, emb[split.test], truth, kind[split.test])
-                            | {"encoder": encoder}
-                        )
+                    calibration_rows.append(
+                        _calibration(locator, emb[split.test], truth, kind[split.test])
+                        | {"split": split_name, "encoder": encoder}
+                    )
                 predict_s = time.perf_counter() - start
                 for variant, top1 in variants.items():
+                    errors[split_name, encoder, variant] = metrics.distances_km(top1, truth)
                     row = {"split": split_name, "encoder": encoder, "method": variant}
                     row.update(common.score(top1, truth, groups, seed=args.seed))
                     row.update(common.budget(locator.meta), predict_s=round(predict_s, 1))
@@ -141,6 +156,12 @@ def main() -> None:
                         f"median {row['median_km']:.0f} km"
                     )
                     kind_rows += _by_kind(row, top1, truth, kind[split.test], args.seed)
+            hybrid_errors = errors.get((split_name, encoder, "locdiff-h"))
+            if hybrid_errors is not None and (split_name, encoder, "retrieval") in errors:
+                theirs = {m: errors[split_name, encoder, m] for m in ("locdiff", "retrieval")}
+                row = {"split": split_name, "encoder": encoder, "method": "locdiff-h"}
+                row |= common.against_parents(hybrid_errors, theirs, groups=groups, seed=args.seed)
+                parents.append(row | {"n": len(truth)})
     curve_png = common.write_curves(
         args.out, curves, "Blue Marble, random split, EfficientNet-Lite0: validation accuracy"
     )
@@ -164,7 +185,14 @@ def main() -> None:
             + common.budget_table(rows, ["split", "encoder", "method"]),
         ),
         (
-            "LocDiff's probabilities (random split)",
+            "LocDiff-H against its parents",
+            "At each threshold, LocDiff-H's accuracy minus that of its better parent there "
+            "(LocDiff or retrieval), paired bootstrap ± standard error (over blocks for the "
+            "buffered split); `ok`: at or above the parent within one standard error at "
+            "every threshold.\n\n" + common.parents_table(parents, ["split", "encoder", "method"]),
+        ),
+        (
+            "LocDiff's probabilities",
             "Coverage: share of test patches whose centre lies inside LocDiff's 50% / 90% "
             "credible region (1-degree maps); area: the regions' median area. Own surface: "
             "the mean share of a map's mass on the patch's own kind of surface (ocean for "
@@ -193,6 +221,7 @@ def main() -> None:
         "rows": rows,
         "by_kind": kind_rows,
         "calibration": calibration_rows,
+        "parents": parents,
         "curves": curves,
         "maps": maps,
     }
@@ -232,11 +261,12 @@ def _calibration(locator, emb, truth, kinds) -> dict:
 
 def _calibration_table(rows: list[dict]) -> str:
     kinds = [k for k in bm.KINDS if any(f"own_surface_{k}" in r for r in rows)]
-    head = ["encoder", "coverage 50%", "coverage 90%", "area 50% (km²)", "area 90% (km²)"]
+    head = ["split", "encoder", "coverage 50%", "coverage 90%", "area 50% (km²)"]
+    head += ["area 90% (km²)"]
     head += [f"own surface, {k} (%)" for k in kinds] + list(common.CHOICES.values())
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["encoder"], f"{r['coverage_50']:.1f}", f"{r['coverage_90']:.1f}"]
+        cells = [r["split"], r["encoder"], f"{r['coverage_50']:.1f}", f"{r['coverage_90']:.1f}"]
         cells += [f"{r['area_50_km2']:.3g}", f"{r['area_90_km2']:.3g}"]
         cells += [f"{r.get(f'own_surface_{k}', float('nan')):.1f}" for k in kinds]
         lines.append("| " + " | ".join(cells + common.choices_cells(r)) + " |")

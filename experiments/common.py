@@ -45,11 +45,16 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def save_split(path: str, embeddings, latlon, index, *, encoder: str | None = None) -> str:
-    """The rows ``index`` as a dataset ``.npz`` (written once), naming its ``encoder``."""
+def save_split(
+    path: str, embeddings, latlon, index, *, encoder: str | None = None, far=None
+) -> str:
+    """The rows ``index`` as a dataset ``.npz`` (written once), naming its ``encoder``;
+    ``far``: rows carried as its far-validation set (:data:`locdiff.data.FAR_KEYS`)."""
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         extra = {} if encoder is None else {"encoder": np.array(encoder)}
+        if far is not None and len(far):
+            extra |= {"far_embeddings": embeddings[far], "far_latlon": latlon[far]}
         data.save_npz(path, embeddings[index], latlon[index], **extra)
     return path
 
@@ -62,6 +67,38 @@ def score(pred, truth, groups=None, *, seed: int = 0) -> dict:
 
 
 BUDGET = ("steps", "best_step", "epochs", "samples_seen", "train_s")
+
+
+def against_parents(errors, parents: dict, *, groups=None, seed: int = 0) -> dict:
+    """A hybrid's accuracy minus its better parent's at each threshold (the parent more
+    accurate there), from errors ``[N]`` km and ``{parent: errors [N]}`` on the same
+    points, with the paired bootstrap standard error (over ``groups`` when given):
+    ``{acc_<t>km, se_acc_<t>km, parent_acc_<t>km, ok}``; ``ok``: within one standard
+    error of the parent, or above, at every threshold."""
+    diffs = {
+        name: metrics.paired_difference(errors, theirs, groups=groups, seed=seed)
+        for name, theirs in parents.items()
+    }
+    row = {}
+    for t in metrics.THRESHOLDS_KM:
+        k = f"acc_{t:g}km"
+        worst = min(diffs, key=lambda p: diffs[p][k])  # the better parent at t
+        row |= {k: diffs[worst][k], "se_" + k: diffs[worst]["se_" + k], "parent_" + k: worst}
+    row["ok"] = all(row[k] >= -row["se_" + k] for k in row if k.startswith("acc_"))
+    return row
+
+
+def parents_table(rows: list[dict], columns: list[str]) -> str:
+    """Markdown table of :func:`against_parents` rows, led by ``columns``."""
+    keys = [f"acc_{t:g}km" for t in metrics.THRESHOLDS_KM]
+    head = [*columns, "n", *(k.replace("acc_", "Δ% ≤ ") for k in keys), "ok"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]) for c in columns]
+        cells += [str(r["n"])]
+        cells += [f"{r[k]:+.1f} ± {r['se_' + k]:.1f} ({r['parent_' + k]})" for k in keys]
+        lines.append("| " + " | ".join(cells + ["yes" if r["ok"] else "**no**"]) + " |")
+    return "\n".join(lines)
 
 
 def budget(meta: dict) -> dict:

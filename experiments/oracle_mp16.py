@@ -184,25 +184,16 @@ PARENTS = {"locdiff-h": ("locdiff", "retrieval"), "locdiff-h-geoclip": ("geoclip
 
 def _parents(errors: dict, seed: int) -> list[dict]:
     """Each hybrid minus the better of its parents (:data:`PARENTS`) at each threshold
-    (the parent more accurate there), with the paired bootstrap standard error; ``ok``
-    where the hybrid is within one standard error of it or above."""
+    (:func:`experiments.common.against_parents`)."""
     out = []
     for key in errors:
         *where, variant = key
         if variant not in PARENTS or any((*where, p) not in errors for p in PARENTS[variant]):
             continue
-        diffs = {
-            p: metrics.paired_difference(errors[key], errors[(*where, p)], seed=seed)
-            for p in PARENTS[variant]
-        }
+        theirs = {p: errors[(*where, p)] for p in PARENTS[variant]}
         row = dict(zip(("gallery", "noise", "test", "subset"), where, strict=True))
         row |= {"method": variant, "n": len(errors[key])}
-        for k in KEYS:
-            worst = min(diffs, key=lambda p: diffs[p][k])  # the better parent at k
-            row |= {k: diffs[worst][k], "se_" + k: diffs[worst]["se_" + k]}
-            row[f"parent_{k}"] = worst
-        row["ok"] = all(row[k] >= -row["se_" + k] for k in KEYS)
-        out.append(row)
+        out.append(row | common.against_parents(errors[key], theirs, seed=seed))
     return out
 
 
@@ -265,18 +256,6 @@ def _paired_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _parents_table(rows: list[dict]) -> str:
-    head = ["gallery", "noise", "test", "subset", "n", "method"]
-    head += [k.replace("acc_", "Δ% ≤ ") for k in KEYS] + ["ok"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["gallery"], f"{r['noise']:g}", r["test"], r["subset"], str(r["n"])]
-        cells += [r["method"]]
-        cells += [f"{r[k]:+.1f} ± {r['se_' + k]:.1f} ({r['parent_' + k]})" for k in KEYS]
-        lines.append("| " + " | ".join(cells + ["yes" if r["ok"] else "**no**"]) + " |")
-    return "\n".join(lines)
-
-
 def _report(args, config, results, curve_png, wall_s) -> None:
     rows, coverage_rows, paired = results["rows"], results["coverage"], results["paired"]
     columns = ["noise", "test", "method"]
@@ -326,7 +305,10 @@ def _report(args, config, results, curve_png, wall_s) -> None:
             "`locdiff-h-geoclip`: `geoclip-retrieval`), paired bootstrap ± standard error;"
             " `ok`: at or above the parent within one standard error at every threshold. "
             "The rules (chosen on the validation split and the far-validation set) are in "
-            "the JSON's `rules`.\n\n" + _parents_table(results["parents"]),
+            "the JSON's `rules`.\n\n"
+            + common.parents_table(
+                results["parents"], ["gallery", "noise", "test", "subset", "method"]
+            ),
         ),
         (
             "LocDiff's credible regions",

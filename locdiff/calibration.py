@@ -95,6 +95,23 @@ def spread_km2(mean_coeffs, *, L: int) -> np.ndarray:
     return np.asarray(area, np.float64)[..., 0]
 
 
+def _bin_edges(spreads, bins: int, min_rows: int) -> list[float]:
+    """Inner edges cutting ``spreads`` at quantiles into at most ``bins`` bins of at least
+    ``min_rows`` rows each (as :func:`spread_bin` assigns them: equal spreads, which whole
+    map cells make common, stay in one bin). Edges that would leave a bin short are
+    dropped, merging it into its upper neighbour; the last bin merges downwards."""
+    n = len(spreads)
+    n_bins = max(1, min(bins, n // max(min_rows, 1)))
+    edges = np.unique(np.quantile(spreads, np.arange(1, n_bins) / n_bins)) if n_bins > 1 else []
+    kept, below = [], 0
+    for edge in edges:
+        count = int(np.sum(spreads < edge))  # rows below: spread_bin puts ties above
+        if count - below >= min_rows and n - count >= min_rows:
+            kept.append(float(edge))
+            below = count
+    return kept
+
+
 def spread_bin(spread, edges) -> np.ndarray:
     """Index ``[B]`` of the bin of each spread, for bin ``edges`` (inner edges, sorted)."""
     return np.searchsorted(np.asarray(edges, np.float64), np.asarray(spread), side="right")
@@ -148,9 +165,8 @@ def choose_map_rule(
         with jax.enable_x64(True):  # float64: powers up to 128 of values below 1
             found.append(np.asarray(_rule_levels(positive, area, cell[rows], *rules)))
     found, spreads = np.concatenate(found, axis=2), np.concatenate(spreads)
-    n_bins = max(1, min(bins, len(truth) // max(min_bin_rows, 1)))
-    edges = np.quantile(spreads, np.arange(1, n_bins) / n_bins) if n_bins > 1 else []
-    which = spread_bin(spreads, edges)
+    edges = _bin_edges(spreads, bins, min_bin_rows)
+    which, n_bins = spread_bin(spreads, edges), len(edges) + 1
     table = []
 
     def best_for(sel, label):
@@ -166,7 +182,6 @@ def choose_map_rule(
 
     chosen = best_for(np.ones(len(truth), bool), -1)
     per_bin = [best_for(which == b, b) | {"n": int(np.sum(which == b))} for b in range(n_bins)]
-    edges = [float(e) for e in edges]
     return chosen | {"map_bins": {"edges_km2": edges, "rules": per_bin}}, table
 
 

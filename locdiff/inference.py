@@ -30,6 +30,8 @@ from locdiff.snapping import LocationPrior
 from locdiff.train_step import init_state, make_optimizer
 from locdiff.trainer import checkpoint_manager, read_progress
 
+KEEP = object()  # an argument left as the geolocator has it
+
 
 class Geolocator:
     """A trained LocDiff model ready to predict locations from condition embeddings."""
@@ -128,19 +130,20 @@ class Geolocator:
         return geo
 
     def with_snapping(
-        self, prior: LocationPrior | None, within_km: float, max_spread_km2: float | None = None
+        self, prior: LocationPrior | None, within_km: float, max_spread_km2=KEEP
     ) -> Geolocator:
         """This geolocator with its modes snapped to ``prior``'s densest cell within
         ``within_km`` (:mod:`locdiff.snapping`; ``None`` or 0: not snapped), only for
         answers of spread at most ``max_spread_km2`` (:func:`locdiff.calibration.
-        spread_km2`; None: all)."""
+        spread_km2`; None: all; unset: the run's gate)."""
         if within_km < 0:
             raise ValueError(f"within_km must be >= 0, got {within_km}")
         if within_km > 0 and prior is None:
             raise ValueError("snapping needs a LocationPrior (the run has no location_prior.npz)")
         geo = copy.copy(self)
         geo.prior, geo.snap_km = prior, float(within_km)
-        geo.snap_max_spread_km2 = max_spread_km2
+        if max_spread_km2 is not KEEP:
+            geo.snap_max_spread_km2 = max_spread_km2
         return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:

@@ -71,17 +71,27 @@ def bootstrap_se(pred, true, groups=None, *, n: int = 200, seed: int = 0) -> dic
     return {k: float(np.std([dr[k] for dr in draws], ddof=1)) for k in draws[0] if k != "n"}
 
 
-def paired_difference(d_a, d_b, *, thresholds=THRESHOLDS_KM, n: int = 1000, seed: int = 0):
+def paired_difference(
+    d_a, d_b, *, thresholds=THRESHOLDS_KM, n: int = 1000, seed: int = 0, groups=None
+):
     """Accuracy of method ``a`` minus method ``b`` on the same points (errors ``d_a``,
     ``d_b [N]`` km) at each threshold, with a paired bootstrap standard error (the same
-    resampled points for both): ``{acc_<t>km: points, se_acc_<t>km: points}``."""
+    resampled points for both; with ``groups [N]``, whole groups are resampled, e.g. the
+    held-out blocks of a buffered split): ``{acc_<t>km: points, se_acc_<t>km: points}``."""
     d_a, d_b = np.asarray(d_a, np.float64), np.asarray(d_b, np.float64)
     if d_a.shape != d_b.shape or d_a.ndim != 1 or d_a.size == 0:
         raise ValueError(f"need two [N] error arrays of one length, got {d_a.shape}, {d_b.shape}")
     t = np.asarray(thresholds, np.float64)
     diff = 100.0 * ((d_a[:, None] <= t).astype(float) - (d_b[:, None] <= t))  # [N, T]
     rng = np.random.default_rng(seed)
-    draws = np.stack([diff[rng.integers(0, len(diff), len(diff))].mean(0) for _ in range(n)])
+    if groups is None:
+        draws = np.stack([diff[rng.integers(0, len(diff), len(diff))].mean(0) for _ in range(n)])
+    else:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        sums = np.stack([np.bincount(inverse, diff[:, i]) for i in range(len(t))], -1)
+        counts = np.bincount(inverse).astype(float)
+        picks = [rng.integers(0, len(counts), len(counts)) for _ in range(n)]
+        draws = np.stack([sums[p].sum(0) / counts[p].sum() for p in picks])
     out = {}
     for i, k in enumerate(thresholds):
         out[f"acc_{k:g}km"] = float(diff[:, i].mean())

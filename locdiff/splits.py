@@ -170,9 +170,10 @@ def far_validation(
     the training data alone.
 
     Whole ``block_deg`` latitude/longitude blocks of ``latlon [N, 2]`` are held out of
-    training, in a random order of the occupied blocks (``seed``), each one kept if the
-    held-out rows stay within ``fraction`` of ``N`` (so sparse blocks, where an unseen
-    place is most likely, are held out as often as dense ones). ``far_rows`` are the
+    training, in a random order of the occupied blocks (``seed``), each one taken if the
+    held-out rows stay within ``fraction`` of ``N``: the order is uniform over blocks,
+    not rows, so sparse blocks, where an unseen place is most likely, make up most of
+    the set (a block denser than ``fraction * N`` is never held out). ``far_rows`` are the
     held-out rows farther than ``far_km`` from every training row (the rest are dropped:
     neither trained on nor used to choose); ``train_rows`` are the rows of the other
     blocks. A method trained on ``train_rows`` has never seen anything near

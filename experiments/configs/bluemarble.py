@@ -29,6 +29,9 @@ class BlueMarbleConfig:
       models: LocDiff's and the baselines' configs.
       control_methods: the methods also run on the colour-statistics control.
       buffered_methods: the methods run on the buffered split (None: all).
+      far_fraction: share of each split's training centres held out in whole 5-degree
+        blocks as its far-validation set (:func:`locdiff.splits.far_validation`), where
+        LocDiff's choices after training are also scored (0: none).
     """
 
     n_land: int
@@ -38,6 +41,7 @@ class BlueMarbleConfig:
     models: Methods
     control_methods: tuple[str, ...] = ("retrieval", "cells", "locdiff")
     buffered_methods: tuple[str, ...] | None = None
+    far_fraction: float = 0.05
 
 
 def get_config(profile: str = "demo") -> BlueMarbleConfig:

@@ -27,6 +27,7 @@ import os
 import time
 from types import ModuleType
 
+from locdiff import data
 from locdiff.errors import RunError
 from locdiff.methods import cells, coords_diffusion, locdiff_h, regression, retrieval
 from locdiff.methods import locdiff as locdiff_method
@@ -106,17 +107,28 @@ def train_or_load(
     run = RunDir(workdir)
     if run.finished:
         meta = run.read_method()
-        trained_on = meta.get("data")  # compared by name: a moved cache stays usable
-        if trained_on and os.path.basename(trained_on) != os.path.basename(data_path):
-            raise RunError(
-                f"{workdir}: trained on {trained_on}, not {os.path.abspath(data_path)}; "
-                "train into another directory"
-            )
+        _check_same_data(workdir, meta, data_path)
         stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
         if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
             return mod.load(run, meta)
     options = {} if on_eval is None else {"on_eval": on_eval}
     return train_method(method, data_path, workdir, config=config, progress=progress, **options)
+
+
+def _check_same_data(workdir: str, meta: dict, data_path: str) -> None:
+    """``RunError`` unless the finished run in ``workdir`` (``meta``) was trained on
+    ``data_path``: the same file name (a moved cache stays usable) and number of rows."""
+    trained_on, rows = meta.get("data"), meta.get("rows")
+    if not trained_on:
+        return
+    other = os.path.basename(trained_on) != os.path.basename(data_path)
+    if not other and rows is not None:
+        other = rows != len(data.open_dataset(data_path))
+    if other:
+        raise RunError(
+            f"{workdir}: trained on {trained_on} ({rows} rows), not "
+            f"{os.path.abspath(data_path)}; train into another directory"
+        )
 
 
 def load_locator(workdir: str, *, gallery=None, **options) -> Locator:

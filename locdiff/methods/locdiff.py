@@ -134,7 +134,11 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     x, truth, far = calibration_rows(data_path, fraction)
     if len(x) == 0:
         return
-    chosen["validation_rows"] = {"random": int(np.sum(~far)), "far": int(np.sum(far))}
+    rows = {"random": int(np.sum(~far)), "far": int(np.sum(far))}
+    stored = chosen.get("validation_rows")  # None: chosen on random rows alone
+    if (stored is None and rows["far"]) or (stored is not None and stored != rows):
+        chosen = {}  # chosen on other queries: everything is chosen again
+    chosen["validation_rows"] = rows
     if "guidance" not in chosen:
         guidance, rows = calibration.choose_guidance(geolocator, x, truth)
         chosen |= {"guidance": guidance, "guidance_validation": rows}

@@ -19,7 +19,8 @@ from locdiff.methods import locdiff as locdiff_method
 from locdiff.prediction import Prediction, check_embeddings
 
 MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
-SELECTION = "parents"  # how choose_rule picks (kept in hybrid.json; another is chosen again)
+# how choose_rule picks (kept in hybrid.json; a rule chosen another way is chosen again)
+SELECTION = "parents-per-threshold"
 
 
 class LocDiffHLocator(locdiff_method.LocDiffLocator):
@@ -77,7 +78,7 @@ def rule_for(run, locator, data_path: str) -> Rule:
         ((rule, rows),) = tune(locator, data_path, None)
         kept = {"rule": rule.to_dict(), "guidance": guidance, "selection": SELECTION}
         files.write_json(path, {**kept, "validation": rows})
-    return Rule(**kept["rule"])
+    return Rule.from_dict(kept["rule"])
 
 
 def train(

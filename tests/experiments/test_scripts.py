@@ -57,7 +57,11 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
     for r in result["rows"]:
         if r["method"] not in ("retrieval", "retrieval-densest"):
             assert r["steps"] >= 1 and r["samples_seen"] == 64 * r["steps"] and r["train_s"] > 0
-    (cal,) = [c for c in result["calibration"] if c["encoder"] == "efficientnet-lite0"]
+    cals = {c["split"]: c for c in result["calibration"] if c["encoder"] == "efficientnet-lite0"}
+    assert set(cals) == {"random", "buffered"}  # in distribution and held-out blocks
+    cal = cals["random"]
+    parents = {(p["split"], p["encoder"]): p for p in result["parents"]}
+    assert ("buffered", "efficientnet-lite0") in parents  # the hybrid against its parents
     assert 0 <= cal["coverage_50"] <= cal["coverage_90"] <= 100
     assert all(0 <= v <= 100 for k, v in cal.items() if k.startswith("own_surface_"))
     curve = result["curves"]["locdiff"]  # one validation point per evaluation

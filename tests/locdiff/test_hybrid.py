@@ -49,8 +49,21 @@ def test_trust_keeps_locdiffs_answer_unless_a_candidate_is_nearly_as_probable():
     negative = np.array([[-0.1, 1.0], [-0.1, 1.0]])
     always = answer(prediction, latlon, sim, negative, Rule(1, 0.0, trust=0.0))
     np.testing.assert_array_equal(always, latlon[:, 0])  # trust 0: retrieval's candidate
-    never = answer(prediction, latlon, sim, density, Rule(1, 0.0, trust=float("inf")))
-    np.testing.assert_array_equal(never, prediction.top1)  # trust inf: LocDiff
+    for d in (density, negative, np.array([[0.5, -1.0], [0.5, 0.0]])):
+        never = answer(prediction, latlon, sim, d, Rule(1, 0.0, trust=float("inf")))
+        np.testing.assert_array_equal(never, prediction.top1)  # trust inf: LocDiff
+    # where LocDiff's own density is not positive, any candidate of positive density is
+    # at least as probable
+    off_map = np.array([[0.5, -1.0], [-0.2, 0.0]])
+    out = answer(prediction, latlon, sim, off_map, Rule(1, 0.0, trust=0.5))
+    np.testing.assert_array_equal(out, [[0.0, 0.0], [30.0, 40.0]])
+    gated = Rule(1, 0.0, trust=float("inf"), gate=5.0)  # confident answers: the candidate
+    out = answer(prediction, latlon, sim, density, gated, spread=np.array([6.0, 4.0]))
+    np.testing.assert_array_equal(out, [[10.0, 20.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="spreads"):
+        answer(prediction, latlon, sim, density, gated)
+    assert Rule.from_dict(Rule(4, 0.1, float("inf")).to_dict()) == Rule(4, 0.1, float("inf"))
+    assert Rule(4, 0.1, float("inf")).to_dict()["trust"] == "inf"  # JSON-safe
 
 
 def test_choose_rule_is_not_worse_than_either_parent_on_either_part(tiny_locdiff, clusters):
@@ -67,12 +80,16 @@ def test_choose_rule_is_not_worse_than_either_parent_on_either_part(tiny_locdiff
     assert 5 < far.sum() < len(far) - 5
     prediction = geo.predict(query, top_k=1)
     rule, rows = choose_rule(prediction, query, truth, gallery, L=8, far=far)
-    by_rule = {(r["candidates"], r["weight"], r["trust"]): r for r in rows}
-    chosen = by_rule[rule.candidates, rule.weight, rule.trust]
+    by_rule = {Rule.from_dict({k: r[k] for k in ("candidates", "weight", "trust", "gate")}): r
+               for r in rows}  # fmt: skip
+    chosen = by_rule[rule]
     assert chosen["shortfall"] >= 0 and rule.trust > 0
-    retrieval = by_rule[1, 0.0, 0.0]
+    retrieval = by_rule[Rule(1, 0.0, 0.0)]
     assert retrieval["shortfall"] < 0  # retrieval alone fails the far queries
     assert all(r["shortfall"] < 0 for r in rows if r["trust"] == 0)
+    # on every part and at every threshold within one SE of the better parent
+    for part in ("random", "far"):
+        assert len(chosen[f"vs_parents_{part}"]) == len(metrics.THRESHOLDS_KM)
     admissible = [r for r in rows if r["shortfall"] >= 0]
     assert chosen["mean_acc"] == max(r["mean_acc"] for r in admissible)
     top1 = locdiff_h(prediction, query, gallery, L=8, rule=rule).top1

@@ -80,3 +80,15 @@ def test_paired_difference_is_tighter_than_unpaired_errors():
     assert all(v == 0 for v in same.values())
     with pytest.raises(ValueError, match="one length"):
         metrics.paired_difference(d_a, d_b[:10])
+
+
+def test_paired_difference_over_groups_resamples_whole_groups(rng):
+    d_a, d_b = rng.uniform(0, 3000, 200), rng.uniform(0, 3000, 200)
+    plain = metrics.paired_difference(d_a, d_b, seed=3)
+    singletons = metrics.paired_difference(d_a, d_b, seed=3, groups=np.arange(200))
+    for k in plain:  # one point per group: the same draws, the same figures
+        assert singletons[k] == pytest.approx(plain[k])
+    one = metrics.paired_difference(d_a, d_b, seed=3, groups=np.zeros(200))
+    assert all(one[k] == 0 for k in one if k.startswith("se_"))  # one group: no spread
+    blocks = metrics.paired_difference(d_a, d_b, seed=3, groups=np.arange(200) // 50)
+    assert blocks["acc_750km"] == plain["acc_750km"]  # the estimate itself is unchanged

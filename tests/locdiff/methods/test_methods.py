@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import cli, methods
+from locdiff import cli, data, methods
 from locdiff.errors import RunError
 from locdiff.evaluate import evaluate
 from locdiff.prediction import Prediction
@@ -74,8 +74,14 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
     again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
     assert again.meta["config"]["steps"] == 20
     # A finished run is never reused on other data, whatever its config.
-    with pytest.raises(RunError, match="trained on .*train.npz, not .*test.npz"):
+    with pytest.raises(RunError, match=r"trained on .*train.npz \(1000 rows\), not .*test.npz"):
         methods.train_or_load("cells", clusters.test, workdir, config, progress=False)
+    fewer = tmp_path / "other" / "train.npz"  # the same name, other rows
+    fewer.parent.mkdir()
+    arrays = data.load_npz(clusters.train)
+    data.save_npz(str(fewer), arrays["embeddings"][:900], arrays["latlon"][:900])
+    with pytest.raises(RunError, match="1000 rows"):
+        methods.train_or_load("cells", str(fewer), workdir, config, progress=False)
 
 
 def test_cli_trains_a_baseline_with_flags(clusters, tmp_path):
