@@ -49,7 +49,7 @@ def save_split(
     path: str, embeddings, latlon, index, *, encoder: str | None = None, far=None
 ) -> str:
     """The rows ``index`` as a dataset ``.npz`` (written once), naming its ``encoder``;
-    ``far``: rows carried as its far-validation set (:data:`locdiff.data.FAR_KEYS`)."""
+    ``far``: rows carried as its far-validation set (:data:`locdiff.splits.FAR_KEYS`)."""
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         extra = {} if encoder is None else {"encoder": np.array(encoder)}

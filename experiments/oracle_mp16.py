@@ -38,6 +38,7 @@ import numpy as np
 
 from locdiff import calibration, data, metrics, splits
 from locdiff.hybrid import Gallery, locdiff_h
+from locdiff.methods import locdiff as locdiff_method
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
 from locdiff.oracle import land_test, oracle_condition, oracle_data, training_set
@@ -128,9 +129,21 @@ def main() -> None:
 
 
 def _coverage(locator, tests, far, config, args, label, noise) -> list[dict]:
-    """LocDiff's credible regions on Im2GPS3k (``coverage_n`` of it) and the land test,
-    all points and the far ones: one row each."""
+    """LocDiff's credible regions on Im2GPS3k (``coverage_n`` of it), YFCC26k (2,000 of
+    it) and the land test, all points and the far ones: one row each; first the same on
+    the validation queries its map rules were chosen on (``validation``: ``random`` and
+    ``far`` parts; in-sample, so it shows how well the rules could separate the two)."""
     out = []
+    fraction = locator.geolocator.config.train.validation_fraction
+    x, truth, far_part = locdiff_method.calibration_rows(locator.meta["data"], fraction)
+    for subset, sel in (("random", ~far_part), ("far", far_part)):
+        if sel.any():
+            out.append(
+                {"gallery": label, "noise": noise, "test": "validation", "subset": subset}
+                | {"n": int(sel.sum())}
+                | calibration.coverage(locator, x[sel], truth[sel], seed=args.seed)
+                | common.locdiff_choices(locator)
+            )
     for test_name in ("im2gps3k", "yfcc26k", "land"):
         truth, cond = tests[test_name]
         some = np.arange(len(truth))
@@ -313,8 +326,10 @@ def _report(args, config, results, curve_png, wall_s) -> None:
         (
             "LocDiff's credible regions",
             "Coverage: share of test points inside LocDiff's 50% / 90% credible region "
-            "(1-degree maps); area: the regions' median area; Im2GPS3k and the GWS-like land "
-            "test, all points and those far from training. Then what each run chose on "
+            "(1-degree maps); area: the regions' median area; first the validation queries "
+            "the map rules were chosen on (in-sample: the random and the far-validation "
+            "part), then Im2GPS3k, YFCC26k and the GWS-like land test, all points and those "
+            "far from training. Then what each run chose on "
             "its validation split: guidance, the map rule and the radius its modes snap "
             "within (`calibration.json`).\n\n" + _coverage_table(coverage_rows),
         ),

@@ -21,7 +21,13 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 RESULTS = os.path.join(ROOT, "experiments", "results")
 BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 KEYS = ("acc_200km", "acc_750km", "acc_2500km")
-TESTS = {"im2gps3k": "Im2GPS3k", "yfcc26k": "YFCC26k", "land": "land"}
+TESTS = {"im2gps3k": "Im2GPS3k", "yfcc26k": "YFCC26k", "land": "land", "validation": "validation"}
+
+
+def _pm(value: float, se: float) -> str:
+    """``+x.x ± y.y`` points (two decimals where both round to 0.0)."""
+    digits = 2 if abs(value) < 0.05 and se < 0.05 else 1
+    return f"{value:+.{digits}f} ± {se:.{digits}f}"
 
 
 def _cells(row: dict, keys=KEYS) -> str:
@@ -68,7 +74,7 @@ def unseen(results_dir: str = RESULTS) -> str:
         worst = min(KEYS + ("acc_1km", "acc_25km"), key=lambda k: p[k] + p["se_" + k])
         out.append(
             f"Below: `{p['method']}` on {TESTS[p['test']]} {p['subset']} at noise "
-            f"{p['noise']:g}, {p[worst]:+.1f} ± {p['se_' + worst]:.1f} points within "
+            f"{p['noise']:g}, {_pm(p[worst], p['se_' + worst])} points within "
             f"{worst[4:-2]} km against {p['parent_' + worst]}."
         )
     coverage = [c for c in report["coverage"] if c["gallery"] == "100%"]
@@ -137,7 +143,7 @@ def setting_a(results_dir: str = RESULTS) -> str:
             if p["ok"]
             else "threshold but "
             + ", ".join(
-                f"{k[4:-2]} km ({p[k]:+.1f} ± {p['se_' + k]:.1f} against {p['parent_' + k]})"
+                f"{k[4:-2]} km ({_pm(p[k], p['se_' + k])} against {p['parent_' + k]})"
                 for k in p
                 if k.startswith("acc_") and p[k] < -p["se_" + k]
             )
@@ -225,7 +231,7 @@ def shortfalls(results_dir: str = RESULTS) -> str:
         out.append(
             f"- `{p['method']}` below its better parent on {where}: "
             + ", ".join(
-                f"{p[k]:+.1f} ± {p['se_' + k]:.1f} within {k[4:-2]} km ({p['parent_' + k]})"
+                f"{_pm(p[k], p['se_' + k])} within {k[4:-2]} km ({p['parent_' + k]})"
                 for k in misses
             )
         )
@@ -251,7 +257,7 @@ def shortfalls(results_dir: str = RESULTS) -> str:
             out.append(
                 f"- LocDiff below {p['against']} on the land test ({p['subset']}, noise "
                 f"{p['noise']:g}): "
-                + ", ".join(f"{p[k]:+.1f} ± {p['se_' + k]:.1f} within {k[4:-2]} km" for k in misses)
+                + ", ".join(f"{_pm(p[k], p['se_' + k])} within {k[4:-2]} km" for k in misses)
             )
     return "\n".join(out) + "\n" if out else "- none of the checked targets is missed\n"
 

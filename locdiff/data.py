@@ -32,11 +32,6 @@ from locdiff.streaming import ShardedSource
 from shdd.sphere import EARTH_RADIUS_KM
 
 REQUIRED = ("embeddings", "latlon")
-# A data file may also carry a far-validation set (not rows of the data: nothing trains
-# on it): conditions and locations far from every training row, e.g. the held-out blocks
-# of :func:`locdiff.splits.far_validation`. The choices made after training (map rule,
-# snapping, guidance, hybrid rule) are then also scored there (:func:`far_validation_set`).
-FAR_KEYS = ("far_embeddings", "far_latlon")
 STREAM_BYTES = 1 << 30  # .npz data above this size are streamed rather than loaded
 
 
@@ -132,25 +127,6 @@ def save_npz(path: str, embeddings, latlon, *, dtype=np.float32, **extra) -> Non
     latlon = np.asarray(latlon, np.float32)
     check_rows(os.path.basename(path), embeddings, latlon)
     files.save_npz(path, embeddings=embeddings, latlon=latlon, **extra)
-
-
-def far_validation_set(path: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(embeddings [F, E] float32, latlon [F, 2])`` of the far-validation set a ``.npz``
-    data file carries (:data:`FAR_KEYS`), or None (none, or not an ``.npz``)."""
-    if not path.endswith(".npz") or not os.path.exists(path):
-        return None
-    with np.load(path, allow_pickle=False) as arrays:
-        if not all(key in arrays.files for key in FAR_KEYS):
-            return None
-        emb, latlon = (arrays[key] for key in FAR_KEYS)
-    if emb.ndim != 2 or latlon.shape != (len(emb), 2):
-        raise DataError(
-            f"{os.path.basename(path)}: far_embeddings [F, E] and far_latlon [F, 2] expected,"
-            f" got {emb.shape} and {latlon.shape}"
-        )
-    if not len(emb):
-        return None
-    return emb.astype(np.float32), latlon.astype(np.float64)
 
 
 def write_array_record(path: str, embeddings, latlon) -> None:

@@ -95,7 +95,7 @@ def land_test(cache: str, *, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, 
 
 def training_set(cache: str, gallery, noise: float, seed: int, *, far=None) -> str:
     """An ``.npz`` of the gallery with conditions of noise ``noise`` (0: clean), cached;
-    ``far = (latlon, emb)``: a far-validation set stored beside it (:data:`locdiff.data.
+    ``far = (latlon, emb)``: a far-validation set stored beside it (:data:`locdiff.splits.
     FAR_KEYS`), its conditions made the same way."""
     latlon, emb = gallery
     tag = "" if far is None else f"_far{len(far[0])}"

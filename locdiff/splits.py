@@ -15,10 +15,12 @@ Each returns a :class:`Split` of index arrays into the data.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+from locdiff.errors import DataError
 from shdd.sphere import EARTH_RADIUS_KM, latlon_to_xyz_np
 
 # (lat_min, lat_max, lon_min, lon_max) in degrees.
@@ -160,6 +162,11 @@ def region_split(latlon, regions, *, buffer_km: float = 500.0) -> Split:
 
 
 FAR_KM = 100.0  # a point farther than this from every training location is "far"
+# A data file may also carry a far-validation set (not rows of the data: nothing trains
+# on it): conditions and locations far from every training row, e.g. the held-out blocks
+# of :func:`far_validation`. The choices made after training (map rule, snapping,
+# guidance, hybrid rule) are then also scored there (:func:`far_validation_set`).
+FAR_KEYS = ("far_embeddings", "far_latlon")
 
 
 def far_validation(
@@ -201,3 +208,22 @@ def far_validation(
         return train, candidates
     far = nearest_km(latlon[candidates], latlon[train]) > far_km
     return train, candidates[far]
+
+
+def far_validation_set(path: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(embeddings [F, E] float32, latlon [F, 2])`` of the far-validation set a ``.npz``
+    data file carries (:data:`FAR_KEYS`), or None (none, or not an ``.npz``)."""
+    if not path.endswith(".npz") or not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as arrays:
+        if not all(key in arrays.files for key in FAR_KEYS):
+            return None
+        emb, latlon = (arrays[key] for key in FAR_KEYS)
+    if emb.ndim != 2 or latlon.shape != (len(emb), 2):
+        raise DataError(
+            f"{os.path.basename(path)}: far_embeddings [F, E] and far_latlon [F, 2] expected,"
+            f" got {emb.shape} and {latlon.shape}"
+        )
+    if not len(emb):
+        return None
+    return emb.astype(np.float32), latlon.astype(np.float64)

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from locdiff import calibration, data, files, trainer
+from locdiff import calibration, data, files, splits, trainer
 from locdiff.config import Config  # the method's config type
 from locdiff.early_stopping import validation_split
 from locdiff.inference import Geolocator
@@ -92,7 +92,7 @@ CALIBRATION_ROWS = 1000  # validation rows that choose, in distribution and far 
 def calibration_rows(data_path: str, fraction: float, max_rows: int = CALIBRATION_ROWS):
     """The validation queries of the choices made after training: ``(x [V, E], truth
     [V, 2], far [V] bool)``, at most ``max_rows`` of the random validation split and as
-    many of the data file's far-validation set (:func:`locdiff.data.far_validation_set`;
+    many of the data file's far-validation set (:func:`locdiff.splits.far_validation_set`;
     none if it carries none): equal shares, so that a choice that helps in distribution
     and hurts far from training is seen."""
     source = data.open_dataset(data_path)
@@ -103,7 +103,7 @@ def calibration_rows(data_path: str, fraction: float, max_rows: int = CALIBRATIO
         x, truth = np.asarray(batch["embedding"], np.float32), np.asarray(batch["latlon"])
     else:
         x, truth = np.zeros((0, source.embed_dim), np.float32), np.zeros((0, 2))
-    far = data.far_validation_set(data_path)
+    far = splits.far_validation_set(data_path)
     if far is None:
         return x, np.asarray(truth, np.float64), np.zeros(len(x), bool)
     rows = np.random.default_rng(0).permutation(len(far[0]))[:max_rows]

@@ -42,7 +42,7 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
     """The rule chosen on ``locator``'s validation queries of ``data_path`` (its training
     data) for each of ``galleries``, with every rule's validation scores; the default
     rule when the run held nothing out. The queries are the random validation split and,
-    where the data carry one, the far-validation set (:func:`locdiff.data.
+    where the data carry one, the far-validation set (:func:`locdiff.splits.
     far_validation_set`), at most ``MAX_TUNING_ROWS`` of each, predicted once.
 
     Each gallery is ``None`` (the training embeddings) or ``(embeddings, latlon)``

@@ -101,7 +101,7 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     watched): every choice made after training (guidance, map rules, snapping, the
     hybrids' rules) sees only rows of the training data file or its far-validation set,
     never a test row."""
-    from locdiff import calibration, data
+    from locdiff import calibration, data, splits
     from locdiff.methods import locdiff_h
 
     from experiments import oracle_mp16
@@ -134,7 +134,7 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     for path in os.listdir(cache):
         if path.startswith("mp16_") and "far" in path:
             training |= points(data.load_npz(os.path.join(cache, path))["latlon"])
-            far |= points(data.far_validation_set(os.path.join(cache, path))[1])
+            far |= points(splits.far_validation_set(os.path.join(cache, path))[1])
     for name, truth in seen:
         assert points(truth) <= training | far, f"{name} saw rows outside the training data"
         assert points(truth) & far, f"{name} did not see the far-validation rows"
@@ -153,7 +153,8 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     assert far["land"] > 75  # 1,500 training locations leave most land far from them
     coverage = {(c["test"], c["subset"]): c for c in result["coverage"]}
     tests = ("im2gps3k", "yfcc26k", "land")
-    assert set(coverage) == {(t, s) for t in tests for s in ("all", "far")}
+    validation = {("validation", "random"), ("validation", "far")}  # the rules' own rows
+    assert set(coverage) == {(t, s) for t in tests for s in ("all", "far")} | validation
     assert coverage["land", "far"]["n"] == far["land"] and coverage["im2gps3k", "all"]["n"] == 200
     assert all(0 <= c["coverage_50"] <= c["coverage_90"] <= 100 for c in coverage.values())
     # Paired differences: each LocDiff row against the best of its baselines.

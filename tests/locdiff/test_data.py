@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from locdiff import data
+from locdiff import data, splits
 from locdiff.errors import DataError
 
 
@@ -101,14 +101,14 @@ def test_a_data_file_may_carry_a_far_validation_set(tmp_path, arrays):
     emb, latlon = arrays
     plain = str(tmp_path / "plain.npz")
     data.save_npz(plain, emb, latlon)
-    assert data.far_validation_set(plain) is None
+    assert splits.far_validation_set(plain) is None
     both = str(tmp_path / "far.npz")
     data.save_npz(both, emb[:40], latlon[:40], far_embeddings=emb[40:], far_latlon=latlon[40:])
-    far_emb, far_latlon = data.far_validation_set(both)
+    far_emb, far_latlon = splits.far_validation_set(both)
     np.testing.assert_array_equal(far_emb, emb[40:])
     np.testing.assert_allclose(far_latlon, latlon[40:], atol=1e-5)
     assert len(data.open_dataset(both)) == 40  # not rows of the data
     bad = str(tmp_path / "bad.npz")
     data.save_npz(bad, emb, latlon, far_embeddings=emb[:5], far_latlon=latlon[:4])
     with pytest.raises(DataError, match="far_embeddings"):
-        data.far_validation_set(bad)
+        splits.far_validation_set(bad)
