@@ -23,6 +23,7 @@ with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -192,6 +193,16 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from locdiff import methods
+    from locdiff.rundir import RunDir
+
+    methods.calibrate_run(args.run_dir)
+    chosen = RunDir(args.run_dir).file("calibration.json")
+    print(f"{args.run_dir}: choices current" + (f" ({chosen})" if os.path.exists(chosen) else ""))
+    return 0
+
+
 def _inference_flags(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     p.add_argument("--checkpoint", required=True, help="run directory written by locdiff train")
     p.add_argument("--data", required=data_required, help=".npz with embeddings (and latlon)")
@@ -231,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-id", type=int, help="--distributed: this process's index")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="choose a LocDiff run's guidance, map rules, snapping (and LocDiff-H's rule) "
+        "again where an earlier version chose them (loading a run never writes to it)",
+    )
+    p.add_argument("run_dir", help="run directory written by locdiff train")
+    p.set_defaults(run=_calibrate)
 
     p = sub.add_parser("evaluate", help="accuracy of a trained run on a labelled dataset")
     _inference_flags(p)

@@ -108,6 +108,7 @@ def train_or_load(
     if run.finished:
         meta = run.read_method()
         _check_same_data(workdir, meta, data_path)
+        calibrate_run(workdir)  # a run calibrated by an earlier version: choose again
         stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
         if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
             return mod.load(run, meta)
@@ -129,6 +130,20 @@ def _check_same_data(workdir: str, meta: dict, data_path: str) -> None:
             f"{workdir}: trained on {trained_on} ({rows} rows), not "
             f"{os.path.abspath(data_path)}; train into another directory"
         )
+
+
+def calibrate_run(workdir: str) -> None:
+    """Make a finished LocDiff or LocDiff-H run's choices current: its guidance, map
+    rules and snapping (:func:`locdiff.methods.locdiff.recalibrate`) and, for LocDiff-H,
+    its hybrid rule (``hybrid.json``), each chosen again only where it was made by an
+    earlier version. Other methods choose nothing after training."""
+    run = RunDir(workdir)
+    meta = run.read_method()
+    if meta["method"] not in ("locdiff", "locdiff-h"):
+        return
+    locdiff_method.recalibrate(run, meta)
+    if meta["method"] == "locdiff-h":
+        locdiff_h.rule_for(run, locdiff_method.load(run, meta), meta["data"])
 
 
 def load_locator(workdir: str, *, gallery=None, **options) -> Locator:

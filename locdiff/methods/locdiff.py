@@ -8,6 +8,7 @@ the areas of their credible regions.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -170,13 +171,29 @@ def is_calibrated(chosen: dict) -> bool:
 
 
 def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDiffLocator:
-    """The run's locator; ``snap_km`` (None: the run's choice; 0: the decoder's own
-    modes) is the radius its modes snap within (:mod:`locdiff.snapping`)."""
+    """The run's locator, as the run directory holds it (loading writes nothing: a run
+    calibrated by an earlier version keeps its choices, with a warning; ``locdiff
+    calibrate RUN`` chooses them again). ``snap_km`` (None: the run's choice; 0: the
+    decoder's own modes) is the radius its modes snap within (:mod:`locdiff.snapping`)."""
     geolocator = Geolocator.from_checkpoint(run.path)
-    stale = not is_calibrated(geolocator.calibration)
-    if stale and os.path.exists(meta.get("data", "")):
-        calibrate(run, meta["data"], geolocator)  # a run calibrated by an earlier version
-        geolocator = Geolocator.from_checkpoint(run.path)
+    if not is_calibrated(geolocator.calibration):
+        warnings.warn(
+            f"{run.path} was calibrated by an earlier version of LocDiff (or not at all); "
+            f"`locdiff calibrate {run.path}` chooses its guidance, map rules and snapping "
+            "again",
+            stacklevel=2,
+        )
     if snap_km is not None:
         geolocator = geolocator.with_snapping(geolocator.prior, snap_km)
     return LocDiffLocator(geolocator, meta, batch_size=batch_size or 256, **sampling)
+
+
+def recalibrate(run, meta: dict) -> None:
+    """Choose the run's guidance, map rules and snapping again where its
+    ``calibration.json`` is not from today's grids (:func:`calibrate`, on its training
+    data ``meta["data"]``): the explicit step behind ``locdiff calibrate``."""
+    if not os.path.exists(meta.get("data", "")):
+        raise FileNotFoundError(f"{run.path}: its training data {meta.get('data')} is gone")
+    geolocator = Geolocator.from_checkpoint(run.path)
+    if not is_calibrated(geolocator.calibration):
+        calibrate(run, meta["data"], geolocator)

@@ -66,10 +66,10 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
     return chosen
 
 
-def rule_for(run, locator, data_path: str) -> Rule:
-    """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and kept. A
-    rule chosen with another guidance scale than the locator's, or by another selection
-    (before the one-standard-error rule), is chosen again."""
+def rule_for(run, locator, data_path: str, *, write: bool = True) -> Rule:
+    """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and, with
+    ``write``, kept there. A rule chosen with another guidance scale than the locator's,
+    or by another selection, is chosen again."""
     path = run.file("hybrid.json")
     guidance = locator.sampling.get("guidance", locator.geolocator.config.diffusion.guidance)
     kept = files.read_json(path) if os.path.exists(path) else {}
@@ -77,7 +77,8 @@ def rule_for(run, locator, data_path: str) -> Rule:
     if not kept or stale:  # (guidance 1.0: chosen before guidance was)
         ((rule, rows),) = tune(locator, data_path, None)
         kept = {"rule": rule.to_dict(), "guidance": guidance, "selection": SELECTION}
-        files.write_json(path, {**kept, "validation": rows})
+        if write:
+            files.write_json(path, {**kept, "validation": rows})
     return Rule.from_dict(kept["rule"])
 
 
@@ -104,7 +105,7 @@ def load(
     if gallery is None:
         arrays = data.load_npz(meta["data"])
         gallery = Gallery.of(arrays["embeddings"], arrays["latlon"])
-    rule = rule_for(run, base, meta["data"])
+    rule = rule_for(run, base, meta["data"], write=False)  # loading writes nothing
     return LocDiffHLocator(
         base.geolocator, gallery, rule, meta, batch_size=base.batch_size, **sampling
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import calibration, methods
+from locdiff import calibration, cli, methods
 
 
 def test_coverage_counts_the_truths_inside_each_region(tiny_locdiff, clusters):
@@ -99,27 +99,62 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
 
     old = str(tmp_path / "old")
     shutil.copytree(tiny_locdiff, old)
-    files.write_json(os.path.join(old, "calibration.json"), {"map_power": 1.0, "map_floor": 0.0})
-    methods.load_locator(old)
-    assert files.read_json(os.path.join(old, "calibration.json"))["guidance"] == chosen["guidance"]
+    path = os.path.join(old, "calibration.json")
+    files.write_json(path, {"map_power": 1.0, "map_floor": 0.0})
+    with pytest.warns(UserWarning, match="locdiff calibrate"):  # loading writes nothing
+        methods.load_locator(old)
+    assert files.read_json(path) == {"map_power": 1.0, "map_floor": 0.0}
+    assert cli.main(["calibrate", old]) == 0  # the explicit step
+    assert files.read_json(path)["guidance"] == chosen["guidance"]
     # A run calibrated before the tail: its guidance is kept, its map rule chosen again.
     files.write_json(
-        os.path.join(old, "calibration.json"),
-        {"guidance": 3.0, "guidance_validation": table, "map_power": 1.0, "map_floor": 0.0},
+        path, {"guidance": 3.0, "guidance_validation": table, "map_power": 1.0, "map_floor": 0.0}
     )
+    methods.calibrate_run(old)
     geo = methods.load_locator(old).geolocator
-    again = files.read_json(os.path.join(old, "calibration.json"))
+    again = files.read_json(path)
     assert again["guidance"] == 3.0 and geo.config.diffusion.guidance == 3.0
     assert again["map_tail"] in calibration.TAILS and geo.map_tail == again["map_tail"]
     overall = [r for r in again["validation"] if r["bin"] == -1]
     assert len(overall) == len(calibration.POWERS) * len(calibration.TAILS)
     # A rule chosen from another grid is chosen again; one from today's grid is kept.
-    files.write_json(
-        os.path.join(old, "calibration.json"), again | {"validation": again["validation"][:3]}
-    )
-    methods.load_locator(old)
-    assert files.read_json(os.path.join(old, "calibration.json")) == again
+    files.write_json(path, again | {"validation": again["validation"][:3]})
+    methods.calibrate_run(old)
+    assert files.read_json(path) == again
     assert methods.locdiff.is_calibrated(again)
+
+
+def test_a_read_only_run_loads_and_predicts(tiny_locdiff, tmp_path, clusters):
+    """Loading reads: a run directory nobody may write to loads, predicts, and is left
+    as it was, LocDiff-H over a gallery included."""
+    import shutil
+    import stat
+
+    from locdiff import data
+    from locdiff.hybrid import Gallery
+
+    run = str(tmp_path / "frozen")
+    shutil.copytree(tiny_locdiff, run)
+    before = {}
+    for root, _, names in os.walk(run):  # (root ignores permissions: mtimes tell)
+        for name in names:
+            before[os.path.join(root, name)] = os.path.getmtime(os.path.join(root, name))
+        os.chmod(root, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        train = data.load_npz(clusters.train)
+        gallery = Gallery.of(train["embeddings"], train["latlon"])
+        for locator in (methods.load_locator(run), methods.load_locator(run, gallery=gallery)):
+            out = locator.predict(clusters.test_emb[:4], top_k=1)
+            assert out.top1.shape == (4, 2) and np.all(np.isfinite(out.top1))
+    finally:
+        for root, _, _ in os.walk(run):
+            os.chmod(root, stat.S_IRWXU)
+    after = {
+        os.path.join(root, name): os.path.getmtime(os.path.join(root, name))
+        for root, _, names in os.walk(run)
+        for name in names
+    }
+    assert after == before  # nothing written, nothing added
 
 
 def test_a_sharp_answer_is_less_spread_than_a_broad_one():

@@ -5,6 +5,7 @@ import numpy as np
 import shdd
 from locdiff import data, files, methods
 from locdiff.hybrid import Gallery, Rule, locdiff_h
+from locdiff.methods import locdiff_h as locdiff_h_method
 from locdiff.methods.locdiff import LocDiffLocator
 from locdiff.rundir import RunDir
 
@@ -21,13 +22,16 @@ def test_locdiff_run_records_what_it_was_trained_on(tiny_locdiff, clusters):
 
 def test_locdiff_h_is_the_hybrid_of_locdiffs_prediction(tiny_locdiff, clusters):
     """The locdiff-h locator answers exactly ``locdiff_h`` of LocDiff's prediction with
-    the rule chosen on the run's validation split (kept in hybrid.json); every first
-    location is a gallery point or LocDiff's own answer (where the trust test keeps it)."""
+    the rule chosen on the run's validation split (the one ``rule_for`` keeps in
+    hybrid.json); every first location is a gallery point or LocDiff's own answer (where
+    the trust test keeps it)."""
     train = data.load_npz(clusters.train)
     gallery = Gallery.of(train["embeddings"], train["latlon"])
     hybrid = methods.load_locator(tiny_locdiff, gallery=gallery)
     assert hybrid.method == "locdiff-h"
-    stored = files.read_json(RunDir(tiny_locdiff).file("hybrid.json"))
+    run = RunDir(tiny_locdiff)
+    locdiff_h_method.rule_for(run, methods.load_locator(tiny_locdiff), clusters.train)
+    stored = files.read_json(run.file("hybrid.json"))
     assert Rule.from_dict(stored["rule"]) == hybrid.rule and len(stored["validation"]) > 1
     chosen = files.read_json(RunDir(tiny_locdiff).file("calibration.json"))["guidance"]
     assert stored["guidance"] == chosen  # chosen on predictions at the run's own guidance
