@@ -1,5 +1,6 @@
 """The README's result blocks say what the result files say (no figure typed by hand)."""
 
+import json
 import os
 
 from experiments import readme
@@ -11,3 +12,48 @@ def test_readme_result_blocks_match_the_result_files():
     names = {match.group(2) for match in readme.BLOCK.finditer(text)}
     assert names == set(readme.WRITERS)  # every writer has its block, and no block is orphan
     assert readme.render(text) == text, "run `python -m experiments.readme`"
+
+
+def _write(root, name, payload):
+    os.makedirs(root / name, exist_ok=True)
+    with open(root / name / f"{name}.json", "w") as f:
+        json.dump(payload, f)
+
+
+def _parents(ok: bool, **where):
+    row = {"method": "locdiff-h", "n": 100, "ok": ok, **where}
+    for t in ("1", "25", "200", "750", "2500"):
+        row |= {f"acc_{t}km": 0.0, f"se_acc_{t}km": 0.5, f"parent_acc_{t}km": "retrieval"}
+    if not ok:
+        row |= {"acc_25km": -2.0, "se_acc_25km": 0.5}
+    return row
+
+
+def test_shortfalls_lists_exactly_the_targets_the_results_miss(tmp_path):
+    coverage = [
+        {"gallery": "100%", "noise": 0.1, "test": "im2gps3k", "subset": "all", "n": 10,
+         "coverage_50": 50.0, "coverage_90": 90.0},
+        {"gallery": "100%", "noise": 0.1, "test": "land", "subset": "far", "n": 10,
+         "coverage_50": 20.0, "coverage_90": 85.0},
+        {"gallery": "100%", "noise": 0.2, "test": "im2gps3k", "subset": "all", "n": 10,
+         "coverage_50": 30.0, "coverage_90": 86.0},
+    ]  # fmt: skip
+    b = {
+        "parents": [
+            _parents(True, gallery="100%", noise=0.1, test="land", subset="all"),
+            _parents(False, gallery="100%", noise=0.1, test="im2gps3k", subset="all"),
+            _parents(False, gallery="10%", noise=0.1, test="land", subset="all"),  # not shown
+        ],
+        "coverage": coverage,
+        "paired": [],
+    }
+    a = {"parents": [_parents(True, split="random", encoder="efficientnet-lite0")]}
+    _write(tmp_path, "oracle_mp16", b)
+    _write(tmp_path, "bluemarble", a)
+    lines = readme.shortfalls(str(tmp_path)).splitlines()
+    assert len(lines) == 2, lines
+    assert "Im2GPS3k (all, noise 0.1)" in lines[0] and "-2.0 ± 0.5 within 25 km" in lines[0]
+    assert "20.0 / 85.0% of setting B's land (far" in lines[1]  # 50% below its 40% floor
+    b["parents"], b["coverage"] = b["parents"][:1], coverage[:1]
+    _write(tmp_path, "oracle_mp16", b)
+    assert readme.shortfalls(str(tmp_path)) == "- none of the checked targets is missed\n"
