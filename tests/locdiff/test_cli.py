@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from locdiff import cli, data
+from locdiff import calibration, cli, data, methods
 
 
 def _one_error_line(capsys, args) -> str:
@@ -81,7 +81,12 @@ def test_evaluate_with_a_gallery_is_locdiff_h_with_its_coverage(tiny_locdiff, cl
     assert cli.main([*args, "--json", str(out), "--coverage"]) == 0
     result = json.loads(out.read_text())
     assert result["method"] == "locdiff" and result["n"] == 16
-    assert 0 <= result["coverage_50"] <= result["coverage_90"] <= 100
+    direct = calibration.coverage(  # the same figures as the library's, for the same rows
+        methods.load_locator(tiny_locdiff), clusters.test_emb[:16],
+        clusters.test_latlon[:16].astype(np.float64),
+    )  # fmt: skip
+    for key in ("coverage_50", "coverage_90", "area_50_km2", "area_90_km2"):
+        assert result[key] == pytest.approx(direct[key]), key
 
 
 def test_errors_are_one_line(tiny_locdiff, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -62,7 +63,14 @@ def test_locdiff_stops_on_a_flat_validation_loss_and_restores_its_best_step(
     assert meta["validation_rows"] == 50 and meta["train_rows"] == 950
     steps = sorted(int(s) for s in os.listdir(RunDir(workdir).checkpoints))
     assert 2 in steps and 6 in steps  # the best kept beside the latest
-    assert Geolocator.from_checkpoint(workdir).params is not None
+    best = Geolocator.from_checkpoint(workdir)  # restores the best step's EMA, not the latest
+    latest = Geolocator.from_checkpoint(workdir, step=6)
+    differ = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                          best.params, latest.params)  # fmt: skip
+    assert any(jax.tree.leaves(differ))
+    again = Geolocator.from_checkpoint(workdir, step=2)
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), best.params, again.params)
+    assert all(jax.tree.leaves(same))
     # Running again on a stopped run trains no further.
     trainer.train(config, clusters.train, workdir, progress=False)
     assert trainer.read_progress(workdir)["step"] == 6
