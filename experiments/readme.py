@@ -199,6 +199,33 @@ def setting_b(results_dir: str = RESULTS) -> str:
     return "\n".join(out) + "\n"
 
 
+def regions(results_dir: str = RESULTS) -> str:
+    """The strict held-out-region study (``unseen.json``): each method's accuracy on the
+    held-out regions and in distribution, and its share of held-out answers inside them."""
+    with open(os.path.join(results_dir, "unseen", "unseen.json")) as f:
+        report = json.load(f)
+    rows = {(r["setting"], r["test"], r["method"]): r for r in report["rows"]}
+    out = [
+        f"{_provenance(report)}. % within 750 / 2500 km and median error (km) on the "
+        "held-out regions, the share of held-out answers inside the held-out region, and "
+        "% within 750 / 2500 km in distribution:",
+        "",
+        "| setting | method | held-out (n) | median km | % inside | in distribution |",
+        "|---|---|---|---|---|---|",
+    ]
+    two = ("acc_750km", "acc_2500km")
+    for (setting, test, method), r in rows.items():
+        if test != "held-out":
+            continue
+        inside = "—" if r.get("inside_pct") is None else f"{r['inside_pct']:.2g}"
+        near = rows.get((setting, "in-distribution", method))
+        out.append(
+            f"| {setting} | {method} | {_cells(r, two)} ({r['n']}) | {r['median_km']:,.0f} | "
+            f"{inside} | {_cells(near, two) if near else '—'} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 COVERAGE_TARGETS = {  # (test, subset): (50% region, 90% region) ranges in percent
     ("im2gps3k", "all"): ((45, 55), (85, 95)),
     ("land", "all"): ((45, 55), (85, 95)),
@@ -275,6 +302,7 @@ WRITERS = {
     "setting-a": setting_a,
     "setting-b": setting_b,
     "unseen": unseen,
+    "regions": regions,
     "shortfalls": shortfalls,
 }
 
