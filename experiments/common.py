@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from locdiff import data, files, metrics
+from locdiff import data, files, metrics, splits
 from locdiff.early_stopping import validation_split
 from locdiff.provenance import git_revision, machine
 
@@ -54,7 +54,7 @@ def save_split(
         os.makedirs(os.path.dirname(path), exist_ok=True)
         extra = {} if encoder is None else {"encoder": np.array(encoder)}
         if far is not None and len(far):
-            extra |= {"far_embeddings": embeddings[far], "far_latlon": latlon[far]}
+            extra |= dict(zip(splits.FAR_KEYS, (embeddings[far], latlon[far]), strict=True))
         data.save_npz(path, embeddings[index], latlon[index], **extra)
     return path
 

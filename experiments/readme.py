@@ -29,6 +29,17 @@ TESTS = {
 }
 
 
+def _report(results_dir: str, name: str) -> dict:
+    """``experiments/results/<name>/<name>.json`` under ``results_dir``."""
+    with open(os.path.join(results_dir, name, f"{name}.json")) as f:
+        return json.load(f)
+
+
+def _misses(row: dict) -> list[str]:
+    """The ``acc_*`` keys where a paired difference is more than one SE below zero."""
+    return [k for k in row if k.startswith("acc_") and row[k] < -row["se_" + k]]
+
+
 def _pm(value: float, se: float) -> str:
     """``+x.x ± y.y`` points (two decimals where both round to 0.0)."""
     digits = 2 if abs(value) < 1 else 1
@@ -42,8 +53,7 @@ def _cells(row: dict, keys=KEYS) -> str:
 def unseen(results_dir: str = RESULTS) -> str:
     """Setting B's unseen-location figures (``oracle_mp16.json``): the GWS-like land test
     and its far subset, each hybrid against its parents, the credible regions."""
-    with open(os.path.join(results_dir, "oracle_mp16", "oracle_mp16.json")) as f:
-        report = json.load(f)
+    report = _report(results_dir, "oracle_mp16")
     rows = [r for r in report["rows"] if r["gallery"] == "100%"]
     noises = sorted({r["noise"] for r in rows})
     pick = {(r["noise"], r["test"], r["subset"], r["method"]): r for r in rows}
@@ -76,7 +86,7 @@ def unseen(results_dir: str = RESULTS) -> str:
             f"{len(parents) - len(failed)} of {len(parents)} comparisons within one "
             "standard error or above."]  # fmt: skip
     for p in failed:
-        misses = [k for k in p if k.startswith("acc_") and p[k] < -p["se_" + k]]
+        misses = _misses(p)
         out.append(
             f"Below: `{p['method']}` on {TESTS[p['test']]} {p['subset']} at noise "
             f"{p['noise']:g}: "
@@ -119,8 +129,7 @@ def _budget(row: dict) -> str:
 def setting_a(results_dir: str = RESULTS) -> str:
     """Blue Marble (``bluemarble.json``): accuracy on both splits, LocDiff-H against its
     parents, LocDiff's credible regions."""
-    with open(os.path.join(results_dir, "bluemarble", "bluemarble.json")) as f:
-        report = json.load(f)
+    report = _report(results_dir, "bluemarble")
     rows = {(r["split"], r["encoder"], r["method"]): r for r in report["rows"]}
     enc = "efficientnet-lite0"
     methods = list(dict.fromkeys(m for (_, e, m) in rows if e == enc))
@@ -153,8 +162,7 @@ def setting_a(results_dir: str = RESULTS) -> str:
             else "threshold but "
             + ", ".join(
                 f"{k[4:-2]} km ({_pm(p[k], p['se_' + k])} against {p['parent_' + k]})"
-                for k in p
-                if k.startswith("acc_") and p[k] < -p["se_" + k]
+                for k in _misses(p)
             )
         )
         out += ["", f"LocDiff-H on the {p['split']} split: {verdict}."]
@@ -202,8 +210,7 @@ def setting_b(results_dir: str = RESULTS) -> str:
 def regions(results_dir: str = RESULTS) -> str:
     """The strict held-out-region study (``unseen.json``): each method's accuracy on the
     held-out regions and in distribution, and its share of held-out answers inside them."""
-    with open(os.path.join(results_dir, "unseen", "unseen.json")) as f:
-        report = json.load(f)
+    report = _report(results_dir, "unseen")
     rows = {(r["setting"], r["test"], r["method"]): r for r in report["rows"]}
     out = [
         f"{_provenance(report)}. % within 750 / 2500 km and median error (km) on the "
@@ -249,16 +256,14 @@ def shortfalls(results_dir: str = RESULTS) -> str:
     region below 85% on Im2GPS3k); LocDiff below the best baseline on the land test by
     more than two standard errors."""
     out = []
-    with open(os.path.join(results_dir, "oracle_mp16", "oracle_mp16.json")) as f:
-        b = json.load(f)
-    with open(os.path.join(results_dir, "bluemarble", "bluemarble.json")) as f:
-        a = json.load(f)
+    b = _report(results_dir, "oracle_mp16")
+    a = _report(results_dir, "bluemarble")
     for p in [p for p in b.get("parents", []) if p["gallery"] == "100%"] + [
         p | {"test": p["split"] + " split", "subset": "", "noise": None}
         for p in a.get("parents", [])
         if p["encoder"] == "efficientnet-lite0"
     ]:
-        misses = [k for k in p if k.startswith("acc_") and p[k] < -p["se_" + k]]
+        misses = _misses(p)
         if not misses:
             continue
         where = "Blue Marble's " + p["test"] if p["noise"] is None else (

@@ -120,7 +120,7 @@ def spread_bin(spread, edges) -> np.ndarray:
 def choose_map_rule(
     geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, levels=LEVELS,
     resolution_deg=1.0, batch_size: int = 256, seed: int = 0, bins: int = SPREAD_BINS,
-    min_bin_rows: int = MIN_BIN_ROWS,
+    min_bin_rows: int = MIN_BIN_ROWS, prediction=None,
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """The map rules whose credible regions' coverage is nearest the levels on a
     validation set, one for each bin of :func:`spread_km2`, and every rule's coverage.
@@ -139,7 +139,8 @@ def choose_map_rule(
     answers' bins learn how far to trust them. The K samples are drawn once and the mean
     function is put on the grid once; each rule then only reweights the cells (a truth's
     credible level is the mass of the cells denser than its own, as
-    :func:`shdd.credible_level`).
+    :func:`shdd.credible_level`). ``prediction``: the geolocator's own of ``embeddings``
+    at ``seed``, drawn already (the samples of a row do not depend on its batch).
 
     Returns:
       ``{"map_power", "map_tail"}`` of all rows, with ``"map_bins": {"edges_km2":
@@ -156,7 +157,10 @@ def choose_map_rule(
     found, spreads = [], []  # [P, T, B] per batch: each rule's credible level of each truth
     for start in range(0, len(truth), batch_size):
         rows = slice(start, start + batch_size)
-        coeffs = geolocator.predict(embeddings[rows], top_k=1, seed=seed + start).coeffs
+        if prediction is None:
+            coeffs = geolocator.predict(embeddings[rows], top_k=1, seed=seed + start).coeffs
+        else:
+            coeffs = prediction.coeffs[rows]
         mean = coeffs.mean(axis=1)
         spreads.append(spread_km2(mean, L=L))
         values = np.asarray(shdd.synthesize(mean, grid, L=L), np.float64)
@@ -248,8 +252,9 @@ SNAP_GATES = (1.0, 0.75, 0.5, 0.25)  # quantiles of the validation spreads
 
 
 def choose_snap(
-    geolocator, embeddings, truth, prior, *, grid=SNAP_KM, gates=SNAP_GATES, seed: int = 0
-) -> tuple[dict, list[dict]]:
+    geolocator, embeddings, truth, prior, *, grid=SNAP_KM, gates=SNAP_GATES, seed: int = 0,
+    prediction=None,
+) -> tuple[dict, list[dict]]:  # fmt: skip
     """The snapping radius (:meth:`locdiff.snapping.LocationPrior.snap`, 0: none) and the
     largest spread (:func:`spread_km2`) at which a mode is still snapped, with the highest
     mean top-1 accuracy over 25, 200, 750 and 2500 km on a validation set (ties go to the
@@ -258,12 +263,14 @@ def choose_snap(
     The gate is there for queries far from every training photo: their answers are
     spread, and snapping pulls them onto where the photos are; a gate at a quantile of
     the validation spreads snaps only the more confident answers. The modes are decoded
-    once (``geolocator`` must not snap them itself).
+    once (``geolocator`` must not snap them itself), or taken from ``prediction``, the
+    geolocator's own of ``embeddings`` at ``seed``.
 
     Returns:
       ``({"snap_km", "snap_max_spread_km2"}, table)``; ``snap_max_spread_km2`` None: no gate.
     """
-    prediction = geolocator.predict(embeddings, top_k=1, seed=seed)
+    if prediction is None:
+        prediction = geolocator.predict(embeddings, top_k=1, seed=seed)
     modes = prediction.top1
     spreads = spread_km2(prediction.coeffs.mean(axis=1), L=geolocator.config.model.L)
     limits = sorted({None if q >= 1 else float(np.quantile(spreads, q)) for q in gates},

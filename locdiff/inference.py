@@ -223,15 +223,18 @@ class Geolocator:
         """``[B, n_lat, n_lon]`` maps of mean functions ``[B, D]`` by the run's map rule
         (by bin of ``spread`` where the run chose one rule per bin)."""
         L = self.config.model.L
+        plain = None  # the plain positive-part map, put on the grid once for every rule
 
         def by_rule(power, tail, floor=0.0):
-            pmap = shdd.probability_map(
-                mean, L=L, resolution_deg=resolution, power=power, floor=floor
+            nonlocal plain
+            pmap = np.asarray(
+                shdd.probability_map(mean, L=L, resolution_deg=resolution, power=power, floor=floor)
             )
-            if tail:
-                plain = shdd.probability_map(mean, L=L, resolution_deg=resolution)
-                pmap = (1 - tail) * pmap + tail * plain
-            return np.asarray(pmap)
+            if not tail:
+                return pmap
+            if plain is None:
+                plain = np.asarray(shdd.probability_map(mean, L=L, resolution_deg=resolution))
+            return (1 - tail) * pmap + tail * plain
 
         if not self.map_bins:
             return by_rule(self.map_rule["power"], self.map_tail, self.map_rule["floor"])

@@ -17,6 +17,7 @@ import numpy as np
 
 from locdiff import data, files
 from locdiff.readers import read_benchmark, read_locations
+from locdiff.splits import FAR_KEYS
 
 TEST_SETS = ("im2gps3k", "yfcc26k")
 
@@ -105,9 +106,7 @@ def training_set(cache: str, gallery, noise: float, seed: int, *, far=None) -> s
         cond = oracle_condition(emb, noise, seed=seed + 1)
         extra = {}
         if far is not None:
-            extra = {
-                "far_embeddings": oracle_condition(far[1], noise, seed=seed + 3),
-                "far_latlon": np.asarray(far[0], np.float32),
-            }
+            far_cond = oracle_condition(far[1], noise, seed=seed + 3)
+            extra = dict(zip(FAR_KEYS, (far_cond, np.asarray(far[0], np.float32)), strict=True))
         data.save_npz(path, cond, latlon, encoder=np.array("geoclip-location"), **extra)
     return path

@@ -108,9 +108,9 @@ def train_or_load(
     if run.finished:
         meta = run.read_method()
         _check_same_data(workdir, meta, data_path)
-        calibrate_run(workdir)  # a run calibrated by an earlier version: choose again
         stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
         if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
+            calibrate_run(workdir)  # a run calibrated by an earlier version: choose again
             return mod.load(run, meta)
     options = {} if on_eval is None else {"on_eval": on_eval}
     return train_method(method, data_path, workdir, config=config, progress=progress, **options)

@@ -141,19 +141,22 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
         chosen = {}  # chosen on other queries: everything is chosen again
     chosen["validation_rows"] = rows
     if "guidance" not in chosen:
-        guidance, rows = calibration.choose_guidance(geolocator, x, truth)
-        chosen |= {"guidance": guidance, "guidance_validation": rows}
+        guidance, table = calibration.choose_guidance(geolocator, x, truth)
+        chosen |= {"guidance": guidance, "guidance_validation": table}
     geolocator = geolocator.with_guidance(chosen["guidance"]).with_snapping(None, 0.0)
+    prediction = None  # drawn once for the map rules and snapping, where either is due
+    if not _searched_today(chosen) or "snap_max_spread_km2" not in chosen:
+        prediction = geolocator.predict(x, top_k=1)
     if not _searched_today(chosen):
-        rule, rows = calibration.choose_map_rule(geolocator, x, truth)
-        chosen |= {**rule, "validation": rows}
+        rule, table = calibration.choose_map_rule(geolocator, x, truth, prediction=prediction)
+        chosen |= {**rule, "validation": table}
     if "snap_max_spread_km2" not in chosen:
         source = data.open_dataset(data_path)
         train_rows, _ = validation_split(len(source), fraction)
         prior = LocationPrior.from_locations(data.locations(source)[np.sort(train_rows)])
         prior.save(run.location_prior)
-        snap, rows = calibration.choose_snap(geolocator, x, truth, prior)
-        chosen |= {**snap, "snap_validation": rows}
+        snap, table = calibration.choose_snap(geolocator, x, truth, prior, prediction=prediction)
+        chosen |= {**snap, "snap_validation": table}
     files.write_json(path, chosen)
 
 
@@ -192,8 +195,9 @@ def recalibrate(run, meta: dict) -> None:
     """Choose the run's guidance, map rules and snapping again where its
     ``calibration.json`` is not from today's grids (:func:`calibrate`, on its training
     data ``meta["data"]``): the explicit step behind ``locdiff calibrate``."""
+    path = run.file("calibration.json")
+    if os.path.exists(path) and is_calibrated(files.read_json(path)):
+        return  # current: nothing to restore
     if not os.path.exists(meta.get("data", "")):
         raise FileNotFoundError(f"{run.path}: its training data {meta.get('data')} is gone")
-    geolocator = Geolocator.from_checkpoint(run.path)
-    if not is_calibrated(geolocator.calibration):
-        calibrate(run, meta["data"], geolocator)
+    calibrate(run, meta["data"], Geolocator.from_checkpoint(run.path))

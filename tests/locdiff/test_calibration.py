@@ -47,6 +47,12 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
     chosen, table = calibration.choose_map_rule(
         geo, x, truth, powers=(1.0, 8.0), tails=(0.0, 0.3), resolution_deg=5.0, batch_size=16
     )
+    drawn = geo.predict(x, top_k=1)  # the same samples, drawn once beforehand
+    again = calibration.choose_map_rule(
+        geo, x, truth, powers=(1.0, 8.0), tails=(0.0, 0.3), resolution_deg=5.0, batch_size=16,
+        prediction=drawn,
+    )  # fmt: skip
+    assert again == (chosen, table)
     rule = {k: chosen[k] for k in ("map_power", "map_tail")}
     assert chosen["map_bins"] == {"edges_km2": [], "rules": [rule | {"n": 32}]}  # < 150 rows
     assert len(table) == 8 and min(r["miss"] for r in table) == next(
