@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-deps geoclip
 	touch $(STAMP)
 
-# The main job: Blue Marble patches, LocDiff and the baselines (about 12 min on 2 cores).
+# The main job: Blue Marble patches, LocDiff and the baselines (its report states its
+# wall time), then the README's result blocks from the reports.
 demo: $(STAMP)
 	$(PY) -m experiments.bluemarble
 	$(PY) -m experiments.readme

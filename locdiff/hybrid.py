@@ -21,8 +21,9 @@ confident answers from it: where LocDiff's answer is no more spread than ``gate`
 (:func:`locdiff.calibration.spread_km2`, small in distribution), the best candidate is
 taken as it is. The rule and its constants are our reconstruction (the paper's hybrid is
 not public): :func:`choose_rule` picks them on validation rows, in distribution and far
-from the gallery, so that the hybrid is not worse than either parent on either, at any
-threshold; never on a test set. The other top-k locations stay LocDiff's modes.
+from the gallery, aiming at a hybrid not worse than either parent on either, at any
+threshold (where no rule of the grid is, the one that falls least short); never on a
+test set. The other top-k locations stay LocDiff's modes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """LocDiff-H: a LocDiff run, a gallery and the hybrid's rule (:mod:`locdiff.hybrid`).
 
-Trained as LocDiff; then the rule (candidates, weight, trust) is chosen on the run's
+Trained as LocDiff; then the rule (candidates, weight, trust, gate) is chosen on the run's
 validation split (:func:`locdiff.early_stopping.validation_split`: rows LocDiff did not
 train on, searched against the other training rows) and on the data's far-validation set
 where it has one, and kept in ``hybrid.json``. The gallery is
