@@ -6,6 +6,7 @@ import pytest
 from locdiff import data, metrics
 from locdiff.hybrid import Gallery, Rule, answer, choose_rule, densities, locdiff_h, rerank
 from locdiff.inference import Geolocator
+from locdiff.neighbours import normalise
 from locdiff.prediction import Prediction
 
 
@@ -92,7 +93,18 @@ def test_choose_rule_is_not_worse_than_either_parent_on_either_part(tiny_locdiff
         assert len(chosen[f"vs_parents_{part}"]) == len(metrics.THRESHOLDS_KM)
     admissible = [r for r in rows if r["shortfall"] >= 0]
     assert chosen["mean_acc"] == max(r["mean_acc"] for r in admissible)
+    # Independently of the table: on each part and at each threshold, the chosen rule's
+    # hits are within one SE of the better parent's (retrieval: the nearest gallery row)
     top1 = locdiff_h(prediction, query, gallery, L=8, rule=rule).top1
+    nearest = gallery.latlon[np.argmax(gallery.unit @ normalise(query).T, axis=0)]
+    for sel in (far, ~far):
+        mine = metrics.distances_km(top1[sel], truth[sel])
+        parents = [metrics.distances_km(a[sel], truth[sel]) for a in (nearest, prediction.top1)]
+        for t in metrics.THRESHOLDS_KM:
+            hits = [100.0 * (d <= t) for d in parents]
+            better = max(hits, key=np.mean)
+            diff = 100.0 * (mine <= t) - better
+            assert diff.mean() >= -diff.std() / np.sqrt(sel.sum()) - 1e-9, (t, diff.mean())
     km = metrics.distances_km(top1[far], truth[far])
     mine = metrics.distances_km(prediction.top1[far], truth[far])
     assert np.mean(km <= 2500) >= np.mean(mine <= 2500) - 0.1

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import calibration, files
+from locdiff import calibration, files, metrics
 from locdiff.early_stopping import validation_split
 from locdiff.inference import Geolocator
+from locdiff.methods.locdiff import calibration_rows
 from locdiff.snapping import LocationPrior
 
 PARIS = (48.857, 2.352)
@@ -91,6 +92,22 @@ def test_training_chooses_a_radius_on_validation_and_predictions_snap(tiny_locdi
     )  # fmt: skip
     prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
     geo = Geolocator.from_checkpoint(tiny_locdiff)
+    # Independently of the table: the validation queries' accuracy under each radius and
+    # gate, from the run's own modes; the chosen pair has the best mean
+    x, truth, _ = calibration_rows(clusters.train, geo.config.train.validation_fraction)
+    drawn = geo.with_snapping(None, 0.0).predict(x, top_k=1)
+    spread = calibration.spread_km2(drawn.coeffs.mean(axis=1), L=8)
+
+    def mean_accuracy(km, limit):
+        moved = prior.snap(drawn.top1, km)
+        if limit is not None:
+            moved = np.where((spread <= limit)[:, None], moved, drawn.top1)
+        d = metrics.distances_km(moved, truth)
+        return np.mean([100 * np.mean(d <= t) for t in calibration.THRESHOLDS_KM])
+
+    got = mean_accuracy(chosen["snap_km"], chosen["snap_max_spread_km2"])
+    assert got == pytest.approx(max(mean_accuracy(r["snap_km"], r["snap_max_spread_km2"])
+                                    for r in table))  # fmt: skip
     train_rows, _ = validation_split(1000, geo.config.train.validation_fraction)
     assert prior.counts.sum() == len(train_rows)
 

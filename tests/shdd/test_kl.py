@@ -110,6 +110,10 @@ def test_quadrature_grows_with_the_targets_sharpness():
     smooth = shdd.quadrature_size(24, 700.0)
     sharp = shdd.quadrature_size(24, None)
     assert sharp[0] > smooth[0]
+    for L, sigma_km in ((24, 700.0), (24, None), (32, 700.0)):  # exact for q Y_k
+        n_lat, n_lon = shdd.quadrature_size(L, sigma_km)
+        need = max(shdd.target_terms(L, sigma_km).bandwidth, shdd.kl.ROUGH_BANDWIDTH * L) + L
+        assert n_lon % 2 == 0 and n_lon >= need + 1 and 2 * n_lat >= n_lon
     # The truncated delta's softmax is far sharper than the smoothed one's.
     assert shdd.target_terms(24, None).bandwidth > 2 * shdd.target_terms(24, 700.0).bandwidth
 
