@@ -136,23 +136,27 @@ CHOICES = {
     "guidance": "guidance",
     "map_power": "map power",
     "map_tail": "tail",
-    "map_by_spread": "power/tail by spread",
+    "map_by_doubt": "power/tail(@softmax T) by doubt (edges km)",
     "snap_km": "snap km",
-    "snap_max_spread_km2": "snap if spread ≤ (km²)",
+    "snap_max_doubt_km": "snap if doubt ≤ (km)",
 }
 
 
 def locdiff_choices(locator) -> dict:
     """:data:`CHOICES` of a LocDiff locator: guidance, the map rule's power and tail (for
-    all inputs, and by bin of spread where it chose so), the radius its modes snap
-    within and the largest spread snapped (None: all)."""
+    all inputs, and by bin of doubt where it chose so, with the bins' edges), the radius
+    its modes snap within and the largest doubt snapped (None: all)."""
     chosen = locator.geolocator.calibration
     out = {key: chosen.get(key) for key in CHOICES}
-    bins = chosen.get("map_bins")
+    bins = locator.geolocator.map_bins
     if bins:
-        out["map_by_spread"] = "; ".join(
-            f"{r['map_power']:g}/{r['map_tail']:g}" for r in bins["rules"]
+        rules = "; ".join(
+            f"{r['map_power']:g}/{r['map_tail']:g}"
+            + (f"@{r['map_tail_temperature']:g}" if r.get("map_tail_temperature") else "")
+            for r in bins["rules"]
         )
+        edges = ", ".join(f"{e:.0f}" for e in bins["edges"])
+        out["map_by_doubt"] = f"{rules} ({edges})" if edges else rules
     return out
 
 

@@ -79,122 +79,173 @@ def coverage(
 
 POWERS = (0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0)
 TAILS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+# the tail's map: the plain positive part (0) or the softmax rule at that temperature
+TEMPERATURES = (0.0, 1.0)
 SPREAD_RESOLUTION = 2.0  # degrees: the grid of :func:`spread_km2`
-SPREAD_BINS = 4  # map rules by how spread the answer is (at most; see choose_map_rule)
+DOUBT_BINS = 4  # map rules by the answer's doubt (at most; see choose_map_rule)
 MIN_BIN_ROWS = 150  # validation rows each of those bins holds at least
 
 
 def spread_km2(mean_coeffs, *, L: int) -> np.ndarray:
     """``[B]`` how spread LocDiff's answer is: the area (km²) of the 50% credible region
     of the plain positive-part map of the mean SHDD functions ``[B, D]``, on a 2-degree
-    grid. Small: the K samples agree on a small place; large: a broad or split answer, as
-    for conditions far from every training photo. It depends on the coefficients alone
-    (no map rule), so the map rule can be chosen by it."""
+    grid. Small: the K samples agree on a small place; large: a broad or split answer.
+    It depends on the coefficients alone (no map rule); LocDiff-H's gate reads it
+    (:mod:`locdiff.hybrid`). It does not tell far conditions from near ones (the samples
+    can agree on a wrong place): the map rules and snapping go by the answer's doubt
+    (:mod:`locdiff.reference`)."""
     pmap = shdd.probability_map(mean_coeffs, L=L, resolution_deg=SPREAD_RESOLUTION)
     area = shdd.credible_area_km2(pmap, resolution_deg=SPREAD_RESOLUTION, levels=(0.5,))
     return np.asarray(area, np.float64)[..., 0]
 
 
-def _bin_edges(spreads, bins: int, min_rows: int) -> list[float]:
-    """Inner edges cutting ``spreads`` at quantiles into at most ``bins`` bins of at least
-    ``min_rows`` rows each (as :func:`spread_bin` assigns them: equal spreads, which whole
-    map cells make common, stay in one bin). Edges that would leave a bin short are
-    dropped, merging it into its upper neighbour; the last bin merges downwards."""
-    n = len(spreads)
+def bin_edges(values, bins: int, min_rows: int) -> list[float]:
+    """Inner edges cutting ``values`` at quantiles into at most ``bins`` bins of at least
+    ``min_rows`` rows each (as :func:`bin_index` assigns them: equal values stay in one
+    bin). Edges that would leave a bin short are dropped, merging it into its upper
+    neighbour; the last bin merges downwards."""
+    n = len(values)
     n_bins = max(1, min(bins, n // max(min_rows, 1)))
-    edges = np.unique(np.quantile(spreads, np.arange(1, n_bins) / n_bins)) if n_bins > 1 else []
+    edges = np.unique(np.quantile(values, np.arange(1, n_bins) / n_bins)) if n_bins > 1 else []
     kept, below = [], 0
     for edge in edges:
-        count = int(np.sum(spreads < edge))  # rows below: spread_bin puts ties above
+        count = int(np.sum(values < edge))  # rows below: bin_index puts ties above
         if count - below >= min_rows and n - count >= min_rows:
             kept.append(float(edge))
             below = count
     return kept
 
 
-def spread_bin(spread, edges) -> np.ndarray:
-    """Index ``[B]`` of the bin of each spread, for bin ``edges`` (inner edges, sorted)."""
-    return np.searchsorted(np.asarray(edges, np.float64), np.asarray(spread), side="right")
+def bin_index(values, edges) -> np.ndarray:
+    """Index ``[B]`` of the bin of each value, for bin ``edges`` (inner edges, sorted)."""
+    return np.searchsorted(np.asarray(edges, np.float64), np.asarray(values), side="right")
 
 
 def choose_map_rule(
-    geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, levels=LEVELS,
-    resolution_deg=1.0, batch_size: int = 256, seed: int = 0, bins: int = SPREAD_BINS,
-    min_bin_rows: int = MIN_BIN_ROWS, prediction=None,
+    geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES,
+    levels=LEVELS, resolution_deg=1.0, batch_size: int = 256, seed: int = 0,
+    bins: int = DOUBT_BINS, min_bin_rows: int = MIN_BIN_ROWS, prediction=None,
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """The map rules whose credible regions' coverage is nearest the levels on a
-    validation set, one for each bin of :func:`spread_km2`, and every rule's coverage.
+    validation set, one for each bin of the answer's doubt
+    (:meth:`locdiff.reference.Reference.doubt_km`), and every rule's coverage.
 
-    A rule's map is ``(1 - tail) * sharpened + tail * plain``: the positive part of the
+    A rule's map is ``(1 - tail) * sharpened + tail * broad``: the positive part of the
     mean SHDD function raised to ``power`` (the core, :func:`shdd.probability_map`), mixed
-    with weight ``tail`` with the plain positive part, whose broad lobes rank the cells
-    far from every mode for this input. A rule's miss is the sum over ``levels`` of
-    ``|coverage - level|`` (ties go to the plainer rule).
+    with weight ``tail`` with a broad map that ranks the cells far from every mode: the
+    plain positive part (``tail_temperature`` 0), or the softmax rule at that
+    temperature, which is positive everywhere, so that a truth where the function is
+    negative can still fall inside a 90% region. A rule's miss is the sum over
+    ``levels`` of ``|coverage - level|`` (ties go to the plainer rule).
 
     One rule for every input over-promises where the model is out of its depth (a
     condition far from every training photo gets a sharp map at the wrong place). So the
-    validation rows are cut at quantiles of their spread into up to ``bins`` bins of at
-    least ``min_bin_rows`` rows, and each bin gets its own rule; with a validation set
-    that holds far-from-training rows (:func:`locdiff.splits.far_validation`), the broad
-    answers' bins learn how far to trust them. The K samples are drawn once and the mean
-    function is put on the grid once; each rule then only reweights the cells (a truth's
-    credible level is the mass of the cells denser than its own, as
-    :func:`shdd.credible_level`). ``prediction``: the geolocator's own of ``embeddings``
-    at ``seed``, drawn already (the samples of a row do not depend on its batch).
+    validation rows are cut at quantiles of their doubt (LocDiff's mode against the
+    nearest training condition's place) into up to ``bins`` bins of at least
+    ``min_bin_rows`` rows, and each bin gets its own rule; with a validation set that
+    holds far-from-training rows (:func:`locdiff.splits.far_validation`), the doubtful
+    answers' bins learn how far to trust them. A geolocator without a reference gets one
+    rule. The K samples are drawn once and the mean function is put on the grid once;
+    each rule then only reweights the cells (a truth's credible level is the mass of the
+    cells denser than its own, as :func:`shdd.credible_level`). ``prediction``: the
+    geolocator's own of ``embeddings`` at ``seed``, drawn already (the samples of a row
+    do not depend on its batch).
 
     Returns:
-      ``{"map_power", "map_tail"}`` of all rows, with ``"map_bins": {"edges_km2":
-      [inner edges], "rules": [{"map_power", "map_tail", "n"} per bin]}``; and the
-      table of every rule's coverage (``bin``: -1 for all rows).
+      ``{"map_power", "map_tail", "map_tail_temperature"}`` of all rows, with
+      ``"map_bins": {"signal": "doubt_km", "edges": [inner edges], "rules": [that rule
+      | {"n"} per bin]}`` (one bin without a reference); and the table of every rule's
+      coverage (``bin``: -1 for all rows).
     """
+    found, doubts = rule_levels(
+        geolocator, embeddings, truth, powers=powers, tails=tails, temperatures=temperatures,
+        resolution_deg=resolution_deg, batch_size=batch_size, seed=seed, prediction=prediction,
+    )  # fmt: skip
+    if getattr(geolocator, "reference", None) is None:
+        bins = 1  # no doubt to bin by
+    chosen, per_bin, edges, table = rules_by_bin(
+        found, doubts, powers=powers, tails=tails, temperatures=temperatures, levels=levels,
+        bins=bins, min_bin_rows=min_bin_rows,
+    )  # fmt: skip
+    bins_out = {"signal": "doubt_km", "edges": edges, "rules": per_bin}
+    return chosen | {"map_bins": bins_out}, table
+
+
+def rules_by_bin(
+    found, values, *, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES, levels=LEVELS,
+    bins: int = DOUBT_BINS, min_bin_rows: int = MIN_BIN_ROWS,
+) -> tuple[dict, list[dict], list[float], list[dict]]:  # fmt: skip
+    """The rule of least miss for all rows and for each bin of ``values [N]``, from each
+    rule's credible levels ``found [P, T, K, N]`` (:func:`rule_levels`): ``(rule of all
+    rows, [rule | {"n"} per bin], inner bin edges, table of every rule's coverage)``."""
+    edges = bin_edges(values, bins, min_bin_rows)
+    which, n_bins = bin_index(values, edges), len(edges) + 1
+    table = []
+
+    def best_for(sel, label):
+        best = None
+        for (i, p), (j, t), (k, temp) in itertools.product(
+            enumerate(powers), enumerate(tails), enumerate(temperatures)
+        ):
+            true_levels = found[i, j, k, sel]
+            cover = {f"coverage_{100 * a:g}": float(100 * np.mean(true_levels < a)) for a in levels}
+            miss = sum(abs(cover[f"coverage_{100 * a:g}"] - 100 * a) for a in levels)
+            rule = {"map_power": p, "map_tail": t, "map_tail_temperature": temp}
+            table.append({"bin": label, **rule, **cover, "miss": miss})
+            if best is None or miss < best[0]:
+                best = (miss, rule)
+        return best[1]
+
+    chosen = best_for(np.ones(len(values), bool), -1)
+    per_bin = [best_for(which == b, b) | {"n": int(np.sum(which == b))} for b in range(n_bins)]
+    return chosen, per_bin, edges, table
+
+
+def rule_levels(
+    geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES,
+    resolution_deg=1.0, batch_size: int = 256, seed: int = 0, prediction=None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(levels [P, T, K, N], doubt [N])``: the credible level of each truth ``[N, 2]``
+    under the map rule of each power, tail and tail temperature (a truth lies in the
+    ``a`` credible region where its level is below ``a``), and the doubt of each answer
+    (zeros without a reference), from the geolocator's predictions of ``embeddings`` at
+    ``seed`` (or ``prediction``, drawn already). The mean function is put on the grid
+    once; each rule only reweights its cells."""
     truth = np.asarray(truth, np.float64)
     L = geolocator.config.model.L
     grid = shdd.latlon_grid(resolution_deg)
     row, col = grid.cell_of(truth)  # the cell credible_level takes for the truth
     cell = row * grid.shape[1] + col  # [N] in the flattened grid
     area = np.repeat(np.asarray(grid.area, np.float64), grid.shape[1])  # [C]
-    rules = np.asarray(powers, np.float64), np.asarray(tails, np.float64)
-    found, spreads = [], []  # [P, T, B] per batch: each rule's credible level of each truth
+    rules = [np.asarray(r, np.float64) for r in (powers, tails, temperatures)]
+    peak = (L + 1) ** 2 / (4 * np.pi)  # the softmax rule's scale (shdd.maps)
+    found, doubts = [], []  # [P, T, K, B] per batch
     for start in range(0, len(truth), batch_size):
         rows = slice(start, start + batch_size)
         if prediction is None:
-            coeffs = geolocator.predict(embeddings[rows], top_k=1, seed=seed + start).coeffs
+            part = geolocator.predict(embeddings[rows], top_k=1, seed=seed + start)
         else:
-            coeffs = prediction.coeffs[rows]
-        mean = coeffs.mean(axis=1)
-        spreads.append(spread_km2(mean, L=L))
+            part = prediction[rows]
+        doubts.append(np.zeros(len(part)) if part.doubt_km is None else part.doubt_km)
+        mean = part.coeffs.mean(axis=1)
         values = np.asarray(shdd.synthesize(mean, grid, L=L), np.float64)
-        positive = np.maximum(values.reshape(len(values), -1), 0.0)  # [B, C]
+        values = values.reshape(len(values), -1)  # [B, C]
+        positive = np.maximum(values, 0.0)
         positive /= np.maximum(positive.max(axis=1, keepdims=True), 1e-300)
+        scaled = (values - values.max(axis=1, keepdims=True)) / peak  # softmax logits at T = 1
         with jax.enable_x64(True):  # float64: powers up to 128 of values below 1
-            found.append(np.asarray(_rule_levels(positive, area, cell[rows], *rules)))
-    found, spreads = np.concatenate(found, axis=2), np.concatenate(spreads)
-    edges = _bin_edges(spreads, bins, min_bin_rows)
-    which, n_bins = spread_bin(spreads, edges), len(edges) + 1
-    table = []
-
-    def best_for(sel, label):
-        best = None
-        for (i, p), (j, t) in itertools.product(enumerate(powers), enumerate(tails)):
-            true_levels = found[i, j, sel]
-            cover = {f"coverage_{100 * a:g}": float(100 * np.mean(true_levels < a)) for a in levels}
-            miss = sum(abs(cover[f"coverage_{100 * a:g}"] - 100 * a) for a in levels)
-            table.append({"bin": label, "map_power": p, "map_tail": t, **cover, "miss": miss})
-            if best is None or miss < best[0]:
-                best = (miss, {"map_power": p, "map_tail": t})
-        return best[1]
-
-    chosen = best_for(np.ones(len(truth), bool), -1)
-    per_bin = [best_for(which == b, b) | {"n": int(np.sum(which == b))} for b in range(n_bins)]
-    return chosen | {"map_bins": {"edges_km2": edges, "rules": per_bin}}, table
+            levels = _rule_levels(positive, scaled, area, cell[rows], *rules)  # [P, K, T, B]
+            found.append(np.asarray(levels).transpose(0, 2, 1, 3))
+    return np.concatenate(found, axis=3), np.concatenate(doubts)
 
 
 @jax.jit
-def _rule_levels(positive, area, own, powers, tails):
-    """Each rule's credible level of each truth: ``[P, T, B]``, the mass of the cells
-    denser than the truth's cell ``own [B]`` under the map of power ``p`` and tail ``t``,
-    from the max-normalised positive part ``[B, C]`` and the cells' areas ``[C]``. One
-    fused pass over the cells per rule (call under ``jax.enable_x64``)."""
+def _rule_levels(positive, scaled, area, own, powers, tails, temperatures):
+    """Each rule's credible level of each truth: ``[P, K, T, B]``, the mass of the cells
+    denser than the truth's cell ``own [B]`` under the map of power ``p``, tail ``t`` and
+    tail temperature ``k``, from the max-normalised positive part ``[B, C]``, the
+    softmax logits at temperature 1 ``scaled [B, C]`` (at most 0) and the cells' areas
+    ``[C]``. One fused pass over the cells per rule (call under ``jax.enable_x64``)."""
     index = jnp.arange(positive.shape[0])
     area = area[None, :]
 
@@ -203,18 +254,26 @@ def _rule_levels(positive, area, own, powers, tails):
         return jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0), 1 / area.sum())
 
     plain = per_area(positive)
-    plain_own = plain[index, own][:, None]
+
+    def tail_map(k):  # the plain positive part (k = 0) or the softmax rule at k
+        return jnp.where(k > 0, per_area(jnp.exp(scaled / jnp.where(k > 0, k, 1.0))), plain)
 
     def for_power(p):
         powered = per_area(positive**p)
         powered_own = powered[index, own][:, None]
 
-        def for_tail(t):  # the truth's density from its cell's: density is never stored
-            density = (1 - t) * powered + t * plain  # [B, C] per unit area
-            mine = (1 - t) * powered_own + t * plain_own
-            return jnp.where(density > mine, density * area, 0.0).sum(axis=1)
+        def for_temperature(k):
+            broad = tail_map(k)
+            broad_own = broad[index, own][:, None]
 
-        return jax.lax.map(for_tail, tails)
+            def for_tail(t):  # the truth's density from its cell's: density is never stored
+                density = (1 - t) * powered + t * broad  # [B, C] per unit area
+                mine = (1 - t) * powered_own + t * broad_own
+                return jnp.where(density > mine, density * area, 0.0).sum(axis=1)
+
+            return jax.lax.map(for_tail, tails)
+
+        return jax.lax.map(for_temperature, temperatures)
 
     return jax.lax.map(for_power, powers)
 
@@ -248,7 +307,7 @@ def choose_guidance(
 
 
 SNAP_KM = (0.0, 25.0, 50.0, 100.0, 200.0)
-SNAP_GATES = (1.0, 0.75, 0.5, 0.25)  # quantiles of the validation spreads
+SNAP_GATES = (1.0, 0.75, 0.5, 0.25)  # quantiles of the validation doubts
 
 
 def choose_snap(
@@ -256,24 +315,27 @@ def choose_snap(
     prediction=None,
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """The snapping radius (:meth:`locdiff.snapping.LocationPrior.snap`, 0: none) and the
-    largest spread (:func:`spread_km2`) at which a mode is still snapped, with the highest
-    mean top-1 accuracy over 25, 200, 750 and 2500 km on a validation set (ties go to the
-    smaller move: the smaller radius, then the stricter gate), and each pair's accuracies.
+    largest doubt (:meth:`locdiff.reference.Reference.doubt_km`) at which a mode is still
+    snapped, with the highest mean top-1 accuracy over 25, 200, 750 and 2500 km on a
+    validation set (ties go to the smaller move: the smaller radius, then the stricter
+    gate), and each pair's accuracies.
 
-    The gate is there for queries far from every training photo: their answers are
-    spread, and snapping pulls them onto where the photos are; a gate at a quantile of
-    the validation spreads snaps only the more confident answers. The modes are decoded
-    once (``geolocator`` must not snap them itself), or taken from ``prediction``, the
-    geolocator's own of ``embeddings`` at ``seed``.
+    The gate is there for queries far from every training photo: their modes stand far
+    from the nearest training condition's place, and snapping pulls them onto where the
+    photos are; a gate at a quantile of the validation doubts snaps only the answers
+    that agree with the training data (a geolocator without a reference has no gate).
+    The modes are decoded once (``geolocator`` must not snap them itself), or taken from
+    ``prediction``, the geolocator's own of ``embeddings`` at ``seed``.
 
     Returns:
-      ``({"snap_km", "snap_max_spread_km2"}, table)``; ``snap_max_spread_km2`` None: no gate.
+      ``({"snap_km", "snap_max_doubt_km"}, table)``; ``snap_max_doubt_km`` None: no gate.
     """
     if prediction is None:
         prediction = geolocator.predict(embeddings, top_k=1, seed=seed)
     modes = prediction.top1
-    spreads = spread_km2(prediction.coeffs.mean(axis=1), L=geolocator.config.model.L)
-    limits = sorted({None if q >= 1 else float(np.quantile(spreads, q)) for q in gates},
+    doubts = prediction.doubt_km
+    quantiles = gates if doubts is not None else (1.0,)
+    limits = sorted({None if q >= 1 else float(np.quantile(doubts, q)) for q in quantiles},
                     key=lambda x: -np.inf if x is None else -x)  # fmt: skip
     table = []
     for km, limit in itertools.product(sorted(grid), limits):
@@ -281,7 +343,7 @@ def choose_snap(
             continue  # no snapping: the gate changes nothing
         snapped = prior.snap(modes, km)
         if limit is not None:
-            snapped = np.where((spreads <= limit)[:, None], snapped, modes)
-        table.append({"snap_km": km, "snap_max_spread_km2": limit} | _accuracies(snapped, truth))
+            snapped = np.where((doubts <= limit)[:, None], snapped, modes)
+        table.append({"snap_km": km, "snap_max_doubt_km": limit} | _accuracies(snapped, truth))
     best = max(enumerate(table), key=lambda r: (r[1]["mean"], -r[1]["snap_km"], r[0]))[1]
-    return {k: best[k] for k in ("snap_km", "snap_max_spread_km2")}, table
+    return {k: best[k] for k in ("snap_km", "snap_max_doubt_km")}, table

@@ -24,6 +24,7 @@ from locdiff import calibration, files
 from locdiff.config import Config, override
 from locdiff.errors import RunError
 from locdiff.prediction import Prediction, check_embeddings
+from locdiff.reference import Reference
 from locdiff.rundir import RunDir
 from locdiff.sampling import sample_coefficients
 from locdiff.snapping import LocationPrior
@@ -58,14 +59,18 @@ class Geolocator:
         # maps are (1 - tail) * that rule's + tail * the plain rule's (the broad lobes
         # rank the cells far from every mode); tail is chosen with the power
         self.map_tail = 0.0
-        # rules by how spread the answer is (calibration.spread_km2): inner bin edges
-        # and one {"map_power", "map_tail"} per bin; None: the one rule above for all
+        self.map_tail_temperature = 0.0  # the tail's map: plain (0), else softmax at it
+        # rules by the answer's doubt (reference.Reference.doubt_km): {"signal":
+        # "doubt_km", "edges": inner bin edges, "rules": one {"map_power", "map_tail"}
+        # per bin}; None (or no reference): the one rule above for all
         self.map_bins: dict | None = None
+        # training conditions and places, for the doubt of each answer (None: no doubt)
+        self.reference: Reference | None = None
         self.calibration: dict = {}  # calibration.json: the guidance and map rule chosen
         # modes move to the densest cell of training photos within snap_km (0: they stay)
         self.prior: LocationPrior | None = None
         self.snap_km = 0.0
-        self.snap_max_spread_km2: float | None = None  # answers more spread stay (None: all snap)
+        self.snap_max_doubt_km: float | None = None  # answers of more doubt stay (None: all snap)
 
     @classmethod
     def from_checkpoint(cls, workdir: str, *, step: int | None = None, ema: bool = True):
@@ -114,13 +119,17 @@ class Geolocator:
             chosen = geo.calibration
             geo.map_rule = {"power": chosen["map_power"], "floor": chosen.get("map_floor", 0.0)}
             geo.map_tail = float(chosen.get("map_tail", 0.0))
-            geo.map_bins = chosen.get("map_bins")
+            geo.map_tail_temperature = float(chosen.get("map_tail_temperature", 0.0))
+            bins = chosen.get("map_bins")  # by spread before the doubt: one rule for all
+            geo.map_bins = bins if bins and bins.get("signal") == "doubt_km" else None
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
         if os.path.exists(run.location_prior):
             geo.prior = LocationPrior.load(run.location_prior)
             geo.snap_km = float(geo.calibration.get("snap_km", 0.0))
-            geo.snap_max_spread_km2 = geo.calibration.get("snap_max_spread_km2")
+            geo.snap_max_doubt_km = geo.calibration.get("snap_max_doubt_km")
+        if os.path.exists(run.reference):
+            geo.reference = Reference.load(run.reference)
         return geo
 
     def with_guidance(self, guidance: float) -> Geolocator:
@@ -129,21 +138,27 @@ class Geolocator:
         geo.config = override(self.config, **{"diffusion.guidance": guidance})
         return geo
 
+    def with_reference(self, reference: Reference | None) -> Geolocator:
+        """This geolocator with ``reference`` for the doubt of its answers (None: none)."""
+        geo = copy.copy(self)
+        geo.reference = reference
+        return geo
+
     def with_snapping(
-        self, prior: LocationPrior | None, within_km: float, max_spread_km2=KEEP
+        self, prior: LocationPrior | None, within_km: float, max_doubt_km=KEEP
     ) -> Geolocator:
         """This geolocator with its modes snapped to ``prior``'s densest cell within
         ``within_km`` (:mod:`locdiff.snapping`; ``None`` or 0: not snapped), only for
-        answers of spread at most ``max_spread_km2`` (:func:`locdiff.calibration.
-        spread_km2`; None: all; unset: the run's gate)."""
+        answers of doubt at most ``max_doubt_km`` (:meth:`locdiff.reference.Reference.
+        doubt_km`; None: all; unset: the run's gate)."""
         if within_km < 0:
             raise ValueError(f"within_km must be >= 0, got {within_km}")
         if within_km > 0 and prior is None:
             raise ValueError("snapping needs a LocationPrior (the run has no location_prior.npz)")
         geo = copy.copy(self)
         geo.prior, geo.snap_km = prior, float(within_km)
-        if max_spread_km2 is not KEEP:
-            geo.snap_max_spread_km2 = max_spread_km2
+        if max_doubt_km is not KEEP:
+            geo.snap_max_doubt_km = max_doubt_km
         return geo
 
     def check_embeddings(self, embeddings) -> np.ndarray:
@@ -174,6 +189,7 @@ class Geolocator:
         prediction is the same whatever the batch it is padded into.
         """
         embeddings = self.check_embeddings(embeddings)  # before any progress is shown
+        raw = embeddings  # as the reference holds them, for the doubt
         if self.condition_stats is not None:
             mean, std = self.condition_stats
             embeddings = (embeddings - mean[None, :]) / std[None, :]
@@ -182,17 +198,21 @@ class Geolocator:
         n = len(embeddings)
         if n <= batch_size:  # one batch, padded to a power of two: few shapes to compile
             bucket = min(batch_size, max(8, 1 << (n - 1).bit_length()))
-            return self._predict_batch(_pad(embeddings, bucket), seed=seed, **kwargs)[:n]
+            out = self._predict_batch(_pad(embeddings, bucket), _pad(raw, bucket), seed=seed,
+                                      **kwargs)  # fmt: skip
+            return out[:n]
         parts = []
         starts = range(0, n, batch_size)
         for start in tqdm(starts, disable=not progress, desc="predict", unit="batch"):
             chunk = embeddings[start : start + batch_size]
-            batch = _pad(chunk, batch_size)
-            parts.append(self._predict_batch(batch, seed=seed + start, **kwargs)[: len(chunk)])
+            raw_chunk = raw[start : start + batch_size]
+            batch, raw_batch = _pad(chunk, batch_size), _pad(raw_chunk, batch_size)
+            out = self._predict_batch(batch, raw_batch, seed=seed + start, **kwargs)
+            parts.append(out[: len(chunk)])
         return Prediction.concatenate(parts)
 
-    def _predict_batch(self, conditions, *, seed, top_k, maps, map_resolution, **sampling):
-        """One batch of standardised conditions ``[B, E]``."""
+    def _predict_batch(self, conditions, raw, *, seed, top_k, maps, map_resolution, **sampling):
+        """One batch of standardised conditions ``[B, E]`` (``raw``: as given)."""
         coeffs = sample_coefficients(
             self.graphdef, self.params, conditions, jax.random.key(seed), self.config, **sampling
         )  # [B, K, D]
@@ -200,49 +220,54 @@ class Geolocator:
         L = self.config.model.L
         latlon, prob = shdd.decode(mean, L=L, k=top_k)
         latlon = np.asarray(latlon)
-        gated = self.snap_max_spread_km2 is not None
-        spread = None
-        if (maps and self.map_bins) or (gated and self.snap_km > 0):
-            spread = calibration.spread_km2(mean, L=L)
+        doubt = None
+        if self.reference is not None:  # of the decoder's own top mode, before snapping
+            doubt = self.reference.doubt_km(latlon[:, 0], raw)
         if self.prior is not None and self.snap_km > 0:
             snapped = self.prior.snap(latlon, self.snap_km).astype(latlon.dtype)
-            if gated:  # answers too spread to trust the photo density keep their modes
-                keep = (spread <= self.snap_max_spread_km2)[:, None, None]
+            if self.snap_max_doubt_km is not None and doubt is not None:
+                keep = (doubt <= self.snap_max_doubt_km)[:, None, None]  # the rest stay
                 snapped = np.where(keep, snapped, latlon)
             latlon = snapped
-        out = Prediction(latlon, np.asarray(prob), np.asarray(coeffs))
+        out = Prediction(latlon, np.asarray(prob), np.asarray(coeffs), doubt_km=doubt)
         if maps:
-            pmap = self._maps(mean, spread, map_resolution)
+            pmap = self._maps(mean, doubt, map_resolution)
             out.maps = pmap
             out.credible_km2 = np.asarray(
                 shdd.credible_area_km2(pmap, resolution_deg=map_resolution, levels=(0.5, 0.9))
             )
         return out
 
-    def _maps(self, mean, spread, resolution) -> np.ndarray:
+    def _maps(self, mean, doubt, resolution) -> np.ndarray:
         """``[B, n_lat, n_lon]`` maps of mean functions ``[B, D]`` by the run's map rule
-        (by bin of ``spread`` where the run chose one rule per bin)."""
+        (by bin of ``doubt`` where the run chose one rule per bin and has a reference):
+        ``(1 - tail) * sharpened + tail * broad`` (:func:`calibration.choose_map_rule`)."""
         L = self.config.model.L
-        plain = None  # the plain positive-part map, put on the grid once for every rule
+        broad = {}  # the tail maps, each put on the grid once for every rule
 
-        def by_rule(power, tail, floor=0.0):
-            nonlocal plain
+        def tail_map(temperature):
+            if temperature not in broad:
+                rule = dict(rule="softmax", temperature=temperature) if temperature else {}
+                broad[temperature] = np.asarray(
+                    shdd.probability_map(mean, L=L, resolution_deg=resolution, **rule)
+                )
+            return broad[temperature]
+
+        def by_rule(power, tail, temperature=0.0, floor=0.0):
             pmap = np.asarray(
                 shdd.probability_map(mean, L=L, resolution_deg=resolution, power=power, floor=floor)
             )
-            if not tail:
-                return pmap
-            if plain is None:
-                plain = np.asarray(shdd.probability_map(mean, L=L, resolution_deg=resolution))
-            return (1 - tail) * pmap + tail * plain
+            return (1 - tail) * pmap + tail * tail_map(temperature) if tail else pmap
 
-        if not self.map_bins:
-            return by_rule(self.map_rule["power"], self.map_tail, self.map_rule["floor"])
-        which = calibration.spread_bin(spread, self.map_bins["edges_km2"])
+        if not self.map_bins or doubt is None:
+            rule = self.map_rule
+            return by_rule(rule["power"], self.map_tail, self.map_tail_temperature, rule["floor"])
+        which = calibration.bin_index(doubt, self.map_bins["edges"])
         out = None
         for b in np.unique(which):
             rule = self.map_bins["rules"][b]
-            pmap = by_rule(rule["map_power"], rule["map_tail"])
+            temperature = rule.get("map_tail_temperature", 0.0)
+            pmap = by_rule(rule["map_power"], rule["map_tail"], temperature)
             out = pmap if out is None else np.where((which == b)[:, None, None], pmap, out)
         return out
 

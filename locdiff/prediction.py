@@ -23,6 +23,8 @@ class Prediction:
       maps: ``[N, n_lat, n_lon]`` probability maps on ``shdd.latlon_grid`` (LocDiff, on
         request).
       credible_km2: ``[N, 2]`` areas of the 50% and 90% credible regions (with maps).
+      doubt_km: ``[N]`` km between LocDiff's (unsnapped) mode and the place of the most
+        similar training condition (:mod:`locdiff.reference`): large far from training.
     """
 
     latlon: np.ndarray
@@ -30,6 +32,7 @@ class Prediction:
     coeffs: np.ndarray | None = None
     maps: np.ndarray | None = None
     credible_km2: np.ndarray | None = None
+    doubt_km: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.latlon)

@@ -12,10 +12,12 @@
       condition_stats.npz  LocDiff: per-feature mean and std of the training conditions
       metrics.jsonl        LocDiff: one line of training metrics every log_every steps
       training.json        LocDiff: validation losses, best step, cumulative seconds
-      calibration.json     LocDiff: the guidance scale, the map rule (power, tail) and
-                           the snapping radius chosen on validation
+      calibration.json     LocDiff: the guidance scale, the map rules (power, tail, by
+                           bin of doubt) and the snapping radius chosen on validation
       location_prior.npz   LocDiff: the training locations' occupied cells (centroids,
                            density) that modes snap to (locdiff.snapping)
+      reference.npz        LocDiff: training conditions and places, for the doubt of
+                           each answer (locdiff.reference)
       checkpoints/         LocDiff: Orbax checkpoints (train state + data-iterator state)
 
 ``method.json`` is written last, when training has finished: its presence is what makes
@@ -51,6 +53,7 @@ class RunDir:
     data = property(lambda self: self.file("data.json"))
     condition_stats = property(lambda self: self.file("condition_stats.npz"))
     location_prior = property(lambda self: self.file("location_prior.npz"))
+    reference = property(lambda self: self.file("reference.npz"))
     metrics = property(lambda self: self.file("metrics.jsonl"))
     training = property(lambda self: self.file("training.json"))
     checkpoints = property(lambda self: os.path.abspath(self.file("checkpoints")))

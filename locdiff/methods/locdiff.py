@@ -7,6 +7,7 @@ the areas of their credible regions.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 
@@ -18,6 +19,7 @@ from locdiff.early_stopping import validation_split
 from locdiff.inference import Geolocator
 from locdiff.methods.base import Locator
 from locdiff.prediction import Prediction
+from locdiff.reference import REFERENCE_ROWS, Reference
 from locdiff.snapping import LocationPrior
 
 
@@ -119,17 +121,19 @@ def calibration_rows(data_path: str, fraction: float, max_rows: int = CALIBRATIO
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then at
     that guidance its map rules (:func:`calibration.choose_map_rule`: a power and the
-    weight of the plain map's tail for each bin of the answer's spread) and its snapping
-    radius and gate (:func:`calibration.choose_snap`, to the :class:`LocationPrior` of
-    the training split's locations, kept in ``location_prior.npz``), on the validation
-    queries of :func:`calibration_rows` (in distribution, and far from training where the
-    data carry a far-validation set), and keep them in ``calibration.json``, which
-    :class:`Geolocator` reads (without one: guidance from the config, the plain
-    positive-part rule, no snapping). A ``calibration.json`` written before is
-    completed: what it holds from today's grids is kept."""
+    weight of the plain map's tail for each bin of the answer's doubt, against the
+    :class:`Reference` of the training split's conditions, kept in ``reference.npz``)
+    and its snapping radius and gate (:func:`calibration.choose_snap`, to the
+    :class:`LocationPrior` of the training split's locations, kept in
+    ``location_prior.npz``), on the validation queries of :func:`calibration_rows` (in
+    distribution, and far from training where the data carry a far-validation set), and
+    keep them in ``calibration.json``, which :class:`Geolocator` reads (without one:
+    guidance from the config, the plain positive-part rule, no snapping). A
+    ``calibration.json`` written before is completed: what it holds from today's grids
+    is kept."""
     path = run.file("calibration.json")
     chosen = files.read_json(path) if os.path.exists(path) else {}
-    if is_calibrated(chosen):
+    if is_calibrated(chosen) and os.path.exists(run.reference):
         return
     fraction = geolocator.config.train.validation_fraction
     x, truth, far = calibration_rows(data_path, fraction)
@@ -143,17 +147,23 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     if "guidance" not in chosen:
         guidance, table = calibration.choose_guidance(geolocator, x, truth)
         chosen |= {"guidance": guidance, "guidance_validation": table}
+    source = data.open_dataset(data_path)
+    train_rows = np.sort(validation_split(len(source), fraction)[0])
+    if not os.path.exists(run.reference):  # all training rows, or a fixed random share
+        keep = np.random.default_rng(0).permutation(len(train_rows))[:REFERENCE_ROWS]
+        batch = source.take(np.sort(train_rows[keep]))
+        Reference.from_training(batch["embedding"], batch["latlon"]).save(run.reference)
+    reference = Reference.load(run.reference)
     geolocator = geolocator.with_guidance(chosen["guidance"]).with_snapping(None, 0.0)
+    geolocator = geolocator.with_reference(reference)
     prediction = None  # drawn once for the map rules and snapping, where either is due
-    if not _searched_today(chosen) or "snap_max_spread_km2" not in chosen:
+    if not _searched_today(chosen) or "snap_max_doubt_km" not in chosen:
         prediction = geolocator.predict(x, top_k=1)
     if not _searched_today(chosen):
         rule, table = calibration.choose_map_rule(geolocator, x, truth, prediction=prediction)
         chosen |= {**rule, "validation": table}
-    if "snap_max_spread_km2" not in chosen:
-        source = data.open_dataset(data_path)
-        train_rows, _ = validation_split(len(source), fraction)
-        prior = LocationPrior.from_locations(data.locations(source)[np.sort(train_rows)])
+    if "snap_max_doubt_km" not in chosen:
+        prior = LocationPrior.from_locations(data.locations(source)[train_rows])
         prior.save(run.location_prior)
         snap, table = calibration.choose_snap(geolocator, x, truth, prior, prediction=prediction)
         chosen |= {**snap, "snap_validation": table}
@@ -161,16 +171,21 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
 
 
 def _searched_today(chosen: dict) -> bool:
-    grid = {(p, t) for p in calibration.POWERS for t in calibration.TAILS}
-    searched = {(r["map_power"], r.get("map_tail")) for r in chosen.get("validation", [])}
-    return "map_bins" in chosen and searched == grid
+    grid = set(itertools.product(calibration.POWERS, calibration.TAILS, calibration.TEMPERATURES))
+    searched = {
+        (r["map_power"], r.get("map_tail"), r.get("map_tail_temperature"))
+        for r in chosen.get("validation", [])
+    }
+    by_doubt = chosen.get("map_bins", {}).get("signal") == "doubt_km"
+    return by_doubt and searched == grid
 
 
 def is_calibrated(chosen: dict) -> bool:
-    """Whether a ``calibration.json`` holds a guidance, map rules chosen by spread from
-    today's grid (:data:`calibration.POWERS` x :data:`calibration.TAILS`) and a snapping
+    """Whether a ``calibration.json`` holds a guidance, map rules chosen by doubt from
+    today's grid (:data:`calibration.POWERS` x :data:`calibration.TAILS` x
+    :data:`calibration.TEMPERATURES`) and a snapping
     radius with its gate."""
-    return "guidance" in chosen and _searched_today(chosen) and "snap_max_spread_km2" in chosen
+    return "guidance" in chosen and _searched_today(chosen) and "snap_max_doubt_km" in chosen
 
 
 def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDiffLocator:
@@ -179,7 +194,7 @@ def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDi
     calibrate RUN`` chooses them again). ``snap_km`` (None: the run's choice; 0: the
     decoder's own modes) is the radius its modes snap within (:mod:`locdiff.snapping`)."""
     geolocator = Geolocator.from_checkpoint(run.path)
-    if not is_calibrated(geolocator.calibration):
+    if not is_calibrated(geolocator.calibration) or geolocator.reference is None:
         warnings.warn(
             f"{run.path} was calibrated by an earlier version of LocDiff (or not at all); "
             f"`locdiff calibrate {run.path}` chooses its guidance, map rules and snapping "
@@ -196,7 +211,11 @@ def recalibrate(run, meta: dict) -> None:
     ``calibration.json`` is not from today's grids (:func:`calibrate`, on its training
     data ``meta["data"]``): the explicit step behind ``locdiff calibrate``."""
     path = run.file("calibration.json")
-    if os.path.exists(path) and is_calibrated(files.read_json(path)):
+    if (
+        os.path.exists(path)
+        and is_calibrated(files.read_json(path))
+        and os.path.exists(run.reference)
+    ):
         return  # current: nothing to restore
     if not os.path.exists(meta.get("data", "")):
         raise FileNotFoundError(f"{run.path}: its training data {meta.get('data')} is gone")

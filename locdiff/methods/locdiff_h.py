@@ -68,15 +68,20 @@ def tune(locator, data_path: str, *galleries) -> list[tuple[Rule, list[dict]]]:
 
 def rule_for(run, locator, data_path: str, *, write: bool = True) -> Rule:
     """The run's rule: from ``hybrid.json``, else chosen now (:func:`tune`) and, with
-    ``write``, kept there. A rule chosen with another guidance scale than the locator's,
-    or by another selection, is chosen again."""
+    ``write``, kept there. A rule chosen for other LocDiff answers than the locator's
+    (another guidance scale, snapping radius or gate) or by another selection is chosen
+    again."""
     path = run.file("hybrid.json")
-    guidance = locator.sampling.get("guidance", locator.geolocator.config.diffusion.guidance)
+    geo = locator.geolocator
+    guidance = locator.sampling.get("guidance", geo.config.diffusion.guidance)
+    snapping = [geo.snap_km, geo.snap_max_doubt_km]
     kept = files.read_json(path) if os.path.exists(path) else {}
     stale = kept.get("guidance", 1.0) != guidance or kept.get("selection") != SELECTION
+    stale = stale or kept.get("snapping") != snapping
     if not kept or stale:  # (guidance 1.0: chosen before guidance was)
         ((rule, rows),) = tune(locator, data_path, None)
         kept = {"rule": rule.to_dict(), "guidance": guidance, "selection": SELECTION}
+        kept["snapping"] = snapping
         if write:
             files.write_json(path, {**kept, "validation": rows})
     return Rule.from_dict(kept["rule"])

@@ -37,39 +37,38 @@ def test_methods_without_maps_are_refused(clusters, tmp_path):
 
 def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locdiff, clusters):
     """choose_map_rule's fast per-rule coverage equals calibration.coverage of a locator
-    whose maps use that rule (a power, and the weight of the plain map's tail); the
-    chosen rule misses the levels least."""
+    whose maps use that rule (a power, the weight of a tail and the tail's map: plain or
+    softmax); the chosen rule misses the levels least."""
     from locdiff.inference import Geolocator
     from locdiff.methods.locdiff import LocDiffLocator
 
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     x, truth = clusters.test_emb[:32], clusters.test_latlon[:32].astype(np.float64)
-    chosen, table = calibration.choose_map_rule(
-        geo, x, truth, powers=(1.0, 8.0), tails=(0.0, 0.3), resolution_deg=5.0, batch_size=16
-    )
+    kwargs = dict(powers=(1.0, 8.0), tails=(0.0, 0.3), temperatures=(0.0, 1.0))
+    kwargs |= dict(resolution_deg=5.0, batch_size=16)
+    chosen, table = calibration.choose_map_rule(geo, x, truth, **kwargs)
     drawn = geo.predict(x, top_k=1)  # the same samples, drawn once beforehand
-    again = calibration.choose_map_rule(
-        geo, x, truth, powers=(1.0, 8.0), tails=(0.0, 0.3), resolution_deg=5.0, batch_size=16,
-        prediction=drawn,
-    )  # fmt: skip
+    again = calibration.choose_map_rule(geo, x, truth, prediction=drawn, **kwargs)
     assert again == (chosen, table)
-    rule = {k: chosen[k] for k in ("map_power", "map_tail")}
-    assert chosen["map_bins"] == {"edges_km2": [], "rules": [rule | {"n": 32}]}  # < 150 rows
-    assert len(table) == 8 and min(r["miss"] for r in table) == next(
-        r["miss"] for r in table if {k: r[k] for k in ("map_power", "map_tail")} == rule
+    keys = ("map_power", "map_tail", "map_tail_temperature")
+    rule = {k: chosen[k] for k in keys}
+    assert geo.reference is not None  # calibration kept one; 32 < 150 rows: one bin
+    assert chosen["map_bins"] == {"signal": "doubt_km", "edges": [], "rules": [rule | {"n": 32}]}
+    assert len(table) == 8 * 2 and min(r["miss"] for r in table) == next(
+        r["miss"] for r in table if {k: r[k] for k in keys} == rule
     )
     geo.map_bins = None  # one rule for every row
-    for r in table[:4]:
+    for r in [r for r in table if r["map_power"] == 8.0]:
         geo.map_rule = {"power": r["map_power"], "floor": 0.0}
-        geo.map_tail = r["map_tail"]
+        geo.map_tail, geo.map_tail_temperature = r["map_tail"], r["map_tail_temperature"]
         out = calibration.coverage(LocDiffLocator(geo), x, truth, resolution_deg=5.0, batch_size=16)
         assert out["coverage_50"] == pytest.approx(r["coverage_50"])
         assert out["coverage_90"] == pytest.approx(r["coverage_90"])
 
 
-def test_a_tail_mixes_the_plain_map_into_the_sharpened_one(tiny_locdiff, clusters):
-    """With tail t a map is (1 - t) * the sharpened map + t * the plain positive part's;
-    a tail widens the 90% region."""
+def test_a_tail_mixes_a_broad_map_into_the_sharpened_one(tiny_locdiff, clusters):
+    """With tail t a map is (1 - t) * the sharpened map + t * the plain positive part's,
+    or the softmax rule's at the tail temperature; a tail widens the 90% region."""
     from locdiff.inference import Geolocator
 
     geo = Geolocator.from_checkpoint(tiny_locdiff)
@@ -83,6 +82,15 @@ def test_a_tail_mixes_the_plain_map_into_the_sharpened_one(tiny_locdiff, cluster
     np.testing.assert_allclose(mixed.maps, 0.75 * sharp.maps + 0.25 * plain.maps, atol=1e-6)
     np.testing.assert_allclose(mixed.maps.sum(axis=(1, 2)), 1.0, atol=1e-5)
     assert np.all(mixed.credible_km2[:, 1] >= sharp.credible_km2[:, 1])
+    geo.map_tail_temperature = 1.0
+    tempered = geo.predict(x, maps=True, map_resolution=5.0)
+    mean = sharp.coeffs.mean(axis=1)
+    soft = np.asarray(shdd.density(
+        np.asarray(shdd.synthesize(mean, shdd.latlon_grid(5.0), L=8)),
+        shdd.latlon_grid(5.0).area, L=8, rule="softmax", temperature=1.0,
+    ))  # fmt: skip
+    assert np.all(soft > 0)  # positive everywhere, unlike the plain positive part
+    np.testing.assert_allclose(tempered.maps, 0.75 * sharp.maps + 0.25 * soft, atol=1e-6)
 
 
 def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locdiff, tmp_path):
@@ -122,7 +130,8 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     assert again["guidance"] == 3.0 and geo.config.diffusion.guidance == 3.0
     assert again["map_tail"] in calibration.TAILS and geo.map_tail == again["map_tail"]
     overall = [r for r in again["validation"] if r["bin"] == -1]
-    assert len(overall) == len(calibration.POWERS) * len(calibration.TAILS)
+    grid = len(calibration.POWERS) * len(calibration.TAILS) * len(calibration.TEMPERATURES)
+    assert len(overall) == grid
     # A rule chosen from another grid is chosen again; one from today's grid is kept.
     files.write_json(path, again | {"validation": again["validation"][:3]})
     methods.calibrate_run(old)
@@ -173,8 +182,8 @@ def test_a_sharp_answer_is_less_spread_than_a_broad_one():
     assert spread[2] == pytest.approx(0.5 * 4 * np.pi * shdd.EARTH_RADIUS_KM**2, rel=0.02)
 
 
-def test_map_rules_by_spread_each_chosen_on_its_own_rows_and_applied_by_bin(tiny_locdiff, clusters):
-    """With enough rows, the validation rows are cut at quantiles of their spread and
+def test_map_rules_by_doubt_each_chosen_on_its_own_rows_and_applied_by_bin(tiny_locdiff, clusters):
+    """With enough rows, the validation rows are cut at quantiles of their doubt and
     each bin gets the rule that misses its own rows' levels least; a geolocator with
     those bins draws each row's map by the rule of its bin."""
     from locdiff.inference import Geolocator
@@ -184,21 +193,31 @@ def test_map_rules_by_spread_each_chosen_on_its_own_rows_and_applied_by_bin(tiny
     kwargs = dict(powers=(1.0, 8.0), tails=(0.0, 0.5), resolution_deg=5.0, batch_size=32)
     chosen, table = calibration.choose_map_rule(geo, x, truth, min_bin_rows=24, **kwargs)
     bins = chosen["map_bins"]
-    assert 1 <= len(bins["edges_km2"]) <= 3 and bins["edges_km2"] == sorted(bins["edges_km2"])
+    assert bins["signal"] == "doubt_km"
+    assert 1 <= len(bins["edges"]) <= 3 and bins["edges"] == sorted(bins["edges"])
     assert all(r["n"] >= 24 for r in bins["rules"])
+    doubt = geo.predict(x, top_k=1, batch_size=32).doubt_km  # as choose_map_rule drew it
+    assert [r["n"] for r in bins["rules"]] == np.bincount(
+        np.searchsorted(bins["edges"], doubt, side="right"), minlength=len(bins["rules"])
+    ).tolist()
     for b, rule in enumerate(bins["rules"]):
         own = [r for r in table if r["bin"] == b]
         best = min(own, key=lambda r: r["miss"])  # the first of equal misses: the plainer
-        assert (rule["map_power"], rule["map_tail"]) == (best["map_power"], best["map_tail"])
-    # Applied by bin: two bins split at the median spread, with different rules.
-    mean = geo.predict(x[:16], top_k=1).coeffs.mean(axis=1)
-    spread = calibration.spread_km2(mean, L=8)
+        keys = ("map_power", "map_tail", "map_tail_temperature")
+        assert {k: rule[k] for k in keys} == {k: best[k] for k in keys}
+    without = geo.with_reference(None)  # no reference: no doubt, one rule for all rows
+    alone, _ = calibration.choose_map_rule(without, x, truth, min_bin_rows=24, **kwargs)
+    assert alone["map_bins"]["edges"] == [] and len(alone["map_bins"]["rules"]) == 1
+    # Applied by bin: two bins split at the median doubt, with different rules.
+    drawn = geo.predict(x[:16], top_k=1)
+    mean, doubt = drawn.coeffs.mean(axis=1), drawn.doubt_km
     geo.map_bins = {
-        "edges_km2": [float(np.median(spread))],
+        "signal": "doubt_km",
+        "edges": [float(np.median(doubt))],
         "rules": [{"map_power": 8.0, "map_tail": 0.0}, {"map_power": 1.0, "map_tail": 0.5}],
     }
     maps = geo.predict(x[:16], maps=True, map_resolution=5.0).maps
-    low = calibration.spread_bin(spread, geo.map_bins["edges_km2"]) == 0
+    low = doubt < np.median(doubt)
     assert low.any() and (~low).any()
     sharp = shdd.probability_map(mean, L=8, resolution_deg=5.0, power=8.0)
     plain = shdd.probability_map(mean, L=8, resolution_deg=5.0)
@@ -208,10 +227,55 @@ def test_map_rules_by_spread_each_chosen_on_its_own_rows_and_applied_by_bin(tiny
 
 def test_equal_spreads_stay_in_one_bin_and_no_bin_is_short():
     spreads = np.array([1.0] * 5 + [2.0] * 40 + [3.0] * 5 + [4.0] * 30)
-    edges = calibration._bin_edges(spreads, 4, 10)
-    which = calibration.spread_bin(spreads, edges)
+    edges = calibration.bin_edges(spreads, 4, 10)
+    which = calibration.bin_index(spreads, edges)
     counts = np.bincount(which)
     assert np.all(counts >= 10) and len(counts) == len(edges) + 1 > 1
     for value in np.unique(spreads):  # a spread's rows share a bin
         assert len(np.unique(which[spreads == value])) == 1
-    assert calibration._bin_edges(np.ones(100), 4, 10) == []  # all equal: one bin
+    assert calibration.bin_edges(np.ones(100), 4, 10) == []  # all equal: one bin
+
+
+NOISY = 0.5
+
+
+@pytest.fixture(scope="module")
+def broad(tmp_path_factory, tiny_config):
+    """A tiny LocDiff where the condition names one of four clusters through so much
+    noise that the answer is genuinely uncertain, and 600 fresh rows of the same
+    distribution."""
+    from locdiff import data
+
+    root = tmp_path_factory.mktemp("broad")
+    emb, latlon = data.synthetic_clustered(
+        1600, n_clusters=4, embed_dim=8, noise=NOISY, spread_km=300, seed=2
+    )
+    data.save_npz(str(root / "train.npz"), emb[:1000], latlon[:1000])
+    run = str(root / "run")
+    methods.train_method("locdiff", str(root / "train.npz"), run, config=tiny_config,
+                         progress=False)  # fmt: skip
+    return run, emb[1000:], latlon[1000:].astype(np.float64)
+
+
+def test_calibrated_coverage_holds_on_held_out_rows(broad):
+    """Map rules chosen on 300 rows cover near their levels on 300 other rows: within
+    two standard errors of the difference of two binomial proportions of 300 rows at
+    that level (8.2 points at 50%, 4.9 at 90%), where the plain map misses by more."""
+    from locdiff.inference import Geolocator
+    from locdiff.methods.locdiff import LocDiffLocator
+
+    run, x, truth = broad
+    geo = Geolocator.from_checkpoint(run).with_snapping(None, 0.0)
+    fit, held = slice(0, 300), slice(300, 600)
+    kwargs = dict(resolution_deg=2.0, batch_size=300)
+    chosen, _ = calibration.choose_map_rule(geo, x[fit], truth[fit], min_bin_rows=150, **kwargs)
+    geo.map_bins = chosen["map_bins"]
+    out = calibration.coverage(LocDiffLocator(geo), x[held], truth[held], **kwargs)
+    geo.map_bins, geo.map_rule, geo.map_tail = None, {"power": 1.0, "floor": 0.0}, 0.0
+    plain = calibration.coverage(LocDiffLocator(geo), x[held], truth[held], **kwargs)
+    misses = []
+    for level in calibration.LEVELS:
+        key, tolerance = f"coverage_{100 * level:g}", 2 * np.sqrt(2 * level * (1 - level) / 300)
+        assert abs(out[key] - 100 * level) <= 100 * tolerance, (key, out[key])
+        misses.append(abs(plain[key] - 100 * level) > 100 * tolerance)
+    assert any(misses)  # calibration was needed

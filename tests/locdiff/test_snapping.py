@@ -10,6 +10,7 @@ from locdiff import calibration, files, metrics
 from locdiff.early_stopping import validation_split
 from locdiff.inference import Geolocator
 from locdiff.methods.locdiff import calibration_rows
+from locdiff.reference import Reference
 from locdiff.snapping import LocationPrior
 
 PARIS = (48.857, 2.352)
@@ -87,8 +88,8 @@ def test_training_chooses_a_radius_on_validation_and_predictions_snap(tiny_locdi
     assert sorted({r["snap_km"] for r in table}) == list(calibration.SNAP_KM)
     assert len(table) == 1 + (len(calibration.SNAP_KM) - 1) * len(calibration.SNAP_GATES)
     best = max(enumerate(table), key=lambda r: (r[1]["mean"], -r[1]["snap_km"], r[0]))[1]
-    assert (chosen["snap_km"], chosen["snap_max_spread_km2"]) == (
-        best["snap_km"], best["snap_max_spread_km2"]
+    assert (chosen["snap_km"], chosen["snap_max_doubt_km"]) == (
+        best["snap_km"], best["snap_max_doubt_km"]
     )  # fmt: skip
     prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
     geo = Geolocator.from_checkpoint(tiny_locdiff)
@@ -96,17 +97,17 @@ def test_training_chooses_a_radius_on_validation_and_predictions_snap(tiny_locdi
     # gate, from the run's own modes; the chosen pair has the best mean
     x, truth, _ = calibration_rows(clusters.train, geo.config.train.validation_fraction)
     drawn = geo.with_snapping(None, 0.0).predict(x, top_k=1)
-    spread = calibration.spread_km2(drawn.coeffs.mean(axis=1), L=8)
+    doubt = Reference.load(os.path.join(tiny_locdiff, "reference.npz")).doubt_km(drawn.top1, x)
 
     def mean_accuracy(km, limit):
         moved = prior.snap(drawn.top1, km)
         if limit is not None:
-            moved = np.where((spread <= limit)[:, None], moved, drawn.top1)
+            moved = np.where((doubt <= limit)[:, None], moved, drawn.top1)
         d = metrics.distances_km(moved, truth)
         return np.mean([100 * np.mean(d <= t) for t in calibration.THRESHOLDS_KM])
 
-    got = mean_accuracy(chosen["snap_km"], chosen["snap_max_spread_km2"])
-    assert got == pytest.approx(max(mean_accuracy(r["snap_km"], r["snap_max_spread_km2"])
+    got = mean_accuracy(chosen["snap_km"], chosen["snap_max_doubt_km"])
+    assert got == pytest.approx(max(mean_accuracy(r["snap_km"], r["snap_max_doubt_km"])
                                     for r in table))  # fmt: skip
     train_rows, _ = validation_split(1000, geo.config.train.validation_fraction)
     assert prior.counts.sum() == len(train_rows)
@@ -114,22 +115,21 @@ def test_training_chooses_a_radius_on_validation_and_predictions_snap(tiny_locdi
     assert geo.snap_km == chosen["snap_km"]
     x = clusters.test_emb[:16]
     plain = geo.with_snapping(None, 0.0).predict(x, top_k=2)
-    snapped = geo.with_snapping(prior, 100.0).predict(x, top_k=2)
+    snapped = geo.with_snapping(prior, 100.0, max_doubt_km=None).predict(x, top_k=2)  # no gate
     np.testing.assert_allclose(snapped.latlon, prior.snap(plain.latlon, 100.0), atol=1e-4)
     np.testing.assert_array_equal(snapped.prob, plain.prob)
     assert not np.allclose(snapped.latlon, plain.latlon)  # the modes did move
 
 
-def test_a_gate_on_the_spread_leaves_broad_answers_where_they_are(tiny_locdiff, clusters):
+def test_a_gate_on_the_doubt_leaves_doubtful_answers_where_they_are(tiny_locdiff, clusters):
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
     x = clusters.test_emb[:16]
     plain = geo.with_snapping(None, 0.0).predict(x, top_k=1)
-    spread = calibration.spread_km2(plain.coeffs.mean(axis=1), L=8)
-    limit = float(np.median(spread))
-    gated = geo.with_snapping(prior, 100.0, max_spread_km2=limit).predict(x, top_k=1)
+    limit = float(np.median(plain.doubt_km))
+    gated = geo.with_snapping(prior, 100.0, max_doubt_km=limit).predict(x, top_k=1)
     snapped = prior.snap(plain.latlon, 100.0)
-    low = spread <= limit
+    low = plain.doubt_km <= limit
     np.testing.assert_allclose(gated.latlon[low], snapped[low], atol=1e-4)
     np.testing.assert_array_equal(gated.latlon[~low], plain.latlon[~low])
     assert (~low).any() and not np.allclose(snapped[~low], plain.latlon[~low])
