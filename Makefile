@@ -17,18 +17,20 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-deps geoclip
 	touch $(STAMP)
 
-# The main job: Blue Marble patches, LocDiff and the baselines (its report states its
-# wall time), then the README's result blocks from the reports.
+# The main job: Blue Marble patches, LocDiff and the baselines on the random split with
+# pretrained features (its report, in experiments/results/demo/, states its wall time).
 demo: $(STAMP)
-	$(PY) -m experiments.bluemarble
-	$(PY) -m experiments.readme
+	$(PY) -m experiments.bluemarble --headline
 
-# Setting B (oracle), the unseen-location study and the ablations, at noise 0.1 and the
-# target and band-limit groups again at noise 0.2, the loss compared on setting B's own
-# recipe, and Blue Marble's target chosen on validation (about 110 min on 2 cores; each
-# report states its own wall time).
+# Setting A in full (both splits, the colour control), setting B (oracle) and the
+# signal its map rules are binned by, the unseen-location study and the ablations, at
+# noise 0.1 and the target and band-limit groups again at noise 0.2, the loss compared
+# on setting B's own recipe, and Blue Marble's target chosen on validation (each report
+# states its own wall time), then the result blocks of the README and docs/results.md.
 experiments: $(STAMP)
+	$(PY) -m experiments.bluemarble
 	$(PY) -m experiments.oracle_mp16
+	$(PY) -m experiments.doubt
 	$(PY) -m experiments.unseen
 	$(PY) -m experiments.ablations
 	$(PY) -m experiments.ablations --base recipe --which loss --out experiments/results/ablations/loss

@@ -1,8 +1,12 @@
 """Setting A: geolocate real satellite imagery of the whole Earth (NASA Blue Marble).
 
-    python -m experiments.bluemarble [--profile demo|full|smoke] [--out DIR] [--cache DIR]
+    python -m experiments.bluemarble [--profile demo|full|smoke] [--headline] [--out DIR]
+                                     [--cache DIR]
 
-The main job behind ``make demo``. It builds (and caches) north-up azimuthal-equidistant
+The main job behind ``make demo`` (with ``--headline``: the random split and the
+pretrained features only, into ``experiments/results/demo/``; ``make experiments`` runs
+it all into ``experiments/results/bluemarble/``, which the README reads; the runs are
+shared through the cache). It builds (and caches) north-up azimuthal-equidistant
 patches of the Blue Marble raster (side 500 km, 64 x 64 px) at random centres on land
 and at sea, embeds them with the pretrained EfficientNet-Lite0 and with the colour-
 statistics control (:func:`locdiff.bluemarble.build_dataset`), and trains LocDiff and
@@ -81,8 +85,18 @@ def train_one(name: str, train_npz: str, workdir: str, models, progress: bool):
     )
 
 
+HEADLINE_OUT = "experiments/results/demo"
+
+
 def main() -> None:
-    args = common.parser(__doc__, "bluemarble", PROFILES).parse_args()
+    parser = common.parser(__doc__, "bluemarble", PROFILES)
+    parser.add_argument(
+        "--headline", action="store_true",
+        help=f"the random split with EfficientNet-Lite0 only (default --out {HEADLINE_OUT})",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.headline and args.out == parser.get_default("out"):
+        args.out = HEADLINE_OUT
     wall = time.perf_counter()
     config = get_config(args.profile)
     progress = not args.no_progress
@@ -96,6 +110,10 @@ def main() -> None:
         + ", ".join(f"{n} {k}" for k, n in zip(bm.KINDS, counts, strict=True))
     )
     split_of = make_splits(latlon, config, args.seed)
+    encoders = dict(bm.ENCODERS)
+    if args.headline:  # the buffered split and the colour control: make experiments
+        split_of = {"random": split_of["random"]}
+        encoders = {"efficientnet-lite0": encoders["efficientnet-lite0"]}
     tag = f"_far{config.far_fraction:g}" if config.far_fraction else ""
     runs = os.path.join(args.cache, f"bluemarble_runs_{args.profile}_{args.seed}{tag}")
     rows, kind_rows, locdiff_runs, calibration_rows, curves = [], [], {}, [], {}
@@ -114,7 +132,7 @@ def main() -> None:
         )
         groups = split.groups if split_name == "buffered" else None
         truth = latlon[split.test]
-        for encoder, spec in bm.ENCODERS.items():
+        for encoder, spec in encoders.items():
             emb = d[f"emb:{encoder}"]
             stem = os.path.join(runs, f"{split_name}_{encoder}")
             train_npz = common.save_split(

@@ -1,6 +1,7 @@
 """Setting B: real photo locations with an oracle condition (an oracle study, not image accuracy).
 
-    python -m experiments.oracle_mp16 [--profile demo|full|smoke] [--noise 0.1 0.2] [--out DIR]
+    python -m experiments.oracle_mp16 [--profile demo|full|smoke] [--noise 0.1 0.2] [--confirm]
+                                      [--out DIR]
 
 Training set: the 100K MP16 photo locations of the ``geoclip`` wheel, and a thinned
 variant (a fixed random 10% of them: sparse coverage). Test sets: the Im2GPS3k and
@@ -24,7 +25,10 @@ are compared with the best baseline (by mean accuracy over 1-2500 km; for the la
 LocDiff's 50% / 90% credible regions are scored for coverage and median area on Im2GPS3k
 and the land test, all and far. No method's setting is chosen on a test set (the
 comparator of the paired differences is the baseline best on that test, which favours
-the baselines). Writes
+the baselines). ``--confirm`` also scores the full gallery's runs on the confirmation
+set (``confirm``): the YFCC26k rows that the scored sample leaves out
+(:func:`locdiff.oracle.confirmation_set`), which no choice and no earlier report has
+seen; it is run once a configuration is fixed. Writes
 ``oracle_mp16.md`` / ``.json`` and ``learning_curves.png`` into ``--out``. Configs:
 ``experiments/configs/oracle_mp16.py``.
 """
@@ -41,7 +45,13 @@ from locdiff.hybrid import Gallery, locdiff_h
 from locdiff.methods import locdiff as locdiff_method
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
-from locdiff.oracle import land_test, oracle_condition, oracle_data, training_set
+from locdiff.oracle import (
+    confirmation_set,
+    land_test,
+    oracle_condition,
+    oracle_data,
+    training_set,
+)
 
 from experiments import common
 from experiments.configs.common import PROFILES
@@ -62,11 +72,16 @@ def main() -> None:
     parser = common.parser(__doc__, "oracle_mp16", PROFILES)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--confirm", action="store_true", help="also score the confirmation set (full gallery)"
+    )
     args = parser.parse_args()
     wall = time.perf_counter()
     config = get_config(args.profile)
     d = oracle_data(args.cache, yfcc_n=config.yfcc_n, gallery_n=config.gallery_n)
     d["land"] = land_test(args.cache, n=config.land_n, seed=args.seed)
+    if args.confirm:
+        d["confirm"] = confirmation_set(args.cache, yfcc_n=config.yfcc_n, n=config.confirm_n)
     tag = f"_far{config.far_fraction:g}" if config.far_fraction else ""
     runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}{tag}")
     rows, coverage_rows, curves, errors, rules = [], [], {}, {}, []
@@ -87,6 +102,9 @@ def main() -> None:
                 name: (d[name][0], oracle_condition(d[name][1], noise, seed=args.seed + 2))
                 for name in ("im2gps3k", "yfcc26k", "land")
             }
+            if "confirm" in d and share == 1:  # fresh noise for rows no one has seen
+                latlon_c, emb_c = d["confirm"]
+                tests["confirm"] = (latlon_c, oracle_condition(emb_c, noise, seed=args.seed + 5))
             far = {name: splits.nearest_km(t[0], latlon) > FAR_KM for name, t in tests.items()}
             stem = os.path.join(runs, f"gallery{share:g}", f"noise{noise:g}")
             for name in args.methods:
@@ -129,10 +147,11 @@ def main() -> None:
 
 
 def _coverage(locator, tests, far, config, args, label, noise) -> list[dict]:
-    """LocDiff's credible regions on Im2GPS3k (``coverage_n`` of it), YFCC26k (2,000 of
-    it) and the land test, all points and the far ones: one row each; first the same on
-    the validation queries its map rules were chosen on (``validation``: ``random`` and
-    ``far`` parts; in-sample, so it shows how well the rules could separate the two)."""
+    """LocDiff's credible regions on Im2GPS3k (``coverage_n`` of it), YFCC26k and the
+    confirmation set (2,000 of each at most) and the land test, all points and the far
+    ones: one row each; first the same on the validation queries its map rules were
+    chosen on (``validation``: ``random`` and ``far`` parts; in-sample, so it shows how
+    well the rules could separate the two)."""
     out = []
     fraction = locator.geolocator.config.train.validation_fraction
     x, truth, far_part = locdiff_method.calibration_rows(locator.meta["data"], fraction)
@@ -144,10 +163,10 @@ def _coverage(locator, tests, far, config, args, label, noise) -> list[dict]:
                 | calibration.coverage(locator, x[sel], truth[sel], seed=args.seed)
                 | common.locdiff_choices(locator)
             )
-    for test_name in ("im2gps3k", "yfcc26k", "land"):
+    for test_name in tests:
         truth, cond = tests[test_name]
         some = np.arange(len(truth))
-        if test_name != "land":  # Im2GPS3k: coverage_n of it; YFCC: 2,000 at most
+        if test_name != "land":  # Im2GPS3k: coverage_n of it; YFCC, confirm: 2,000 at most
             n = (
                 config.coverage_n
                 if test_name == "im2gps3k"

@@ -1,12 +1,13 @@
-"""The README's result blocks, written from ``experiments/results/*.json``.
+"""The result blocks of the README and ``docs/results.md``, written from
+``experiments/results/*.json``.
 
     python -m experiments.readme [--check]
 
 A block is the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in
-``README.md``; each ``NAME`` has a function here that writes it from the result files
-alone, so that no figure in it is typed by hand and none drifts from the runs. Without
-flags the blocks are rewritten in place; ``--check`` exits with status 1 when the README
-differs from what the result files say (the test suite runs it).
+one of :data:`DOCUMENTS`; each ``NAME`` has a function here that writes it from the
+result files alone, so that no figure in it is typed by hand and none drifts from the
+runs. Without flags the blocks are rewritten in place; ``--check`` exits with status 1
+when a document differs from what the result files say (the test suite checks it too).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
+DOCUMENTS = ("README.md", os.path.join("docs", "results.md"))
 RESULTS = os.path.join(ROOT, "experiments", "results")
 BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 KEYS = ("acc_200km", "acc_750km", "acc_2500km")
@@ -25,6 +27,7 @@ TESTS = {
     "im2gps3k": "Im2GPS3k",
     "yfcc26k": "YFCC26k",
     "land": "land",
+    "confirm": "YFCC26k confirmation",
     "validation": "validation (in-sample: the rules were chosen on it)",
 }
 
@@ -303,7 +306,124 @@ def shortfalls(results_dir: str = RESULTS) -> str:
     return "\n".join(out) + "\n" if out else "- none of the checked targets is missed\n"
 
 
+def summary(results_dir: str = RESULTS) -> str:
+    """The README's headline: both settings in one view (the full tables are in
+    ``docs/results.md``)."""
+    a = _report(results_dir, "bluemarble")
+    b = _report(results_dir, "oracle_mp16")
+    enc = "efficientnet-lite0"
+    rows_a = {(r["split"], r["method"]): r for r in a["rows"] if r["encoder"] == enc}
+    methods_a = list(dict.fromkeys(m for (_, m) in rows_a))
+    n_a = {
+        s: next(r["n"] for (sp, _), r in rows_a.items() if sp == s) for s in ("random", "buffered")
+    }
+    out = [
+        f"**Setting A, real imagery** (Blue Marble patches, EfficientNet-Lite0 features): % "
+        f"within 25 / 200 / 750 / 2500 km on the random split (n = {n_a['random']}) and "
+        f"750 / 2500 km on the buffered split (n = {n_a['buffered']}, nothing in training "
+        "within 500 km).",
+        "",
+        "| method | random | buffered |",
+        "|---|---|---|",
+    ]
+    for m in methods_a:
+        r, f = rows_a.get(("random", m)), rows_a.get(("buffered", m))
+        cells = [_cells(r, ("acc_25km",) + KEYS) if r else "—", _cells(f, KEYS[1:]) if f else "—"]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    rows_b = [r for r in b["rows"] if r["gallery"] == "100%" and r["noise"] == 0.1]
+    pick = {(r["test"], r["subset"], r["method"]): r for r in rows_b}
+    methods_b = list(dict.fromkeys(r["method"] for r in rows_b))
+    n = {k: pick[k + (methods_b[0],)]["n"] for k in (("im2gps3k", "all"), ("land", "all"),
+                                                    ("land", "far"))}  # fmt: skip
+    out += [
+        "",
+        "**Setting B, oracle condition** (GeoCLIP's embedding of the true place plus noise "
+        f"0.1; MP16's 100K photo locations): % within 25 / 200 / 750 / 2500 km on Im2GPS3k "
+        f"(n = {n['im2gps3k', 'all']}) and 200 / 750 / 2500 km on the GWS-like land test "
+        f"(n = {n['land', 'all']}) and its points far from every training location "
+        f"(n = {n['land', 'far']}).",
+        "",
+        "| method | Im2GPS3k | land | land, far |",
+        "|---|---|---|---|",
+    ]
+    for m in methods_b:
+        cells = [_cells(pick["im2gps3k", "all", m], ("acc_25km",) + KEYS)]
+        cells += [_cells(pick["land", s, m]) for s in ("all", "far")]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    cover = []
+    for c in a.get("calibration", []):
+        if c["encoder"] == enc:
+            cover.append((f"setting A {c.get('split', 'random')}", c))
+    for c in b.get("coverage", []):
+        if c["gallery"] == "100%" and c["noise"] == 0.1 and c["test"] in ("im2gps3k", "land"):
+            cover.append((f"setting B {TESTS[c['test']]} {c['subset']}", c))
+    parts = [f"{name} {c['coverage_50']:.0f} / {c['coverage_90']:.0f}%" for name, c in cover]
+    out += ["", "LocDiff's 50% / 90% credible regions hold: " + "; ".join(parts) + "."]
+    return "\n".join(out) + "\n"
+
+
+def ablations(results_dir: str = RESULTS) -> str:
+    """Each ablation group (``ablations/**/ablations.json``): validation accuracy, the
+    Im2GPS3k accuracy beside, and how each run stopped."""
+    out = []
+    for sub, label in (("", "setting B's base recipe at noise 0.1"),
+                       ("loss", "the loss, on setting B's recipe"),
+                       ("noise0.2", "noise 0.2")):  # fmt: skip
+        path = os.path.join(results_dir, "ablations", sub, "ablations.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            report = json.load(f)
+        out += [
+            f"{label.capitalize()} ({_provenance(report)}): % within 25 / 200 / 750 / 2500 km "
+            "on the validation rows that choose, mean of the four, and Im2GPS3k beside:",
+            "",
+            "| group | variant | validation | mean | Im2GPS3k | steps, seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        four = ("acc_25km",) + KEYS
+        for r in report["rows"]:
+            val = [r[f"val_{k}"] for k in four]
+            cells = [r["ablation"], r["setting"], " / ".join(f"{v:.1f}" for v in val)]
+            cells += [f"{sum(val) / 4:.1f}", _cells(r, four), _budget(r)]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def doubt(results_dir: str = RESULTS) -> str:
+    """The signals that may bin the map rules (``doubt.json``), on validation rows."""
+    report = _report(results_dir, "doubt")
+    out = [
+        f"{_provenance(report)}. On setting B's calibration queries (random and far "
+        "validation rows): each signal's AUC of far against random rows, its Spearman "
+        "correlation with LocDiff's error, and the 50% / 90% coverage that each half of the "
+        "queries gets from map rules chosen per bin of it on the other half:",
+        "",
+        "| noise | signal | AUC | Spearman | coverage, random | coverage, far |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in report["runs"]:
+        rows = [("one rule (no bins)", None, run["one_rule"])]
+        rows += [(name, s, s) for name, s in run["signals"].items()]
+        for name, s, c in rows:
+            stats = (
+                ["—", "—"] if s is None else [f"{s['auc_far']:.2f}", f"{s['spearman_error']:.2f}"]
+            )
+            cells = [f"{run['noise']:g}", name, *stats]
+            cells += [
+                f"{c[f'coverage_50_{p}']:.1f} / {c[f'coverage_90_{p}']:.1f}"
+                for p in ("random", "far")
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+    out += ["", f"Chosen by the stated rule: `{report['chosen']}`."]
+    return "\n".join(out) + "\n"
+
+
 WRITERS = {
+    "summary": summary,
+    "ablations": ablations,
+    "doubt": doubt,
     "setting-a": setting_a,
     "setting-b": setting_b,
     "unseen": unseen,
@@ -326,21 +446,23 @@ def render(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail if the README is stale")
-    parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    parser.add_argument("--check", action="store_true", help="fail if a document is stale")
     args = parser.parse_args()
-    with open(args.readme) as f:
-        text = f.read()
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(f"{args.readme}: result blocks differ from experiments/results; run "
-                  "`python -m experiments.readme`", file=sys.stderr)  # fmt: skip
-            sys.exit(1)
-        return
-    if new != text:
-        with open(args.readme, "w") as f:
-            f.write(new)
+    stale = []
+    for name in DOCUMENTS:
+        path = os.path.join(ROOT, name)
+        with open(path) as f:
+            text = f.read()
+        new = render(text)
+        if new != text and args.check:
+            stale.append(name)
+        elif new != text:
+            with open(path, "w") as f:
+                f.write(new)
+    if stale:
+        print(f"{', '.join(stale)}: result blocks differ from experiments/results; run "
+              "`python -m experiments.readme`", file=sys.stderr)  # fmt: skip
+        sys.exit(1)
 
 
 if __name__ == "__main__":

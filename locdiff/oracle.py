@@ -62,8 +62,8 @@ def oracle_data(cache: str, *, yfcc_n: int | None = None, gallery_n: int | None 
         for name in TEST_SETS:
             test = read_benchmark(name)
             keep = np.arange(len(test))
-            if name == "yfcc26k" and yfcc_n is not None and yfcc_n < len(test):
-                keep = np.sort(np.random.default_rng(0).choice(len(test), yfcc_n, replace=False))
+            if name == "yfcc26k":
+                keep = yfcc_rows(len(test), yfcc_n)
             arrays[f"{name}_latlon"] = test.latlon[keep]
             arrays[f"{name}_emb"] = encoder.embed_locations(test.latlon[keep])
             arrays[f"{name}_scene"] = test.scene[keep]
@@ -74,6 +74,35 @@ def oracle_data(cache: str, *, yfcc_n: int | None = None, gallery_n: int | None 
     for name in TEST_SETS:
         out[name] = (a[f"{name}_latlon"], a[f"{name}_emb"], a[f"{name}_scene"])
     return out
+
+
+def yfcc_rows(total: int, yfcc_n: int | None) -> np.ndarray:
+    """The YFCC26k rows that setting B scores: all ``total``, or a fixed random ``yfcc_n``."""
+    if yfcc_n is None or yfcc_n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(0).choice(total, yfcc_n, replace=False))
+
+
+def confirmation_set(
+    cache: str, *, yfcc_n: int | None, n: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Setting B's confirmation set: the YFCC26k rows that the scored sample
+    (:func:`yfcc_rows`) leaves out, or a fixed random ``n`` of them, and their raw GeoCLIP
+    location embeddings, ``(latlon [M, 2], emb [M, E])``, cached in ``cache``. Rows that
+    no choice and no test report has seen: scored once a configuration is fixed."""
+    path = os.path.join(cache, f"oracle_confirm_{yfcc_n}_{n}.npz")
+    if not os.path.exists(path):
+        from locdiff.encoders import GeoCLIPLocationEncoder
+
+        test = read_benchmark("yfcc26k")
+        rest = np.setdiff1d(np.arange(len(test)), yfcc_rows(len(test), yfcc_n))
+        if n is not None and n < len(rest):
+            rest = np.sort(np.random.default_rng(1).choice(rest, n, replace=False))
+        latlon = test.latlon[rest]
+        os.makedirs(cache, exist_ok=True)
+        files.save_npz(path, latlon=latlon, emb=GeoCLIPLocationEncoder().embed_locations(latlon))
+    a = files.load_npz(path)
+    return a["latlon"], a["emb"]
 
 
 def land_test(cache: str, *, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

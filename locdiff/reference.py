@@ -7,15 +7,14 @@ show it is a second, independent answer. The :class:`Reference` keeps (up to
 :data:`REFERENCE_ROWS` of) the training conditions with their locations; its
 :meth:`Reference.doubt_km` is the great-circle distance between LocDiff's mode and the
 location of the most similar training condition (cosine, as retrieval answers). In
-distribution the two agree (a few hundred km); far from training they part (the
+distribution the two agree; far from training they part (the
 nearest condition is a poor match, and the model interpolates elsewhere).
 
-On setting B's validation rows (1,000 random, 1,000 from held-out 5-degree blocks) the
-doubt separates the far rows from the random ones with an AUC of 0.79 and ranks
-LocDiff's errors with a Spearman correlation of 0.63, against 0.61 and 0.38 for the
-spread of the answer (:func:`locdiff.calibration.spread_km2`) and 0.73 and 0.45 for
-the similarity of the nearest condition alone (``docs/decisions.md``). The map rules
-are chosen per bin of it (:func:`locdiff.calibration.choose_map_rule`); the run keeps
+How well it separates far-validation rows from random ones and ranks LocDiff's errors,
+beside the spread of the answer and the similarity of the nearest condition alone, is
+measured on validation rows by ``python -m experiments.doubt``
+(``experiments/results/doubt/``). The map rules are chosen per bin of it
+(:func:`locdiff.calibration.choose_map_rule`) and snapping is gated by it; the run keeps
 its reference in ``reference.npz``.
 """
 

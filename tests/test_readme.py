@@ -1,17 +1,22 @@
-"""The README's result blocks say what the result files say (no figure typed by hand)."""
+"""The README's and docs/results.md's result blocks say what the result files say (no
+figure typed by hand)."""
 
 import json
 import os
 
+import numpy as np
+
 from experiments import readme
 
 
-def test_readme_result_blocks_match_the_result_files():
-    with open(os.path.join(readme.ROOT, "README.md")) as f:
-        text = f.read()
-    names = {match.group(2) for match in readme.BLOCK.finditer(text)}
-    assert names == set(readme.WRITERS)  # every writer has its block, and no block is orphan
-    assert readme.render(text) == text, "run `python -m experiments.readme`"
+def test_result_blocks_match_the_result_files():
+    names = []
+    for document in readme.DOCUMENTS:
+        with open(os.path.join(readme.ROOT, document)) as f:
+            text = f.read()
+        names += [match.group(2) for match in readme.BLOCK.finditer(text)]
+        assert readme.render(text) == text, f"{document}: run `python -m experiments.readme`"
+    assert sorted(names) == sorted(readme.WRITERS)  # each writer's block once, none orphan
 
 
 def _write(root, name, payload):
@@ -57,3 +62,22 @@ def test_shortfalls_lists_exactly_the_targets_the_results_miss(tmp_path):
     b["parents"], b["coverage"] = b["parents"][:1], coverage[:1]
     _write(tmp_path, "oracle_mp16", b)
     assert readme.shortfalls(str(tmp_path)) == "- none of the checked targets is missed\n"
+
+
+def test_the_readmes_python_tour_runs(tiny_locdiff, clusters):
+    """The README's "Predict from Python" snippet, on a tiny LocDiff run."""
+    import re
+
+    import matplotlib.figure
+
+    with open(os.path.join(readme.ROOT, "README.md")) as f:
+        text = f.read()
+    tour = text[text.index("**Predict from Python.**") :]
+    code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
+    assert '"runs/my-run"' in code
+    scope = {"embeddings": clusters.test_emb[:3]}
+    exec(code.replace('"runs/my-run"', repr(tiny_locdiff)), scope)  # noqa: S102
+    out = scope["out"]
+    assert out.latlon.shape == (3, 5, 2) and out.maps.shape == (3, 180, 360)
+    assert out.doubt_km.shape == (3,) and np.all(out.doubt_km >= 0)
+    assert isinstance(scope["fig"], matplotlib.figure.Figure)

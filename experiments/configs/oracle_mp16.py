@@ -33,6 +33,8 @@ class OracleConfig:
       far_fraction: share of the gallery held out of training in whole 5-degree blocks
         as the far-validation set (:func:`locdiff.splits.far_validation`), where the
         choices after training are also scored (0: none).
+      confirm_n: rows of the confirmation set scored with ``--confirm``
+        (:func:`locdiff.oracle.confirmation_set`; None: all).
     """
 
     gallery_n: int | None
@@ -42,6 +44,7 @@ class OracleConfig:
     coverage_n: int | None = None
     land_n: int = 2000
     far_fraction: float = 0.05
+    confirm_n: int | None = None
 
 
 def get_config(profile: str = "demo") -> OracleConfig:
@@ -58,6 +61,7 @@ def get_config(profile: str = "demo") -> OracleConfig:
             coverage_n=200,
             land_n=150,
             far_fraction=0.2,
+            confirm_n=200,
         )
     if profile == "full":
         locdiff = override(

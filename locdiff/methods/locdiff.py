@@ -192,7 +192,8 @@ def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDi
     """The run's locator, as the run directory holds it (loading writes nothing: a run
     calibrated by an earlier version keeps its choices, with a warning; ``locdiff
     calibrate RUN`` chooses them again). ``snap_km`` (None: the run's choice; 0: the
-    decoder's own modes) is the radius its modes snap within (:mod:`locdiff.snapping`)."""
+    decoder's own modes) is the radius its modes snap within (:mod:`locdiff.snapping`):
+    every mode, whatever its doubt (the run's gate goes with the run's radius)."""
     geolocator = Geolocator.from_checkpoint(run.path)
     if not is_calibrated(geolocator.calibration) or geolocator.reference is None:
         warnings.warn(
@@ -201,8 +202,8 @@ def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDi
             "again",
             stacklevel=2,
         )
-    if snap_km is not None:
-        geolocator = geolocator.with_snapping(geolocator.prior, snap_km)
+    if snap_km is not None:  # a radius asked for snaps every mode (no gate by doubt)
+        geolocator = geolocator.with_snapping(geolocator.prior, snap_km, max_doubt_km=None)
     return LocDiffLocator(geolocator, meta, batch_size=batch_size or 256, **sampling)
 
 

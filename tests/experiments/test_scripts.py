@@ -62,8 +62,7 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
     cal = cals["random"]
     parents = {(p["split"], p["encoder"]): p for p in result["parents"]}
     assert ("buffered", "efficientnet-lite0") in parents  # the hybrid against its parents
-    assert 0 <= cal["coverage_50"] <= cal["coverage_90"] <= 100
-    assert all(0 <= v <= 100 for k, v in cal.items() if k.startswith("own_surface_"))
+    assert {"coverage_50", "coverage_90", "area_50_km2", "area_90_km2"} <= set(cal)
     curve = result["curves"]["locdiff"]  # one validation point per evaluation
     assert curve and curve[-1]["best"] and curve[-1]["samples_seen"] == 64 * curve[-1]["step"]
     # The demo's LocDiff run embeds a new image with the encoder it was trained with.
@@ -77,6 +76,14 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0] == "id,rank,lat,lon,prob,place" and rows[1].startswith(f"{photo},1,")
     assert (tmp_path / "map.png").stat().st_size > 10_000
+    # make demo's headline: the random split with pretrained features, the same runs.
+    headline = run_script("bluemarble", tmp_path / "h", "--headline")
+    rows = {(r["split"], r["encoder"], r["method"]): r for r in headline["rows"]}
+    assert {(s, e) for s, e, _ in rows} == {("random", "efficientnet-lite0")}
+    assert headline["runs"] == result["runs"]  # trained once, shared through the cache
+    for r in result["rows"]:
+        if (r["split"], r["encoder"]) == ("random", "efficientnet-lite0"):
+            assert rows[r["split"], r["encoder"], r["method"]]["acc_750km"] == r["acc_750km"]
 
 
 def test_bluemarble_target_study_chooses_on_validation(run_script, tmp_path):
@@ -121,7 +128,7 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
         watch(calibration, name, 2)
     watch(locdiff_h, "choose_rule", 2)
     argv = ["oracle_mp16", "--profile", "smoke", "--cache", str(cache), "--out", str(tmp_path)]
-    argv += ["--no-progress", "--noise", "0.1", "--methods", "retrieval", "locdiff"]
+    argv += ["--no-progress", "--noise", "0.1", "--methods", "retrieval", "locdiff", "--confirm"]
     monkeypatch.setattr(sys, "argv", argv)
     oracle_mp16.main()
     with open(tmp_path / "oracle_mp16.json") as f:
@@ -130,19 +137,30 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
         "choose_guidance", "choose_map_rule", "choose_snap", "choose_rule"
     }  # fmt: skip
     points = lambda latlon: set(map(tuple, np.round(np.asarray(latlon, np.float64), 3)))  # noqa: E731
-    training, far = set(), set()
+    training, far_rows = set(), set()
     for path in os.listdir(cache):
         if path.startswith("mp16_") and "far" in path:
             training |= points(data.load_npz(os.path.join(cache, path))["latlon"])
-            far |= points(splits.far_validation_set(os.path.join(cache, path))[1])
+            far_rows |= points(splits.far_validation_set(os.path.join(cache, path))[1])
     for name, truth in seen:
-        assert points(truth) <= training | far, f"{name} saw rows outside the training data"
-        assert points(truth) & far, f"{name} did not see the far-validation rows"
+        assert points(truth) <= training | far_rows, f"{name} saw rows outside the training data"
+        assert points(truth) & far_rows, f"{name} did not see the far-validation rows"
     rows = {(r["test"], r["method"]): r for r in result["rows"] if r["subset"] == "all"}
     expected = {"retrieval", "geoclip-retrieval", "locdiff", "locdiff-h", "locdiff-h-geoclip"}
-    assert set(rows) == {(t, m) for t in ("im2gps3k", "yfcc26k", "land") for m in expected}
+    tests = ("im2gps3k", "yfcc26k", "land", "confirm")
+    assert set(rows) == {(t, m) for t in tests for m in expected}
     assert rows["im2gps3k", "locdiff"]["n"] == 2997 and rows["yfcc26k", "locdiff"]["n"] == 100
-    assert rows["land", "locdiff"]["n"] == 150
+    assert rows["land", "locdiff"]["n"] == 150 and rows["confirm", "locdiff"]["n"] == 200
+    # The confirmation set: YFCC26k rows outside the scored sample (the choosers saw
+    # only training and far-validation rows, above).
+    from locdiff import read_benchmark
+    from locdiff.oracle import confirmation_set, yfcc_rows
+
+    yfcc = read_benchmark("yfcc26k").latlon
+    rest = np.setdiff1d(np.arange(len(yfcc)), yfcc_rows(len(yfcc), 100))
+    assert len(rest) == len(yfcc) - 100
+    confirm = confirmation_set(str(cache), yfcc_n=100, n=200)[0]
+    assert len(confirm) == 200 and points(confirm) <= points(yfcc[rest])
     # GeoCLIP's retrieval over its clean gallery (1,500 MP16 locations in the smoke
     # profile) with the location's own embedding plus noise 0.1: the right continent.
     for test in ("im2gps3k", "yfcc26k"):
@@ -152,11 +170,9 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     assert 0 < far["im2gps3k"] < 2997
     assert far["land"] > 75  # 1,500 training locations leave most land far from them
     coverage = {(c["test"], c["subset"]): c for c in result["coverage"]}
-    tests = ("im2gps3k", "yfcc26k", "land")
     validation = {("validation", "random"), ("validation", "far")}  # the rules' own rows
     assert set(coverage) == {(t, s) for t in tests for s in ("all", "far")} | validation
     assert coverage["land", "far"]["n"] == far["land"] and coverage["im2gps3k", "all"]["n"] == 200
-    assert all(0 <= c["coverage_50"] <= c["coverage_90"] <= 100 for c in coverage.values())
     # Paired differences: each LocDiff row against the best of its baselines.
     paired = {(p["test"], p["subset"], p["method"]): p for p in result["paired"]}
     assert paired["land", "far", "locdiff"]["against"] == "retrieval"
@@ -178,6 +194,23 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     assert p["acc_2500km"] == pytest.approx(by["land", "all", "locdiff-h"]["acc_2500km"] - better)
     (rules,) = result["rules"]
     assert {"candidates", "weight", "trust"} <= set(rules["locdiff-h"])
+    # The signal the map rules are binned by, compared on the same run's validation rows.
+    from experiments import doubt
+
+    argv = ["doubt", "--profile", "smoke", "--cache", str(cache), "--out", str(tmp_path / "d")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--noise", "0.1", "--no-progress"])
+    seen.clear()
+    watch(calibration, "rule_levels", 2)  # every truth the study reads goes through it
+    doubt.main()
+    with open(tmp_path / "d" / "doubt.json") as f:
+        report = json.load(f)
+    (run,) = report["runs"]
+    assert run["n_random"] > 0 and run["n_far"] > 0 and set(run["signals"]) == set(doubt.SIGNALS)
+    best = max(doubt.SIGNALS, key=lambda s: run["signals"][s]["spearman_error"])
+    assert report["chosen"] == best
+    assert seen and all(name == "rule_levels" for name, _ in seen)
+    for name, truth in seen:  # it read validation rows only
+        assert points(truth) <= training | far_rows, f"{name} saw rows outside the training data"
 
 
 def test_unseen_study_and_ablations(run_script, tmp_path):
@@ -208,3 +241,12 @@ def test_unseen_study_and_ablations(run_script, tmp_path):
     assert other["val_mean_diff"] == pytest.approx(other["val_mean"] - base["val_mean"])
     mean = sum(other[f"val_acc_{k}km"] for k in (25, 200, 750, 2500)) / 4
     assert other["val_mean"] == pytest.approx(mean)
+
+
+def test_auc_is_the_share_of_positive_negative_pairs_ranked_right():
+    from experiments.doubt import auc
+
+    score = np.array([0.1, 0.3, 0.35, 0.8])
+    positive = np.array([False, True, False, True])
+    assert auc(score, positive) == 0.75  # 0.3 > 0.1, 0.8 > 0.1 and 0.35; not 0.3 > 0.35
+    assert auc(-score, positive) == 0.25
