@@ -107,18 +107,14 @@ def study(run_path: str) -> dict:
     reference = reference_of(run, meta["data"], fraction)
     geo = geo.with_snapping(None, 0.0).with_reference(reference)
     prediction = geo.predict(x, top_k=1)
-    found, doubt = calibration.rule_levels(geo, x, truth, prediction=prediction)
+    found, signals = calibration.rule_levels(geo, x, truth, prediction=prediction)
     nearest = neighbours.search(
         neighbours.normalise(x), np.asarray(reference.conditions, np.float32)
     )[:, 0]
     similarity = np.sum(
         neighbours.normalise(x) * np.asarray(reference.conditions[nearest], np.float32), axis=1
     )
-    values = {
-        "doubt_km": doubt,
-        "dissimilarity": 1.0 - similarity,
-        "spread_km2": calibration.spread_km2(prediction.coeffs.mean(axis=1), L=geo.config.model.L),
-    }
+    values = signals | {"dissimilarity": 1.0 - similarity}
     error = metrics.distances_km(prediction.top1, truth)
     signals = {}
     for name in SIGNALS:

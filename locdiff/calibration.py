@@ -82,7 +82,13 @@ TAILS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 # the tail's map: the plain positive part (0) or the softmax rule at that temperature
 TEMPERATURES = (0.0, 1.0)
 SPREAD_RESOLUTION = 2.0  # degrees: the grid of :func:`spread_km2`
-DOUBT_BINS = 4  # map rules by the answer's doubt (at most; see choose_map_rule)
+MAP_BINS = 4  # map rules by bin of MAP_SIGNAL (at most; see choose_map_rule)
+# What the map rules are binned by: "spread_km2" (spread_km2 below) or "doubt_km"
+# (locdiff.reference). Chosen by the rule stated in experiments/doubt.py, on setting B's
+# validation queries (experiments/results/doubt/): the higher mean Spearman correlation
+# with LocDiff's error over the noise levels.
+MAP_SIGNAL = "spread_km2"
+MAP_SIGNALS = ("spread_km2", "doubt_km")
 MIN_BIN_ROWS = 150  # validation rows each of those bins holds at least
 
 
@@ -90,10 +96,8 @@ def spread_km2(mean_coeffs, *, L: int) -> np.ndarray:
     """``[B]`` how spread LocDiff's answer is: the area (km²) of the 50% credible region
     of the plain positive-part map of the mean SHDD functions ``[B, D]``, on a 2-degree
     grid. Small: the K samples agree on a small place; large: a broad or split answer.
-    It depends on the coefficients alone (no map rule); LocDiff-H's gate reads it
-    (:mod:`locdiff.hybrid`). It does not tell far conditions from near ones (the samples
-    can agree on a wrong place): the map rules and snapping go by the answer's doubt
-    (:mod:`locdiff.reference`)."""
+    It depends on the coefficients alone (no map rule), so the map rules can be chosen
+    by it (:data:`MAP_SIGNAL`); LocDiff-H's gate reads it too (:mod:`locdiff.hybrid`)."""
     pmap = shdd.probability_map(mean_coeffs, L=L, resolution_deg=SPREAD_RESOLUTION)
     area = shdd.credible_area_km2(pmap, resolution_deg=SPREAD_RESOLUTION, levels=(0.5,))
     return np.asarray(area, np.float64)[..., 0]
@@ -124,11 +128,13 @@ def bin_index(values, edges) -> np.ndarray:
 def choose_map_rule(
     geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES,
     levels=LEVELS, resolution_deg=1.0, batch_size: int = 256, seed: int = 0,
-    bins: int = DOUBT_BINS, min_bin_rows: int = MIN_BIN_ROWS, prediction=None,
+    bins: int = MAP_BINS, min_bin_rows: int = MIN_BIN_ROWS, prediction=None,
+    signal: str = MAP_SIGNAL,
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """The map rules whose credible regions' coverage is nearest the levels on a
-    validation set, one for each bin of the answer's doubt
-    (:meth:`locdiff.reference.Reference.doubt_km`), and every rule's coverage.
+    validation set, one for each bin of ``signal`` (:data:`MAP_SIGNALS`: the answer's
+    spread, :func:`spread_km2`, or its doubt, :meth:`locdiff.reference.Reference.
+    doubt_km`), and every rule's coverage.
 
     A rule's map is ``(1 - tail) * sharpened + tail * broad``: the positive part of the
     mean SHDD function raised to ``power`` (the core, :func:`shdd.probability_map`), mixed
@@ -140,40 +146,42 @@ def choose_map_rule(
 
     One rule for every input over-promises where the model is out of its depth (a
     condition far from every training photo gets a sharp map at the wrong place). So the
-    validation rows are cut at quantiles of their doubt (LocDiff's mode against the
-    nearest training condition's place) into up to ``bins`` bins of at least
-    ``min_bin_rows`` rows, and each bin gets its own rule; with a validation set that
-    holds far-from-training rows (:func:`locdiff.splits.far_validation`), the doubtful
-    answers' bins learn how far to trust them. A geolocator without a reference gets one
-    rule. The K samples are drawn once and the mean function is put on the grid once;
-    each rule then only reweights the cells (a truth's credible level is the mass of the
-    cells denser than its own, as :func:`shdd.credible_level`). ``prediction``: the
+    validation rows are cut at quantiles of the signal into up to ``bins`` bins of at
+    least ``min_bin_rows`` rows, and each bin gets its own rule; with a validation set
+    that holds far-from-training rows (:func:`locdiff.splits.far_validation`), the bins
+    of broad or doubtful answers learn how far to trust them. By doubt, a geolocator
+    without a reference gets one rule. The K samples are drawn once and the mean
+    function is put on the grid once; each rule then only reweights the cells (a
+    truth's credible level is the mass of the cells denser than its own, as
+    :func:`shdd.credible_level`). ``prediction``: the
     geolocator's own of ``embeddings`` at ``seed``, drawn already (the samples of a row
     do not depend on its batch).
 
     Returns:
       ``{"map_power", "map_tail", "map_tail_temperature"}`` of all rows, with
-      ``"map_bins": {"signal": "doubt_km", "edges": [inner edges], "rules": [that rule
-      | {"n"} per bin]}`` (one bin without a reference); and the table of every rule's
-      coverage (``bin``: -1 for all rows).
+      ``"map_bins": {"signal": signal, "edges": [inner edges], "rules": [that rule |
+      {"n"} per bin]}``; and the table of every rule's coverage (``bin``: -1 for all
+      rows).
     """
-    found, doubts = rule_levels(
+    if signal not in MAP_SIGNALS:
+        raise ValueError(f"signal must be one of {MAP_SIGNALS}, got {signal!r}")
+    found, values = rule_levels(
         geolocator, embeddings, truth, powers=powers, tails=tails, temperatures=temperatures,
         resolution_deg=resolution_deg, batch_size=batch_size, seed=seed, prediction=prediction,
     )  # fmt: skip
-    if getattr(geolocator, "reference", None) is None:
+    if signal == "doubt_km" and getattr(geolocator, "reference", None) is None:
         bins = 1  # no doubt to bin by
     chosen, per_bin, edges, table = rules_by_bin(
-        found, doubts, powers=powers, tails=tails, temperatures=temperatures, levels=levels,
+        found, values[signal], powers=powers, tails=tails, temperatures=temperatures, levels=levels,
         bins=bins, min_bin_rows=min_bin_rows,
     )  # fmt: skip
-    bins_out = {"signal": "doubt_km", "edges": edges, "rules": per_bin}
+    bins_out = {"signal": signal, "edges": edges, "rules": per_bin}
     return chosen | {"map_bins": bins_out}, table
 
 
 def rules_by_bin(
     found, values, *, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES, levels=LEVELS,
-    bins: int = DOUBT_BINS, min_bin_rows: int = MIN_BIN_ROWS,
+    bins: int = MAP_BINS, min_bin_rows: int = MIN_BIN_ROWS,
 ) -> tuple[dict, list[dict], list[float], list[dict]]:  # fmt: skip
     """The rule of least miss for all rows and for each bin of ``values [N]``, from each
     rule's credible levels ``found [P, T, K, N]`` (:func:`rule_levels`): ``(rule of all
@@ -205,12 +213,13 @@ def rule_levels(
     geolocator, embeddings, truth, *, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES,
     resolution_deg=1.0, batch_size: int = 256, seed: int = 0, prediction=None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """``(levels [P, T, K, N], doubt [N])``: the credible level of each truth ``[N, 2]``
+    """``(levels [P, T, K, N], signals)``: the credible level of each truth ``[N, 2]``
     under the map rule of each power, tail and tail temperature (a truth lies in the
-    ``a`` credible region where its level is below ``a``), and the doubt of each answer
-    (zeros without a reference), from the geolocator's predictions of ``embeddings`` at
-    ``seed`` (or ``prediction``, drawn already). The mean function is put on the grid
-    once; each rule only reweights its cells."""
+    ``a`` credible region where its level is below ``a``), and ``{"spread_km2": [N],
+    "doubt_km": [N]}`` of each answer (doubts zero without a reference), from the
+    geolocator's predictions of ``embeddings`` at ``seed`` (or ``prediction``, drawn
+    already). The mean function is put on the grid once; each rule only reweights its
+    cells."""
     truth = np.asarray(truth, np.float64)
     L = geolocator.config.model.L
     grid = shdd.latlon_grid(resolution_deg)
@@ -219,7 +228,7 @@ def rule_levels(
     area = np.repeat(np.asarray(grid.area, np.float64), grid.shape[1])  # [C]
     rules = [np.asarray(r, np.float64) for r in (powers, tails, temperatures)]
     peak = (L + 1) ** 2 / (4 * np.pi)  # the softmax rule's scale (shdd.maps)
-    found, doubts = [], []  # [P, T, K, B] per batch
+    found, doubts, spreads = [], [], []  # [P, T, K, B] per batch
     for start in range(0, len(truth), batch_size):
         rows = slice(start, start + batch_size)
         if prediction is None:
@@ -228,6 +237,7 @@ def rule_levels(
             part = prediction[rows]
         doubts.append(np.zeros(len(part)) if part.doubt_km is None else part.doubt_km)
         mean = part.coeffs.mean(axis=1)
+        spreads.append(spread_km2(mean, L=L))
         values = np.asarray(shdd.synthesize(mean, grid, L=L), np.float64)
         values = values.reshape(len(values), -1)  # [B, C]
         positive = np.maximum(values, 0.0)
@@ -236,7 +246,8 @@ def rule_levels(
         with jax.enable_x64(True):  # float64: powers up to 128 of values below 1
             levels = _rule_levels(positive, scaled, area, cell[rows], *rules)  # [P, K, T, B]
             found.append(np.asarray(levels).transpose(0, 2, 1, 3))
-    return np.concatenate(found, axis=3), np.concatenate(doubts)
+    signals = {"spread_km2": np.concatenate(spreads), "doubt_km": np.concatenate(doubts)}
+    return np.concatenate(found, axis=3), signals
 
 
 @jax.jit

@@ -60,9 +60,9 @@ class Geolocator:
         # rank the cells far from every mode); tail is chosen with the power
         self.map_tail = 0.0
         self.map_tail_temperature = 0.0  # the tail's map: plain (0), else softmax at it
-        # rules by the answer's doubt (reference.Reference.doubt_km): {"signal":
-        # "doubt_km", "edges": inner bin edges, "rules": one {"map_power", "map_tail"}
-        # per bin}; None (or no reference): the one rule above for all
+        # rules by bin of a signal of the answer (calibration.MAP_SIGNALS: its spread or
+        # its doubt): {"signal", "edges": inner bin edges, "rules": one {"map_power",
+        # "map_tail", "map_tail_temperature"} per bin}; None: the one rule above for all
         self.map_bins: dict | None = None
         # training conditions and places, for the doubt of each answer (None: no doubt)
         self.reference: Reference | None = None
@@ -120,8 +120,9 @@ class Geolocator:
             geo.map_rule = {"power": chosen["map_power"], "floor": chosen.get("map_floor", 0.0)}
             geo.map_tail = float(chosen.get("map_tail", 0.0))
             geo.map_tail_temperature = float(chosen.get("map_tail_temperature", 0.0))
-            bins = chosen.get("map_bins")  # by spread before the doubt: one rule for all
-            geo.map_bins = bins if bins and bins.get("signal") == "doubt_km" else None
+            bins = chosen.get("map_bins")  # an older layout (no "signal"): one rule for all
+            known = bins and bins.get("signal") in calibration.MAP_SIGNALS
+            geo.map_bins = bins if known else None
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
         if os.path.exists(run.location_prior):
@@ -231,17 +232,23 @@ class Geolocator:
             latlon = snapped
         out = Prediction(latlon, np.asarray(prob), np.asarray(coeffs), doubt_km=doubt)
         if maps:
-            pmap = self._maps(mean, doubt, map_resolution)
+            signal = None  # the values of the map bins' signal
+            if self.map_bins and self.map_bins["signal"] == "spread_km2":
+                signal = calibration.spread_km2(mean, L=L)
+            elif self.map_bins:
+                signal = doubt
+            pmap = self._maps(mean, signal, map_resolution)
             out.maps = pmap
             out.credible_km2 = np.asarray(
                 shdd.credible_area_km2(pmap, resolution_deg=map_resolution, levels=(0.5, 0.9))
             )
         return out
 
-    def _maps(self, mean, doubt, resolution) -> np.ndarray:
+    def _maps(self, mean, signal, resolution) -> np.ndarray:
         """``[B, n_lat, n_lon]`` maps of mean functions ``[B, D]`` by the run's map rule
-        (by bin of ``doubt`` where the run chose one rule per bin and has a reference):
-        ``(1 - tail) * sharpened + tail * broad`` (:func:`calibration.choose_map_rule`)."""
+        (by bin of ``signal [B]``, the values of its bins' signal, where the run chose
+        one rule per bin): ``(1 - tail) * sharpened + tail * broad``
+        (:func:`calibration.choose_map_rule`)."""
         L = self.config.model.L
         broad = {}  # the tail maps, each put on the grid once for every rule
 
@@ -259,10 +266,10 @@ class Geolocator:
             )
             return (1 - tail) * pmap + tail * tail_map(temperature) if tail else pmap
 
-        if not self.map_bins or doubt is None:
+        if not self.map_bins or signal is None:  # (no doubt without a reference)
             rule = self.map_rule
             return by_rule(rule["power"], self.map_tail, self.map_tail_temperature, rule["floor"])
-        which = calibration.bin_index(doubt, self.map_bins["edges"])
+        which = calibration.bin_index(signal, self.map_bins["edges"])
         out = None
         for b in np.unique(which):
             rule = self.map_bins["rules"][b]

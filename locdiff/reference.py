@@ -13,9 +13,9 @@ nearest condition is a poor match, and the model interpolates elsewhere).
 How well it separates far-validation rows from random ones and ranks LocDiff's errors,
 beside the spread of the answer and the similarity of the nearest condition alone, is
 measured on validation rows by ``python -m experiments.doubt``
-(``experiments/results/doubt/``). The map rules are chosen per bin of it
-(:func:`locdiff.calibration.choose_map_rule`) and snapping is gated by it; the run keeps
-its reference in ``reference.npz``.
+(``experiments/results/doubt/``, which chose the spread to bin the map rules by:
+:data:`locdiff.calibration.MAP_SIGNAL`). Snapping is gated by it; the run keeps its
+reference in ``reference.npz``.
 """
 
 from __future__ import annotations

@@ -121,9 +121,10 @@ def calibration_rows(data_path: str, fraction: float, max_rows: int = CALIBRATIO
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then at
     that guidance its map rules (:func:`calibration.choose_map_rule`: a power and the
-    weight of the plain map's tail for each bin of the answer's doubt, against the
-    :class:`Reference` of the training split's conditions, kept in ``reference.npz``)
-    and its snapping radius and gate (:func:`calibration.choose_snap`, to the
+    weight and kind of the broad tail for each bin of :data:`calibration.MAP_SIGNAL`)
+    and its snapping radius and gate by the answer's doubt (against the
+    :class:`Reference` of the training split's conditions, kept in ``reference.npz``;
+    :func:`calibration.choose_snap`, to the
     :class:`LocationPrior` of the training split's locations, kept in
     ``location_prior.npz``), on the validation queries of :func:`calibration_rows` (in
     distribution, and far from training where the data carry a far-validation set), and
@@ -176,15 +177,15 @@ def _searched_today(chosen: dict) -> bool:
         (r["map_power"], r.get("map_tail"), r.get("map_tail_temperature"))
         for r in chosen.get("validation", [])
     }
-    by_doubt = chosen.get("map_bins", {}).get("signal") == "doubt_km"
-    return by_doubt and searched == grid
+    by_signal = chosen.get("map_bins", {}).get("signal") == calibration.MAP_SIGNAL
+    return by_signal and searched == grid
 
 
 def is_calibrated(chosen: dict) -> bool:
-    """Whether a ``calibration.json`` holds a guidance, map rules chosen by doubt from
-    today's grid (:data:`calibration.POWERS` x :data:`calibration.TAILS` x
-    :data:`calibration.TEMPERATURES`) and a snapping
-    radius with its gate."""
+    """Whether a ``calibration.json`` holds a guidance, map rules chosen by bin of
+    :data:`calibration.MAP_SIGNAL` from today's grid (:data:`calibration.POWERS` x
+    :data:`calibration.TAILS` x :data:`calibration.TEMPERATURES`) and a snapping radius
+    with its gate."""
     return "guidance" in chosen and _searched_today(chosen) and "snap_max_doubt_km" in chosen
 
 

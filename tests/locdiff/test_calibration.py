@@ -53,7 +53,8 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
     keys = ("map_power", "map_tail", "map_tail_temperature")
     rule = {k: chosen[k] for k in keys}
     assert geo.reference is not None  # calibration kept one; 32 < 150 rows: one bin
-    assert chosen["map_bins"] == {"signal": "doubt_km", "edges": [], "rules": [rule | {"n": 32}]}
+    bins = {"signal": calibration.MAP_SIGNAL, "edges": [], "rules": [rule | {"n": 32}]}
+    assert chosen["map_bins"] == bins
     assert len(table) == 8 * 2 and min(r["miss"] for r in table) == next(
         r["miss"] for r in table if {k: r[k] for k in keys} == rule
     )
@@ -182,47 +183,61 @@ def test_a_sharp_answer_is_less_spread_than_a_broad_one():
     assert spread[2] == pytest.approx(0.5 * 4 * np.pi * shdd.EARTH_RADIUS_KM**2, rel=0.02)
 
 
-def test_map_rules_by_doubt_each_chosen_on_its_own_rows_and_applied_by_bin(tiny_locdiff, clusters):
-    """With enough rows, the validation rows are cut at quantiles of their doubt and
-    each bin gets the rule that misses its own rows' levels least; a geolocator with
-    those bins draws each row's map by the rule of its bin."""
+@pytest.mark.parametrize("signal", calibration.MAP_SIGNALS)
+def test_map_rules_by_signal_each_chosen_on_its_own_rows_and_applied_by_bin(
+    tiny_locdiff, clusters, signal
+):
+    """With enough rows, the validation rows are cut at quantiles of the signal (the
+    answer's spread or its doubt) and each bin gets the rule that misses its own rows'
+    levels least; a geolocator with those bins draws each row's map by the rule of its
+    bin."""
     from locdiff.inference import Geolocator
 
     geo = Geolocator.from_checkpoint(tiny_locdiff).with_snapping(None, 0.0)
     x, truth = clusters.test_emb[:96], clusters.test_latlon[:96].astype(np.float64)
     kwargs = dict(powers=(1.0, 8.0), tails=(0.0, 0.5), resolution_deg=5.0, batch_size=32)
+    kwargs |= dict(signal=signal)
     chosen, table = calibration.choose_map_rule(geo, x, truth, min_bin_rows=24, **kwargs)
     bins = chosen["map_bins"]
-    assert bins["signal"] == "doubt_km"
+    assert bins["signal"] == signal
     assert 1 <= len(bins["edges"]) <= 3 and bins["edges"] == sorted(bins["edges"])
     assert all(r["n"] >= 24 for r in bins["rules"])
-    doubt = geo.predict(x, top_k=1, batch_size=32).doubt_km  # as choose_map_rule drew it
+
+    def values(drawn):  # the signal, computed here from the prediction
+        if signal == "doubt_km":
+            return drawn.doubt_km
+        return calibration.spread_km2(drawn.coeffs.mean(axis=1), L=8)
+
+    v = values(geo.predict(x, top_k=1, batch_size=32))  # as choose_map_rule drew them
     assert [r["n"] for r in bins["rules"]] == np.bincount(
-        np.searchsorted(bins["edges"], doubt, side="right"), minlength=len(bins["rules"])
+        np.searchsorted(bins["edges"], v, side="right"), minlength=len(bins["rules"])
     ).tolist()
     for b, rule in enumerate(bins["rules"]):
         own = [r for r in table if r["bin"] == b]
         best = min(own, key=lambda r: r["miss"])  # the first of equal misses: the plainer
         keys = ("map_power", "map_tail", "map_tail_temperature")
         assert {k: rule[k] for k in keys} == {k: best[k] for k in keys}
-    without = geo.with_reference(None)  # no reference: no doubt, one rule for all rows
-    alone, _ = calibration.choose_map_rule(without, x, truth, min_bin_rows=24, **kwargs)
-    assert alone["map_bins"]["edges"] == [] and len(alone["map_bins"]["rules"]) == 1
-    # Applied by bin: two bins split at the median doubt, with different rules.
+    if signal == "doubt_km":  # no reference: no doubt, one rule for all rows
+        without = geo.with_reference(None)
+        alone, _ = calibration.choose_map_rule(without, x, truth, min_bin_rows=24, **kwargs)
+        assert alone["map_bins"]["edges"] == [] and len(alone["map_bins"]["rules"]) == 1
+    # Applied by bin: two bins split at the median, with different rules.
     drawn = geo.predict(x[:16], top_k=1)
-    mean, doubt = drawn.coeffs.mean(axis=1), drawn.doubt_km
+    mean, v = drawn.coeffs.mean(axis=1), values(drawn)
     geo.map_bins = {
-        "signal": "doubt_km",
-        "edges": [float(np.median(doubt))],
+        "signal": signal,
+        "edges": [float(np.median(v))],
         "rules": [{"map_power": 8.0, "map_tail": 0.0}, {"map_power": 1.0, "map_tail": 0.5}],
     }
     maps = geo.predict(x[:16], maps=True, map_resolution=5.0).maps
-    low = doubt < np.median(doubt)
+    low = v < np.median(v)
     assert low.any() and (~low).any()
     sharp = shdd.probability_map(mean, L=8, resolution_deg=5.0, power=8.0)
     plain = shdd.probability_map(mean, L=8, resolution_deg=5.0)
     np.testing.assert_allclose(maps[low], np.asarray(sharp)[low], atol=1e-6)
     np.testing.assert_allclose(maps[~low], np.asarray(plain)[~low], atol=1e-6)  # power 1
+    with pytest.raises(ValueError, match="signal must be"):
+        calibration.choose_map_rule(geo, x, truth, signal="area")
 
 
 def test_equal_spreads_stay_in_one_bin_and_no_bin_is_short():
