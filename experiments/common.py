@@ -136,7 +136,7 @@ CHOICES = {
     "guidance": "guidance",
     "map_power": "map power",
     "map_tail": "tail",
-    "map_by_doubt": "power/tail(@softmax T) by doubt (edges km)",
+    "map_by_bin": "power/tail(@softmax T) by bin (inner edges)",
     "snap_km": "snap km",
     "snap_max_doubt_km": "snap if doubt ≤ (km)",
 }
@@ -144,8 +144,8 @@ CHOICES = {
 
 def locdiff_choices(locator) -> dict:
     """:data:`CHOICES` of a LocDiff locator: guidance, the map rule's power and tail (for
-    all inputs, and by bin of doubt where it chose so, with the bins' edges), the radius
-    its modes snap within and the largest doubt snapped (None: all)."""
+    all inputs, and by bin of its signal where it chose so, with the bins' edges), the
+    radius its modes snap within and the largest doubt snapped (None: all)."""
     chosen = locator.geolocator.calibration
     out = {key: chosen.get(key) for key in CHOICES}
     bins = locator.geolocator.map_bins
@@ -155,8 +155,12 @@ def locdiff_choices(locator) -> dict:
             + (f"@{r['map_tail_temperature']:g}" if r.get("map_tail_temperature") else "")
             for r in bins["rules"]
         )
-        edges = ", ".join(f"{e:.0f}" for e in bins["edges"])
-        out["map_by_doubt"] = f"{rules} ({edges})" if edges else rules
+        if bins["signal"] == "spread_km2":  # areas: million km²
+            edges = ", ".join(f"{e / 1e6:.3g}M km²" for e in bins["edges"])
+        else:
+            edges = ", ".join(f"{e:.0f} km" for e in bins["edges"])
+        what = "spread" if bins["signal"] == "spread_km2" else "doubt"
+        out["map_by_bin"] = f"{rules} ({what}: {edges})" if edges else rules
     return out
 
 
