@@ -82,6 +82,7 @@ TAILS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 # the tail's map: the plain positive part (0) or the softmax rule at that temperature
 TEMPERATURES = (0.0, 1.0)
 SPREAD_RESOLUTION = 2.0  # degrees: the grid of :func:`spread_km2`
+SPREAD_CHUNK = 2048  # answers whose maps spread_km2 holds at once
 MAP_BINS = 4  # map rules by bin of MAP_SIGNAL (at most; see choose_map_rule)
 # What the map rules are binned by: "spread_km2" (spread_km2 below) or "doubt_km"
 # (locdiff.reference). Chosen by the rule stated in experiments/doubt.py, on setting B's
@@ -98,9 +99,14 @@ def spread_km2(mean_coeffs, *, L: int) -> np.ndarray:
     grid. Small: the K samples agree on a small place; large: a broad or split answer.
     It depends on the coefficients alone (no map rule), so the map rules can be chosen
     by it (:data:`MAP_SIGNAL`); LocDiff-H's gate reads it too (:mod:`locdiff.hybrid`)."""
-    pmap = shdd.probability_map(mean_coeffs, L=L, resolution_deg=SPREAD_RESOLUTION)
-    area = shdd.credible_area_km2(pmap, resolution_deg=SPREAD_RESOLUTION, levels=(0.5,))
-    return np.asarray(area, np.float64)[..., 0]
+    out = []
+    for start in range(0, len(mean_coeffs), SPREAD_CHUNK):  # bounded memory, whatever B
+        pmap = shdd.probability_map(
+            mean_coeffs[start : start + SPREAD_CHUNK], L=L, resolution_deg=SPREAD_RESOLUTION
+        )
+        area = shdd.credible_area_km2(pmap, resolution_deg=SPREAD_RESOLUTION, levels=(0.5,))
+        out.append(np.asarray(area, np.float64)[..., 0])
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def bin_edges(values, bins: int, min_rows: int) -> list[float]:

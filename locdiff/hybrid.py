@@ -101,13 +101,23 @@ def candidates(query, gallery: Gallery, n: int):
     return gallery.latlon[index], sim
 
 
+MAX_HARMONICS = 2**27  # harmonic values held at once by densities (512 MB of float32)
+
+
 def densities(prediction: Prediction, latlon, *, L: int) -> np.ndarray:
     """``[Q, n]``: the mean sampled SHDD function of each query at ``latlon [Q, n, 2]``
     (the last of them may be LocDiff's own answer, for the trust test)."""
     if prediction.coeffs is None:
         raise ValueError("LocDiff-H needs LocDiff's sampled coefficients (prediction.coeffs)")
     mean = prediction.coeffs.mean(axis=1)[:, None, :]  # [Q, 1, D]
-    return np.asarray(shdd.evaluate(mean, np.asarray(latlon, np.float32), L=L), np.float64)
+    latlon = np.asarray(latlon, np.float32)
+    # the harmonics of a chunk's points are [q, n, D]: bounded, whatever Q
+    chunk = max(1, MAX_HARMONICS // max(1, latlon.shape[1] * mean.shape[-1]))
+    parts = [
+        np.asarray(shdd.evaluate(mean[i : i + chunk], latlon[i : i + chunk], L=L), np.float64)
+        for i in range(0, len(mean), chunk)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(latlon.shape[:2])
 
 
 def rerank(similarity, density, weight: float) -> np.ndarray:

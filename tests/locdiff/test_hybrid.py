@@ -121,3 +121,20 @@ def test_needs_coefficients_and_a_proper_gallery():
         Rule(candidates=0)
     with pytest.raises(ValueError, match="trust >= 0"):
         Rule(trust=float("nan"))
+
+
+def test_densities_and_spreads_are_the_same_in_chunks(monkeypatch):
+    """Large query sets are evaluated in chunks of bounded memory, with the same values."""
+    from locdiff import calibration, hybrid
+    from locdiff.prediction import Prediction
+
+    rng = np.random.default_rng(0)
+    coeffs = rng.standard_normal((7, 3, 25)).astype(np.float32)  # L = 4
+    prediction = Prediction(np.zeros((7, 1, 2)), coeffs=coeffs)
+    points = np.c_[rng.uniform(-80, 80, 7 * 5), rng.uniform(-180, 180, 7 * 5)].reshape(7, 5, 2)
+    whole = hybrid.densities(prediction, points, L=4)
+    spreads = calibration.spread_km2(coeffs.mean(axis=1), L=4)
+    monkeypatch.setattr(hybrid, "MAX_HARMONICS", 2 * 5 * 25)  # two queries a chunk
+    monkeypatch.setattr(calibration, "SPREAD_CHUNK", 3)
+    np.testing.assert_allclose(hybrid.densities(prediction, points, L=4), whole, rtol=1e-6)
+    np.testing.assert_allclose(calibration.spread_km2(coeffs.mean(axis=1), L=4), spreads)
