@@ -375,8 +375,9 @@ def ablations(results_dir: str = RESULTS) -> str:
         with open(path) as f:
             report = json.load(f)
         out += [
-            f"{label.capitalize()} ({_provenance(report)}): % within 25 / 200 / 750 / 2500 km "
-            "on the validation rows that choose, mean of the four, and Im2GPS3k beside:",
+            f"{label[0].upper() + label[1:]} ({_provenance(report)}): % within 25 / 200 / "
+            "750 / 2500 km on the validation rows that choose, mean of the four, and "
+            "Im2GPS3k beside:",
             "",
             "| group | variant | validation | mean | Im2GPS3k | steps, seconds |",
             "|---|---|---|---|---|---|",
