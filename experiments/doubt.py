@@ -32,11 +32,10 @@ import time
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
-from locdiff import calibration, data, metrics, neighbours
-from locdiff.early_stopping import validation_split
+from locdiff import calibration, metrics, neighbours
 from locdiff.inference import Geolocator
 from locdiff.methods import locdiff as locdiff_method
-from locdiff.reference import REFERENCE_ROWS, Reference
+from locdiff.reference import Reference
 from locdiff.rundir import RunDir
 
 from experiments import common
@@ -68,11 +67,7 @@ def reference_of(run: RunDir, data_path: str, fraction: float) -> Reference:
     """The run's reference, or (not calibrated yet) the same one built from its data."""
     if os.path.exists(run.reference):
         return Reference.load(run.reference)
-    source = data.open_dataset(data_path)
-    train_rows = np.sort(validation_split(len(source), fraction)[0])
-    keep = np.random.default_rng(0).permutation(len(train_rows))[:REFERENCE_ROWS]
-    batch = source.take(np.sort(train_rows[keep]))
-    return Reference.from_training(batch["embedding"], batch["latlon"])
+    return locdiff_method.training_reference(data_path, fraction)
 
 
 def held_out_coverage(found, values, far) -> dict:

@@ -118,6 +118,17 @@ def calibration_rows(data_path: str, fraction: float, max_rows: int = CALIBRATIO
     )
 
 
+def training_reference(data_path: str, fraction: float) -> Reference:
+    """The :class:`Reference` of the training split's rows (those that
+    ``validation_split(N, fraction)`` trains on): all of them, or a fixed random
+    :data:`REFERENCE_ROWS` of them, read once."""
+    source = data.open_dataset(data_path)
+    train_rows = np.sort(validation_split(len(source), fraction)[0])
+    keep = np.random.default_rng(0).permutation(len(train_rows))[:REFERENCE_ROWS]
+    batch = source.take(np.sort(train_rows[keep]))
+    return Reference.from_training(batch["embedding"], batch["latlon"])
+
+
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then at
     that guidance its map rules (:func:`calibration.choose_map_rule`: a power and the
@@ -150,10 +161,8 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
         chosen |= {"guidance": guidance, "guidance_validation": table}
     source = data.open_dataset(data_path)
     train_rows = np.sort(validation_split(len(source), fraction)[0])
-    if not os.path.exists(run.reference):  # all training rows, or a fixed random share
-        keep = np.random.default_rng(0).permutation(len(train_rows))[:REFERENCE_ROWS]
-        batch = source.take(np.sort(train_rows[keep]))
-        Reference.from_training(batch["embedding"], batch["latlon"]).save(run.reference)
+    if not os.path.exists(run.reference):
+        training_reference(data_path, fraction).save(run.reference)
     reference = Reference.load(run.reference)
     geolocator = geolocator.with_guidance(chosen["guidance"]).with_snapping(None, 0.0)
     geolocator = geolocator.with_reference(reference)
