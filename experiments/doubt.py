@@ -9,19 +9,20 @@ prediction time from the condition and the run alone:
 
 - ``doubt_km``: km between LocDiff's mode and the place of the most similar training
   condition (:mod:`locdiff.reference`);
-- ``dissimilarity``: one minus the cosine of the most similar training condition;
 - ``spread_km2``: the area of the plain map's 50% region
-  (:func:`locdiff.calibration.spread_km2`).
+  (:func:`locdiff.calibration.spread_km2`);
+- ``dissimilarity``: one minus the cosine of the most similar training condition
+  (reported only: no run bins by it).
 
-Rule, stated before the runs: the signal with the highest Spearman correlation with
-LocDiff's top-1 error over the calibration queries (:func:`locdiff.methods.locdiff.
-calibration_rows`: random and far-validation rows together), averaged over setting B's
-noise levels, bins the map rules. Also reported: how well each separates far-validation
-rows from random ones (AUC), and the coverage of the 50% / 90% regions on each half of
-the validation queries with the rules chosen by bin on the other half (the held-out
-check of what binning by that signal buys). Every figure is on validation rows: no
-test row is read. Runs: setting B's LocDiff runs on the full gallery
-(``python -m experiments.oracle_mp16`` trains them). Writes ``doubt.md`` / ``.json``.
+Each run chooses its signal and number of bins itself, on its own validation queries
+(:func:`locdiff.methods.locdiff.calibration_rows`: random and far-validation rows), by
+the rule of :func:`locdiff.calibration.choose_map_signal`: the least held-out miss of
+2-fold calibration, random and far rows apart. This study shows that choice for setting
+B's runs, every candidate's held-out coverage beside it, and how well each signal
+separates far-validation rows from random ones (AUC) and ranks LocDiff's error
+(Spearman). Every figure is on validation rows: no test row is read. Runs: setting B's
+LocDiff runs on the full gallery (``python -m experiments.oracle_mp16`` trains them).
+Writes ``doubt.md`` / ``.json``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from experiments.configs.common import PROFILES
 from experiments.configs.oracle_mp16 import get_config
 
 SIGNALS = ("doubt_km", "dissimilarity", "spread_km2")
-FOLD_SEED = 1
 
 
 def run_dir(cache: str, profile: str, seed: int, noise: float) -> str:
@@ -70,29 +70,6 @@ def reference_of(run: RunDir, data_path: str, fraction: float) -> Reference:
     return locdiff_method.training_reference(data_path, fraction)
 
 
-def held_out_coverage(found, values, far) -> dict:
-    """Coverage (%) of the 50% / 90% regions on each half of the rows with the rules
-    chosen per bin of ``values`` on the other half; ``values`` None: one rule."""
-    order = np.random.default_rng(FOLD_SEED).permutation(len(far))
-    halves = np.array_split(order, 2)
-    levels = np.empty(len(far))
-    for fit, score in (halves, halves[::-1]):
-        v = np.zeros(len(far)) if values is None else values
-        _, per_bin, edges, _ = calibration.rules_by_bin(found[..., fit], v[fit])
-        which = calibration.bin_index(v[score], edges)
-        for b, rule in enumerate(per_bin):
-            i = calibration.POWERS.index(rule["map_power"])
-            j = calibration.TAILS.index(rule["map_tail"])
-            k = calibration.TEMPERATURES.index(rule["map_tail_temperature"])
-            rows = score[which == b]
-            levels[rows] = found[i, j, k, rows]
-    out = {}
-    for part, sel in (("random", ~far), ("far", far)):
-        for a in calibration.LEVELS:
-            out[f"coverage_{100 * a:g}_{part}"] = float(100 * np.mean(levels[sel] < a))
-    return out
-
-
 def study(run_path: str) -> dict:
     run = RunDir(run_path)
     meta = run.read_method()
@@ -101,7 +78,7 @@ def study(run_path: str) -> dict:
     x, truth, far = locdiff_method.calibration_rows(meta["data"], fraction)
     reference = reference_of(run, meta["data"], fraction)
     geo = geo.with_snapping(None, 0.0).with_reference(reference)
-    prediction = geo.predict(x, top_k=1)
+    prediction = geo.predict(x, top_k=1, doubt=True)
     found, signals = calibration.rule_levels(geo, x, truth, prediction=prediction)
     nearest = neighbours.search(
         neighbours.normalise(x), np.asarray(reference.conditions, np.float32)
@@ -119,8 +96,9 @@ def study(run_path: str) -> dict:
             "spearman_error": float(spearmanr(v, error)[0]),
             "spearman_error_random": float(spearmanr(v[~far], error[~far])[0]),
             "spearman_error_far": float(spearmanr(v[far], error[far])[0]),
-            **held_out_coverage(found, v, far),
         }
+    candidates = {name: values[name] for name in calibration.MAP_SIGNALS}
+    signal, bins, choice = calibration.choose_map_signal(found, candidates, far)
     return {
         "run": run_path,
         "guidance": geo.config.diffusion.guidance,
@@ -128,34 +106,41 @@ def study(run_path: str) -> dict:
         "n_far": int(np.sum(far)),
         "median_error_km_random": float(np.median(error[~far])),
         "median_error_km_far": float(np.median(error[far])),
-        "one_rule": held_out_coverage(found, None, far),
         "signals": signals,
+        "choice": choice,
+        "chosen": {"signal": signal, "bins": bins},
     }
 
 
-def choose(runs: list[dict]) -> str:
-    """The rule of the module docstring: the highest mean Spearman correlation."""
-    mean = {s: np.mean([r["signals"][s]["spearman_error"] for r in runs]) for s in SIGNALS}
-    return max(SIGNALS, key=lambda s: mean[s])
-
-
 def table(runs: list[dict], noises) -> str:
-    head = (
-        "| noise | signal | AUC far vs random | Spearman with error (all / random / far) "
-        "| held-out coverage 50 / 90, random | held-out coverage 50 / 90, far |"
-    )
-    lines = [head, "|" + "---|" * 6]
+    """The signals' AUC and Spearman correlation, per noise level."""
+    lines = ["| noise | signal | AUC far vs random | Spearman with error (all / random / far) |"]
+    lines.append("|" + "---|" * 4)
+    keys = ("spearman_error", "spearman_error_random", "spearman_error_far")
     for noise, r in zip(noises, runs, strict=True):
-        rows = [("one rule", None, r["one_rule"])]
-        rows += [(name, stats, stats) for name, stats in r["signals"].items()]
-        for name, s, cov in rows:
-            rank = "— | —"
-            if s is not None:
-                keys = ("spearman_error", "spearman_error_random", "spearman_error_far")
-                rank = f"{s['auc_far']:.2f} | " + " / ".join(f"{s[k]:.2f}" for k in keys)
-            cells = [f"{noise:g}", name, rank]
-            cells += [f"{cov[f'coverage_50_{p}']:.1f} / {cov[f'coverage_90_{p}']:.1f}"
+        for name, s in r["signals"].items():
+            rank = " / ".join(f"{s[k]:.2f}" for k in keys)
+            lines.append(f"| {noise:g} | {name} | {s['auc_far']:.2f} | {rank} |")
+    return "\n".join(lines)
+
+
+def choice_table(runs: list[dict], noises) -> str:
+    """Every candidate of the per-run choice: held-out coverage and miss."""
+    lines = [
+        "| noise | signal | bins | held-out coverage 50 / 90, random "
+        "| held-out coverage 50 / 90, far | miss | chosen |"
+    ]
+    lines.append("|" + "---|" * 7)
+    for noise, r in zip(noises, runs, strict=True):
+        for c in r["choice"]:
+            chosen = c["bins"] == r["chosen"]["bins"] and c["signal"] in (
+                r["chosen"]["signal"],
+                None,
+            )
+            cells = [f"{noise:g}", c["signal"] or "(one rule)", str(c["bins"])]
+            cells += [f"{c[f'coverage_50_{p}']:.1f} / {c[f'coverage_90_{p}']:.1f}"
                       for p in ("random", "far")]  # fmt: skip
+            cells += [f"{c['miss']:.1f}", "**yes**" if chosen else ""]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -172,23 +157,24 @@ def main() -> None:
             raise SystemExit(f"{path}: no finished run; `python -m experiments.oracle_mp16` first")
         common.log(f"noise {noise:g}: {path}")
         runs.append(study(path) | {"noise": noise})
-    chosen = choose(runs)
     n = ", ".join(f"{r['n_random']} random + {r['n_far']} far at noise {r['noise']:g}"
                   for r in runs)  # fmt: skip
     sections = [
         (
             "The signals on setting B's validation queries",
-            f"Validation queries: {n}. Held-out coverage: each half of the queries scored "
-            "with the map rules chosen per bin (at most 4, of at least 150 rows) on the "
-            "other half; 'one rule': no bins.\n\n" + table(runs, args.noise),
+            f"Validation queries: {n}.\n\n" + table(runs, args.noise),
         ),
         (
-            "Chosen",
-            f"`{chosen}`: the highest mean Spearman correlation with LocDiff's error "
-            "(the rule stated in `experiments/doubt.py`).",
+            "Each run's choice",
+            "Held-out coverage: each half of the queries (as many far rows in each) scored "
+            "with the map rules chosen per bin (of at least "
+            f"{calibration.MIN_BIN_ROWS} rows) on the other half; miss: the sum over random "
+            "and far rows and over the 50% and 90% levels of |coverage - level|. The least "
+            "miss is the run's choice (`calibration.choose_map_signal`).\n\n"
+            + choice_table(runs, args.noise),
         ),
     ]
-    payload = {"runs": runs, "chosen": chosen, "signals": list(SIGNALS)}
+    payload = {"runs": runs, "signals": list(SIGNALS)}
     title = "The doubt of an answer: which signal bins LocDiff's map rules"
     common.write_report(args.out, "doubt", title, sections, payload, time.perf_counter() - wall)
 

@@ -397,27 +397,29 @@ def doubt(results_dir: str = RESULTS) -> str:
     report = _report(results_dir, "doubt")
     out = [
         f"{_provenance(report)}. On setting B's calibration queries (random and far "
-        "validation rows): each signal's AUC of far against random rows, its Spearman "
-        "correlation with LocDiff's error, and the 50% / 90% coverage that each half of the "
-        "queries gets from map rules chosen per bin of it on the other half:",
+        "validation rows): each candidate's 50% / 90% coverage where each half of the "
+        "queries is scored by map rules chosen per bin on the other half, the miss that "
+        "the run's choice minimises, and each signal's AUC of far against random rows and "
+        "Spearman correlation with LocDiff's error:",
         "",
-        "| noise | signal | AUC | Spearman | coverage, random | coverage, far |",
-        "|---|---|---|---|---|---|",
+        "| noise | signal | bins | coverage, random | coverage, far | miss | AUC | Spearman |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
-        rows = [("one rule (no bins)", None, run["one_rule"])]
-        rows += [(name, s, s) for name, s in run["signals"].items()]
-        for name, s, c in rows:
-            stats = (
-                ["—", "—"] if s is None else [f"{s['auc_far']:.2f}", f"{s['spearman_error']:.2f}"]
-            )
-            cells = [f"{run['noise']:g}", name, *stats]
+        for c in run["choice"]:
+            s = run["signals"].get(c["signal"]) if c["signal"] else None
+            stats = ["—", "—"] if s is None else [f"{s['auc_far']:.2f}",
+                                                  f"{s['spearman_error']:.2f}"]  # fmt: skip
+            name = c["signal"] or "one rule"
+            chosen = run["chosen"]
+            mark = c["bins"] == chosen["bins"] and c["signal"] in (chosen["signal"], None)
+            cells = [f"{run['noise']:g}", f"**{name}**" if mark else name, str(c["bins"])]
             cells += [
                 f"{c[f'coverage_50_{p}']:.1f} / {c[f'coverage_90_{p}']:.1f}"
                 for p in ("random", "far")
             ]
-            out.append("| " + " | ".join(cells) + " |")
-    out += ["", f"Chosen by the stated rule: `{report['chosen']}`."]
+            out.append("| " + " | ".join(cells + [f"{c['miss']:.1f}", *stats]) + " |")
+    out += ["", "In bold: each run's choice (`calibration.choose_map_signal`)."]
     return "\n".join(out) + "\n"
 
 

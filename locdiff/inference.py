@@ -53,16 +53,14 @@ class Geolocator:
         self.encoder = encoder  # the image encoder that made the training embeddings
         # (mean, std) of the training conditions; None: conditions are used as given.
         self.condition_stats = condition_stats
-        # power and floor of the positive-part map rule, chosen on the run's validation
-        # split so that credible regions cover what they claim (shdd.maps; 1 and 0: plain)
-        self.map_rule = {"power": 1.0, "floor": 0.0}
-        # maps are (1 - tail) * that rule's + tail * the plain rule's (the broad lobes
-        # rank the cells far from every mode); tail is chosen with the power
-        self.map_tail = 0.0
-        self.map_tail_temperature = 0.0  # the tail's map: plain (0), else softmax at it
+        # the map rule, chosen on the run's validation rows so that credible regions
+        # cover what they claim (calibration.choose_map_rule): maps are (1 - tail) *
+        # positive part ** power + tail * a broad map (the plain positive part, or the
+        # softmax rule at the tail temperature); these values: the plain map
+        self.map_rule = {"map_power": 1.0, "map_tail": 0.0, "map_tail_temperature": 0.0}
         # rules by bin of a signal of the answer (calibration.MAP_SIGNALS: its spread or
-        # its doubt): {"signal", "edges": inner bin edges, "rules": one {"map_power",
-        # "map_tail", "map_tail_temperature"} per bin}; None: the one rule above for all
+        # its doubt): {"signal", "edges": inner bin edges, "rules": one rule per bin};
+        # None: the one rule above for all
         self.map_bins: dict | None = None
         # training conditions and places, for the doubt of each answer (None: no doubt)
         self.reference: Reference | None = None
@@ -117,9 +115,7 @@ class Geolocator:
         if os.path.exists(run.file("calibration.json")):
             geo.calibration = files.read_json(run.file("calibration.json"))
             chosen = geo.calibration
-            geo.map_rule = {"power": chosen["map_power"], "floor": chosen.get("map_floor", 0.0)}
-            geo.map_tail = float(chosen.get("map_tail", 0.0))
-            geo.map_tail_temperature = float(chosen.get("map_tail_temperature", 0.0))
+            geo.map_rule = {k: float(chosen.get(k, v)) for k, v in geo.map_rule.items()}
             bins = chosen.get("map_bins")  # an older layout (no "signal"): one rule for all
             known = bins and bins.get("signal") in calibration.MAP_SIGNALS
             geo.map_bins = bins if known else None
@@ -179,10 +175,14 @@ class Geolocator:
         map_resolution: float = 1.0,
         batch_size: int = 256,
         progress: bool = False,
+        doubt: bool = False,
     ) -> Prediction:
         """Top-``k`` locations of each embedding ``[N, E]`` (deterministic for a ``seed``).
 
         Unset ``num_samples`` (K), ``steps`` and ``guidance`` take the run's defaults.
+        ``doubt``: also each answer's doubt (``Prediction.doubt_km``, where the run has
+        a reference: a search of its training conditions); it is computed, and given,
+        anyway where the run's snapping gate or its maps' bins need it.
         More than ``batch_size`` embeddings go in batches of ``batch_size`` (the last one
         padded, so every batch has one shape); batch ``i`` uses seed ``seed + i *
         batch_size``. Fewer are padded to the next power of two (at least 8). The noise of
@@ -195,7 +195,7 @@ class Geolocator:
             mean, std = self.condition_stats
             embeddings = (embeddings - mean[None, :]) / std[None, :]
         kwargs = dict(num_samples=num_samples, steps=steps, guidance=guidance, top_k=top_k)
-        kwargs |= dict(maps=maps, map_resolution=map_resolution)
+        kwargs |= dict(maps=maps, map_resolution=map_resolution, doubt=doubt)
         n = len(embeddings)
         if n <= batch_size:  # one batch, padded to a power of two: few shapes to compile
             bucket = min(batch_size, max(8, 1 << (n - 1).bit_length()))
@@ -212,7 +212,16 @@ class Geolocator:
             parts.append(out[: len(chunk)])
         return Prediction.concatenate(parts)
 
-    def _predict_batch(self, conditions, raw, *, seed, top_k, maps, map_resolution, **sampling):
+    def _needs_doubt(self, maps: bool) -> bool:
+        """Whether the run's own choices read the doubt: its snapping gate, or (with
+        maps) its map rules by bin of doubt."""
+        gated = self.prior is not None and self.snap_km > 0 and self.snap_max_doubt_km is not None
+        by_doubt = maps and bool(self.map_bins) and self.map_bins["signal"] == "doubt_km"
+        return gated or by_doubt
+
+    def _predict_batch(
+        self, conditions, raw, *, seed, top_k, maps, map_resolution, doubt, **sampling
+    ):
         """One batch of standardised conditions ``[B, E]`` (``raw``: as given)."""
         coeffs = sample_coefficients(
             self.graphdef, self.params, conditions, jax.random.key(seed), self.config, **sampling
@@ -221,8 +230,8 @@ class Geolocator:
         L = self.config.model.L
         latlon, prob = shdd.decode(mean, L=L, k=top_k)
         latlon = np.asarray(latlon)
-        doubt = None
-        if self.reference is not None:  # of the decoder's own top mode, before snapping
+        wanted, doubt = doubt or self._needs_doubt(maps), None
+        if wanted and self.reference is not None:  # of the decoder's own mode, unsnapped
             doubt = self.reference.doubt_km(latlon[:, 0], raw)
         if self.prior is not None and self.snap_km > 0:
             snapped = self.prior.snap(latlon, self.snap_km).astype(latlon.dtype)
@@ -247,36 +256,18 @@ class Geolocator:
     def _maps(self, mean, signal, resolution) -> np.ndarray:
         """``[B, n_lat, n_lon]`` maps of mean functions ``[B, D]`` by the run's map rule
         (by bin of ``signal [B]``, the values of its bins' signal, where the run chose
-        one rule per bin): ``(1 - tail) * sharpened + tail * broad``
-        (:func:`calibration.choose_map_rule`)."""
-        L = self.config.model.L
-        broad = {}  # the tail maps, each put on the grid once for every rule
-
-        def tail_map(temperature):
-            if temperature not in broad:
-                rule = dict(rule="softmax", temperature=temperature) if temperature else {}
-                broad[temperature] = np.asarray(
-                    shdd.probability_map(mean, L=L, resolution_deg=resolution, **rule)
-                )
-            return broad[temperature]
-
-        def by_rule(power, tail, temperature=0.0, floor=0.0):
-            pmap = np.asarray(
-                shdd.probability_map(mean, L=L, resolution_deg=resolution, power=power, floor=floor)
-            )
-            return (1 - tail) * pmap + tail * tail_map(temperature) if tail else pmap
-
+        one rule per bin): :func:`calibration.rule_map`, the definition the rules were
+        chosen by."""
+        cells = calibration.map_cells(mean, L=self.config.model.L, resolution_deg=resolution)
+        shape = (len(mean), *shdd.latlon_grid(resolution).shape)
         if not self.map_bins or signal is None:  # (no doubt without a reference)
-            rule = self.map_rule
-            return by_rule(rule["power"], self.map_tail, self.map_tail_temperature, rule["floor"])
+            return calibration.rule_map(cells, self.map_rule).reshape(shape).astype(np.float32)
         which = calibration.bin_index(signal, self.map_bins["edges"])
-        out = None
-        for b in np.unique(which):
-            rule = self.map_bins["rules"][b]
-            temperature = rule.get("map_tail_temperature", 0.0)
-            pmap = by_rule(rule["map_power"], rule["map_tail"], temperature)
-            out = pmap if out is None else np.where((which == b)[:, None, None], pmap, out)
-        return out
+        out = np.zeros((len(mean), cells[0].shape[1]), np.float32)
+        for b in np.unique(which):  # every row's map by each rule in use: one shape to jit
+            masses = calibration.rule_map(cells, self.map_bins["rules"][b])
+            out[which == b] = masses[which == b]
+        return out.reshape(shape)
 
 
 def _pad(rows: np.ndarray, size: int) -> np.ndarray:

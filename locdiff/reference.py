@@ -13,9 +13,10 @@ nearest condition is a poor match, and the model interpolates elsewhere).
 How well it separates far-validation rows from random ones and ranks LocDiff's errors,
 beside the spread of the answer and the similarity of the nearest condition alone, is
 measured on validation rows by ``python -m experiments.doubt``
-(``experiments/results/doubt/``, which chose the spread to bin the map rules by:
-:data:`locdiff.calibration.MAP_SIGNAL`). Snapping is gated by it; the run keeps its
-reference in ``reference.npz``.
+(``experiments/results/doubt/``). Each run bins its map rules by the doubt or by the
+spread, whichever keeps the promise of its credible regions better on its own
+validation rows (:func:`locdiff.calibration.choose_map_signal`). Snapping is gated by
+it; the run keeps its reference in ``reference.npz``.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ class LocDiffLocator(Locator):
         maps: bool = False,
         progress=False,
         map_resolution: float = 1.0,
+        doubt: bool = False,
     ) -> Prediction:
         return self.geolocator.predict(
             embeddings,
@@ -59,6 +60,7 @@ class LocDiffLocator(Locator):
             map_resolution=map_resolution,
             batch_size=self.batch_size,
             progress=progress,
+            doubt=doubt,
             **self.sampling,
         )
 
@@ -132,7 +134,8 @@ def training_reference(data_path: str, fraction: float) -> Reference:
 def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     """Choose the run's sampling guidance (:func:`calibration.choose_guidance`), then at
     that guidance its map rules (:func:`calibration.choose_map_rule`: a power and the
-    weight and kind of the broad tail for each bin of :data:`calibration.MAP_SIGNAL`)
+    weight and kind of the broad tail for each bin of the answer's spread or doubt, the
+    signal and the number of bins chosen on the same rows)
     and its snapping radius and gate by the answer's doubt (against the
     :class:`Reference` of the training split's conditions, kept in ``reference.npz``;
     :func:`calibration.choose_snap`, to the
@@ -168,9 +171,11 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     geolocator = geolocator.with_reference(reference)
     prediction = None  # drawn once for the map rules and snapping, where either is due
     if not _searched_today(chosen) or "snap_max_doubt_km" not in chosen:
-        prediction = geolocator.predict(x, top_k=1)
+        prediction = geolocator.predict(x, top_k=1, doubt=True)
     if not _searched_today(chosen):
-        rule, table = calibration.choose_map_rule(geolocator, x, truth, prediction=prediction)
+        rule, table = calibration.choose_map_rule(
+            geolocator, x, truth, prediction=prediction, far=far
+        )
         chosen |= {**rule, "validation": table}
     if "snap_max_doubt_km" not in chosen:
         prior = LocationPrior.from_locations(data.locations(source)[train_rows])
@@ -186,15 +191,16 @@ def _searched_today(chosen: dict) -> bool:
         (r["map_power"], r.get("map_tail"), r.get("map_tail_temperature"))
         for r in chosen.get("validation", [])
     }
-    by_signal = chosen.get("map_bins", {}).get("signal") == calibration.MAP_SIGNAL
+    bins = chosen.get("map_bins", {})  # signal and bins chosen per run, on its own rows
+    by_signal = bins.get("signal") in calibration.MAP_SIGNALS and "choice" in bins
     return by_signal and searched == grid
 
 
 def is_calibrated(chosen: dict) -> bool:
-    """Whether a ``calibration.json`` holds a guidance, map rules chosen by bin of
-    :data:`calibration.MAP_SIGNAL` from today's grid (:data:`calibration.POWERS` x
-    :data:`calibration.TAILS` x :data:`calibration.TEMPERATURES`) and a snapping radius
-    with its gate."""
+    """Whether a ``calibration.json`` holds a guidance, map rules chosen by bin of the
+    signal the run chose (:func:`calibration.choose_map_signal`) from today's grid
+    (:data:`calibration.POWERS` x :data:`calibration.TAILS` x
+    :data:`calibration.TEMPERATURES`) and a snapping radius with its gate."""
     return "guidance" in chosen and _searched_today(chosen) and "snap_max_doubt_km" in chosen
 
 

@@ -53,15 +53,17 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
     keys = ("map_power", "map_tail", "map_tail_temperature")
     rule = {k: chosen[k] for k in keys}
     assert geo.reference is not None  # calibration kept one; 32 < 150 rows: one bin
-    bins = {"signal": calibration.MAP_SIGNAL, "edges": [], "rules": [rule | {"n": 32}]}
-    assert chosen["map_bins"] == bins
+    bins = dict(chosen["map_bins"])
+    choice = bins.pop("choice")  # every candidate one bin: the tie goes to one rule
+    assert bins == {"signal": "spread_km2", "edges": [], "rules": [rule | {"n": 32}]}
+    assert {c["bins"] for c in choice} == set(calibration.MAP_BIN_COUNTS)
+    assert len({c["miss"] for c in choice}) == 1
     assert len(table) == 8 * 2 and min(r["miss"] for r in table) == next(
         r["miss"] for r in table if {k: r[k] for k in keys} == rule
     )
     geo.map_bins = None  # one rule for every row
     for r in [r for r in table if r["map_power"] == 8.0]:
-        geo.map_rule = {"power": r["map_power"], "floor": 0.0}
-        geo.map_tail, geo.map_tail_temperature = r["map_tail"], r["map_tail_temperature"]
+        geo.map_rule = {k: r[k] for k in keys}
         out = calibration.coverage(LocDiffLocator(geo), x, truth, resolution_deg=5.0, batch_size=16)
         assert out["coverage_50"] == pytest.approx(r["coverage_50"])
         assert out["coverage_90"] == pytest.approx(r["coverage_90"])
@@ -69,23 +71,28 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
 
 def test_a_tail_mixes_a_broad_map_into_the_sharpened_one(tiny_locdiff, clusters):
     """With tail t a map is (1 - t) * the sharpened map + t * the plain positive part's,
-    or the softmax rule's at the tail temperature; a tail widens the 90% region."""
+    or the softmax rule's at the tail temperature, each as shdd.maps defines it; a tail
+    widens the 90% region."""
     from locdiff.inference import Geolocator
 
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     x = clusters.test_emb[:4]
-    geo.map_rule, geo.map_tail, geo.map_bins = {"power": 1.0, "floor": 0.0}, 0.0, None
+    rule = {"map_power": 1.0, "map_tail": 0.0, "map_tail_temperature": 0.0}
+    geo.map_rule, geo.map_bins = dict(rule), None
     plain = geo.predict(x, maps=True, map_resolution=5.0)
-    geo.map_rule = {"power": 8.0, "floor": 0.0}
+    geo.map_rule["map_power"] = 8.0
     sharp = geo.predict(x, maps=True, map_resolution=5.0)
-    geo.map_tail = 0.25
+    mean = sharp.coeffs.mean(axis=1)
+    for drawn, power in ((plain, 1.0), (sharp, 8.0)):
+        own = shdd.probability_map(mean, L=8, resolution_deg=5.0, power=power)
+        np.testing.assert_allclose(drawn.maps, np.asarray(own), atol=1e-6)
+    geo.map_rule["map_tail"] = 0.25
     mixed = geo.predict(x, maps=True, map_resolution=5.0)
     np.testing.assert_allclose(mixed.maps, 0.75 * sharp.maps + 0.25 * plain.maps, atol=1e-6)
     np.testing.assert_allclose(mixed.maps.sum(axis=(1, 2)), 1.0, atol=1e-5)
     assert np.all(mixed.credible_km2[:, 1] >= sharp.credible_km2[:, 1])
-    geo.map_tail_temperature = 1.0
+    geo.map_rule["map_tail_temperature"] = 1.0
     tempered = geo.predict(x, maps=True, map_resolution=5.0)
-    mean = sharp.coeffs.mean(axis=1)
     soft = np.asarray(shdd.density(
         np.asarray(shdd.synthesize(mean, shdd.latlon_grid(5.0), L=8)),
         shdd.latlon_grid(5.0).area, L=8, rule="softmax", temperature=1.0,
@@ -129,7 +136,7 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     geo = methods.load_locator(old).geolocator
     again = files.read_json(path)
     assert again["guidance"] == 3.0 and geo.config.diffusion.guidance == 3.0
-    assert again["map_tail"] in calibration.TAILS and geo.map_tail == again["map_tail"]
+    assert again["map_tail"] in calibration.TAILS and geo.map_rule["map_tail"] == again["map_tail"]
     overall = [r for r in again["validation"] if r["bin"] == -1]
     grid = len(calibration.POWERS) * len(calibration.TAILS) * len(calibration.TEMPERATURES)
     assert len(overall) == grid
@@ -208,7 +215,7 @@ def test_map_rules_by_signal_each_chosen_on_its_own_rows_and_applied_by_bin(
             return drawn.doubt_km
         return calibration.spread_km2(drawn.coeffs.mean(axis=1), L=8)
 
-    v = values(geo.predict(x, top_k=1, batch_size=32))  # as choose_map_rule drew them
+    v = values(geo.predict(x, top_k=1, batch_size=32, doubt=True))  # as choose_map_rule drew them
     assert [r["n"] for r in bins["rules"]] == np.bincount(
         np.searchsorted(bins["edges"], v, side="right"), minlength=len(bins["rules"])
     ).tolist()
@@ -222,7 +229,7 @@ def test_map_rules_by_signal_each_chosen_on_its_own_rows_and_applied_by_bin(
         alone, _ = calibration.choose_map_rule(without, x, truth, min_bin_rows=24, **kwargs)
         assert alone["map_bins"]["edges"] == [] and len(alone["map_bins"]["rules"]) == 1
     # Applied by bin: two bins split at the median, with different rules.
-    drawn = geo.predict(x[:16], top_k=1)
+    drawn = geo.predict(x[:16], top_k=1, doubt=True)
     mean, v = drawn.coeffs.mean(axis=1), values(drawn)
     geo.map_bins = {
         "signal": signal,
@@ -238,6 +245,65 @@ def test_map_rules_by_signal_each_chosen_on_its_own_rows_and_applied_by_bin(
     np.testing.assert_allclose(maps[~low], np.asarray(plain)[~low], atol=1e-6)  # power 1
     with pytest.raises(ValueError, match="signal must be"):
         calibration.choose_map_rule(geo, x, truth, signal="area")
+
+
+def _levels_of_two_rules(far, rng):
+    """``found [2, 1, 1, N]``: a sharp rule (0) whose levels are uniform on random rows
+    (calibrated) and above 0.6 on far ones (they are never inside its 50% region), and a
+    broad rule (1) calibrated on far rows and over-covering random ones."""
+    n = len(far)
+    sharp = np.where(far, rng.uniform(0.6, 1.0, n), rng.uniform(0, 1, n))
+    broad = np.where(far, rng.uniform(0, 1, n), rng.uniform(0, 0.5, n))
+    return np.stack([sharp, broad])[:, None, None, :]
+
+
+def test_the_signal_that_tells_far_rows_apart_bins_the_map_rules():
+    """choose_map_signal keeps the candidate whose per-bin rules cover near the levels on
+    rows they were not chosen on, for random and far rows apart: a signal that tells far
+    rows apart gets the sharp rule for random rows and the broad one for far rows; a
+    signal of pure noise, and one rule for all, cannot."""
+    rng = np.random.default_rng(0)
+    far = np.arange(2000) >= 1000
+    found = _levels_of_two_rules(far, rng)
+    values = {"spread_km2": rng.uniform(size=2000), "doubt_km": far + rng.uniform(0, 0.5, 2000)}
+    grid = dict(powers=(1.0, 2.0), tails=(0.0,), temperatures=(0.0,))
+    signal, bins, table = calibration.choose_map_signal(found, values, far, **grid)
+    assert signal == "doubt_km" and bins >= 2
+    by = {(r["signal"], r["bins"]): r for r in table}
+    assert len(table) == 1 + 2 * (len(calibration.MAP_BIN_COUNTS) - 1)
+    best, least = by[(signal, bins)], min(r["miss"] for r in table)
+    assert best["miss"] <= least + calibration.MISS_TOLERANCE
+    assert all(r["miss"] > least + calibration.MISS_TOLERANCE for r in table if r["bins"] < bins)
+    for part in ("random", "far"):  # 1,000 rows a part: within 3 binomial SE (4.7 points)
+        assert abs(best[f"coverage_50_{part}"] - 50) < 4.7
+        assert abs(best[f"coverage_90_{part}"] - 90) < 2.9
+    # one rule: no rule fits both parts (the sharp one misses every far row at 50%)
+    assert by[(None, 1)]["miss"] > best["miss"] + 20
+    assert all(r["miss"] > best["miss"] + 20 for r in table if r["signal"] == "spread_km2")
+    # the same levels with the signals swapped: the choice follows the signal, not its name
+    swapped = {"spread_km2": values["doubt_km"], "doubt_km": values["spread_km2"]}
+    assert calibration.choose_map_signal(found, swapped, far, **grid)[:2] == ("spread_km2", bins)
+    # signals of no information: whatever small miss more bins buy on these rows is a
+    # tie, and a tie goes to one rule
+    noise = {"spread_km2": rng.uniform(size=2000), "doubt_km": rng.uniform(size=2000)}
+    one = calibration.choose_map_signal(_levels_of_two_rules(far * 0, rng), noise, far, **grid)
+    assert one[:2] == ("spread_km2", 1)
+
+
+def test_held_out_levels_come_from_the_other_half():
+    """Each row's held-out level is its level under the rule its bin chose on the other
+    half (the halves split far and random rows evenly)."""
+    rng = np.random.default_rng(1)
+    far = np.arange(600) >= 300
+    found = _levels_of_two_rules(far, rng)
+    held = calibration.held_out_levels(
+        found, far + rng.uniform(0, 0.5, 600), bins=2, strata=far, min_bin_rows=50,
+        powers=(1.0, 2.0), tails=(0.0,), temperatures=(0.0,),
+    )  # fmt: skip
+    # 150 random and 150 far rows a half, cut between them: far rows take the broad
+    # rule, random rows the sharp one
+    np.testing.assert_array_equal(held[far], found[1, 0, 0, far])
+    np.testing.assert_array_equal(held[~far], found[0, 0, 0, ~far])
 
 
 def test_equal_spreads_stay_in_one_bin_and_no_bin_is_short():
@@ -286,7 +352,8 @@ def test_calibrated_coverage_holds_on_held_out_rows(broad):
     chosen, _ = calibration.choose_map_rule(geo, x[fit], truth[fit], min_bin_rows=150, **kwargs)
     geo.map_bins = chosen["map_bins"]
     out = calibration.coverage(LocDiffLocator(geo), x[held], truth[held], **kwargs)
-    geo.map_bins, geo.map_rule, geo.map_tail = None, {"power": 1.0, "floor": 0.0}, 0.0
+    geo.map_bins = None
+    geo.map_rule = {"map_power": 1.0, "map_tail": 0.0, "map_tail_temperature": 0.0}
     plain = calibration.coverage(LocDiffLocator(geo), x[held], truth[held], **kwargs)
     misses = []
     for level in calibration.LEVELS:

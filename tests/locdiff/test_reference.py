@@ -73,9 +73,14 @@ def test_a_runs_predictions_carry_the_doubt_of_their_unsnapped_mode(tiny_locdiff
     assert geo.reference is not None
     ref = Reference.load(os.path.join(tiny_locdiff, "reference.npz"))
     x = clusters.test_emb[:12]
-    plain = geo.with_snapping(None, 0.0).predict(x, top_k=1)
-    snapped = geo.with_snapping(geo.prior, 200.0, max_doubt_km=None).predict(x, top_k=1)
+    plain = geo.with_snapping(None, 0.0).predict(x, top_k=1, doubt=True)
+    snapped = geo.with_snapping(geo.prior, 200.0, max_doubt_km=None)
+    snapped = snapped.predict(x, top_k=1, doubt=True)
     expected = _by_hand(plain.top1, x, ref.conditions.astype(np.float32), ref.latlon)
     np.testing.assert_allclose(plain.doubt_km, expected, rtol=1e-4, atol=1e-2)
     np.testing.assert_array_equal(snapped.doubt_km, plain.doubt_km)
-    assert geo.with_reference(None).predict(x, top_k=1).doubt_km is None
+    assert geo.with_reference(None).predict(x, top_k=1, doubt=True).doubt_km is None
+    # not asked for and not needed (no gate, no maps): not computed
+    assert geo.with_snapping(None, 0.0).predict(x, top_k=1).doubt_km is None
+    gated = geo.with_snapping(geo.prior, 200.0, max_doubt_km=1e9).predict(x, top_k=1)
+    np.testing.assert_array_equal(gated.doubt_km, plain.doubt_km)  # the gate reads it

@@ -125,7 +125,7 @@ def test_a_gate_on_the_doubt_leaves_doubtful_answers_where_they_are(tiny_locdiff
     geo = Geolocator.from_checkpoint(tiny_locdiff)
     prior = LocationPrior.load(os.path.join(tiny_locdiff, "location_prior.npz"))
     x = clusters.test_emb[:16]
-    plain = geo.with_snapping(None, 0.0).predict(x, top_k=1)
+    plain = geo.with_snapping(None, 0.0).predict(x, top_k=1, doubt=True)
     limit = float(np.median(plain.doubt_km))
     gated = geo.with_snapping(prior, 100.0, max_doubt_km=limit).predict(x, top_k=1)
     snapped = prior.snap(plain.latlon, 100.0)
