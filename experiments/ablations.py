@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument(
         "--base", choices=("ablations", "recipe"), default="ablations",
-        help="vary the ablations' base (L = 32, truncated, cap 2,000) or setting B's LocDiff",
+        help="vary the ablations' base (L = 32, truncated) or setting B's LocDiff",
     )  # fmt: skip
     args = parser.parse_args()
     if args.base == "recipe" and set(args.which) - RECIPE_GROUPS:

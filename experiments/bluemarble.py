@@ -1,7 +1,7 @@
 """Setting A: geolocate real satellite imagery of the whole Earth (NASA Blue Marble).
 
-    python -m experiments.bluemarble [--profile demo|full|smoke] [--headline] [--out DIR]
-                                     [--cache DIR]
+    python -m experiments.bluemarble [--profile demo|full|smoke] [--headline] [--confirm]
+                                     [--out DIR] [--cache DIR]
 
 The main job behind ``make demo`` (with ``--headline``: the random split and the
 pretrained features only, into ``experiments/results/demo/``; ``make experiments`` runs
@@ -24,7 +24,10 @@ centres lose 5% in whole 5-degree blocks, the far-validation set on which LocDif
 choices after training are also made (:func:`locdiff.splits.far_validation`). On both
 splits LocDiff-H is compared with its parents at every threshold, LocDiff's 50% and 90%
 credible regions are scored for coverage, and each patch kind's map mass on its own
-kind of surface is reported. Writes ``bluemarble.md`` / ``.json``
+kind of surface is reported. ``--confirm`` also scores the random split's
+EfficientNet-Lite0 runs once on the confirmation set: patches at new random centres
+(another seed, :data:`CONFIRM_SEED`), built after every choice was made and read by no
+choosing code. Writes ``bluemarble.md`` / ``.json``
 (the accuracy table, by patch kind too, training budgets) and
 ``maps/*.png`` (probability maps of a desert, an ocean, a coast and a city-region test
 patch, chosen by place, not by outcome) into ``--out``.
@@ -53,6 +56,7 @@ from experiments.configs.bluemarble import get_config
 from experiments.configs.common import PROFILES
 
 METHODS = ("retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion", "locdiff")
+CONFIRM_SEED = 1000  # added to --seed: the confirmation set's centres
 MAP_PLACES = {
     "desert (Sahara)": (23.0, 12.0),
     "ocean (central Pacific)": (0.0, -150.0),
@@ -94,6 +98,10 @@ def main() -> None:
         "--headline", action="store_true",
         help=f"the random split with EfficientNet-Lite0 only (default --out {HEADLINE_OUT})",
     )  # fmt: skip
+    parser.add_argument(
+        "--confirm", action="store_true",
+        help="also score the random split's runs on the confirmation set",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.headline and args.out == parser.get_default("out"):
         args.out = HEADLINE_OUT
@@ -118,6 +126,9 @@ def main() -> None:
     runs = os.path.join(args.cache, f"bluemarble_runs_{args.profile}_{args.seed}{tag}")
     rows, kind_rows, locdiff_runs, calibration_rows, curves = [], [], {}, [], {}
     parents, errors = [], {}
+    confirm = confirm_rows = None  # the confirmation set: only ever predicted
+    if args.confirm:
+        confirm, confirm_rows = confirmation(args, config, progress), []
     for split_name, split in split_of.items():
         far_rows = None
         if config.far_fraction > 0:  # held-out blocks of the training centres
@@ -145,6 +156,7 @@ def main() -> None:
                     continue
                 common.log(f"{split_name} / {encoder} / {name}")
                 locator = train_one(name, train_npz, f"{stem}/{name}", config.models, progress)
+                confirmed = args.confirm and (split_name, encoder) == CONFIRMED
                 if split_name == "random" and encoder == "efficientnet-lite0":
                     curves[name] = common.read_curve(f"{stem}/{name}", locator.meta)
                 start = time.perf_counter()
@@ -162,6 +174,12 @@ def main() -> None:
                         | {"split": split_name, "encoder": encoder}
                     )
                 predict_s = time.perf_counter() - start
+                if confirmed:  # LocDiff-H by the rule its run chose above
+                    hybrid = (gallery, rule) if name == "locdiff" else None
+                    confirm_rows += score_confirmation(name, locator, confirm, hybrid, args.seed)
+                    if name == "locdiff":
+                        where = {"split": "confirm", "encoder": encoder}
+                        calibration_rows.append(_calibration(locator, *confirm) | where)
                 for variant, top1 in variants.items():
                     errors[split_name, encoder, variant] = metrics.distances_km(top1, truth)
                     row = {"split": split_name, "encoder": encoder, "method": variant}
@@ -232,6 +250,16 @@ def main() -> None:
         ),
         ("Probability maps", "\n".join(f"- `{m}`" for m in maps)),
     ]
+    if confirm_rows is not None:
+        sections.insert(1, (
+            "Confirmation set",
+            f"{len(confirm[1])} patches at new random centres (seed {args.seed + CONFIRM_SEED}"
+            "; as the random split's test, among the training centres), scored once by the "
+            "random split's EfficientNet-Lite0 runs after every choice was made; nothing "
+            "is chosen on them. LocDiff's regions on them are in \"LocDiff's "
+            "probabilities\" (split `confirm`).\n\n"
+            + common.table(confirm_rows, ["split", "encoder", "method"]),
+        ))  # fmt: skip
     payload = {
         "profile": args.profile,
         "config": config.models.to_dict(),
@@ -240,6 +268,7 @@ def main() -> None:
         "by_kind": kind_rows,
         "calibration": calibration_rows,
         "parents": parents,
+        "confirm": confirm_rows,
         "curves": curves,
         "maps": maps,
     }
@@ -251,6 +280,35 @@ def main() -> None:
         f"done in {wall_s / 60:.1f} min; geolocate your own image with\n"
         f"  locdiff predict --checkpoint {demo_run} --image photo.png --map map.png"
     )
+
+
+CONFIRMED = ("random", "efficientnet-lite0")  # the runs scored on the confirmation set
+
+
+def confirmation(args, config, progress: bool):
+    """``(embeddings [N, E], truth [N, 2], kind [N])`` of the confirmation set: patches at
+    new random centres (seed ``args.seed + CONFIRM_SEED``), EfficientNet-Lite0 features."""
+    c = bm.build_dataset(
+        args.cache, n_land=config.confirm_land, n_ocean=config.confirm_ocean,
+        seed=args.seed + CONFIRM_SEED, progress=progress,
+    )  # fmt: skip
+    return c[f"emb:{CONFIRMED[1]}"], np.asarray(c["latlon"], np.float64), c["kind"]
+
+
+def score_confirmation(name, locator, confirm, hybrid, seed: int) -> list[dict]:
+    """The rows of one method on the confirmation set ``confirm`` (:func:`confirmation`)
+    and, with ``hybrid = (gallery, rule)``, of LocDiff-H on the same samples."""
+    x, truth, _ = confirm
+    prediction = locator.predict(x, top_k=1)
+    variants = {name: prediction.top1}
+    if hybrid is not None:
+        gallery, rule = hybrid
+        variants["locdiff-h"] = locdiff_h(prediction, x, gallery, L=locator.L, rule=rule).top1
+    return [
+        {"split": "confirm", "encoder": CONFIRMED[1], "method": variant}
+        | common.score(top1, truth, seed=seed)
+        for variant, top1 in variants.items()
+    ]
 
 
 def _by_kind(row: dict, top1, truth, kinds, seed: int) -> list[dict]:

@@ -140,21 +140,31 @@ def setting_a(results_dir: str = RESULTS) -> str:
         s: next(r["n"] for (sp, e, _), r in rows.items() if sp == s) for s in ("random", "buffered")
     }
     four = ("acc_25km", "acc_200km", "acc_750km", "acc_2500km")
+    confirm = {r["method"]: r for r in report.get("confirm") or []}
+    also = ""
+    if confirm:
+        also = (
+            f", and the confirmation set (new random centres, scored once by the random "
+            f"split's runs, n = {next(iter(confirm.values()))['n']})"
+        )
     out = [
         f"{_provenance(report)}. EfficientNet-Lite0 features; % within 25 / 200 / 750 / 2500 "
-        f"km on the random split (n = {n['random']}) and the buffered split (held-out "
-        f"blocks, n = {n['buffered']}); training steps (best) and seconds on the random "
-        "split:",
+        f"km on the random split (n = {n['random']}), the buffered split (held-out "
+        f"blocks, n = {n['buffered']}){also}; training steps (best) and seconds on the "
+        "random split:",
         "",
-        "| method | random | buffered | steps, seconds |",
-        "|---|---|---|---|",
-    ]
+        "| method | random | buffered |" + (" confirmation |" if confirm else "")
+        + " steps, seconds |",
+        "|---|---|---|" + ("---|" if confirm else "") + "---|",
+    ]  # fmt: skip
     for m in methods:
         random = rows.get(("random", enc, m))
         buffered = rows.get(("buffered", enc, m))
         cells = [_cells(random, four) if random else "—"]
-        cells += [_cells(buffered, four) if buffered else "—", _budget(random or {})]
-        out.append(f"| {m} | " + " | ".join(cells) + " |")
+        cells += [_cells(buffered, four) if buffered else "—"]
+        if confirm:
+            cells += [_cells(confirm[m], four) if m in confirm else "—"]
+        out.append(f"| {m} | " + " | ".join([*cells, _budget(random or {})]) + " |")
     for p in report.get("parents", []):
         if p["encoder"] != enc:
             continue
@@ -172,8 +182,10 @@ def setting_a(results_dir: str = RESULTS) -> str:
     out += ["", "LocDiff's 50% / 90% credible regions hold (median areas, million km²):", ""]
     for c in report["calibration"]:
         if c["encoder"] == enc:
+            split = c.get("split", "random")
+            where = "confirmation set" if split == "confirm" else f"{split} split"
             out.append(
-                f"- {c.get('split', 'random')} split: {c['coverage_50']:.1f} / "
+                f"- {where}: {c['coverage_50']:.1f} / "
                 f"{c['coverage_90']:.1f}% of the test centres "
                 f"({c['area_50_km2'] / 1e6:.2g} / {c['area_90_km2'] / 1e6:.2g})"
             )

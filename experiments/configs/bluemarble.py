@@ -32,6 +32,8 @@ class BlueMarbleConfig:
       far_fraction: share of each split's training centres held out in whole 5-degree
         blocks as its far-validation set (:func:`locdiff.splits.far_validation`), where
         LocDiff's choices after training are also scored (0: none).
+      confirm_land, confirm_ocean: the confirmation set's patch centres (``--confirm``):
+        new random centres, drawn with another seed, on which nothing is chosen.
     """
 
     n_land: int
@@ -42,6 +44,8 @@ class BlueMarbleConfig:
     control_methods: tuple[str, ...] = ("retrieval", "cells", "locdiff")
     buffered_methods: tuple[str, ...] | None = None
     far_fraction: float = 0.05
+    confirm_land: int = 1600
+    confirm_ocean: int = 400
 
 
 def get_config(profile: str = "demo") -> BlueMarbleConfig:
@@ -51,8 +55,9 @@ def get_config(profile: str = "demo") -> BlueMarbleConfig:
             SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((10, 150),))
         )
         return BlueMarbleConfig(
-            400, 100, 3, 3, models, ("retrieval",), buffered_methods=("retrieval", "locdiff")
-        )
+            400, 100, 3, 3, models, ("retrieval",), buffered_methods=("retrieval", "locdiff"),
+            confirm_land=40, confirm_ocean=10,
+        )  # fmt: skip
     if profile == "full":
         locdiff = override(
             Config(), **{"model.L": 32, "train.steps": 20000, "train.checkpoint_every": 2000}

