@@ -168,9 +168,10 @@ def main() -> None:
             "Each run's choice",
             "Held-out coverage: each half of the queries (as many far rows in each) scored "
             "with the map rules chosen per bin (of at least "
-            f"{calibration.MIN_BIN_ROWS} rows) on the other half; miss: the sum over random "
-            "and far rows and over the 50% and 90% levels of |coverage - level|. The least "
-            "miss is the run's choice (`calibration.choose_map_signal`).\n\n"
+            f"{calibration.MIN_BIN_ROWS // 2} rows) on the other half; miss: the sum over "
+            "random and far rows and over the 50% and 90% levels of |coverage - level|. The "
+            "run's choice (`calibration.choose_map_signal`): the fewest bins within "
+            f"{calibration.MISS_TOLERANCE:g} points of the least miss, then the spread.\n\n"
             + choice_table(runs, args.noise),
         ),
     ]

@@ -149,9 +149,9 @@ def setting_a(results_dir: str = RESULTS) -> str:
         )
     out = [
         f"{_provenance(report)}. EfficientNet-Lite0 features; % within 25 / 200 / 750 / 2500 "
-        f"km on the random split (n = {n['random']}), the buffered split (held-out "
-        f"blocks, n = {n['buffered']}){also}; training steps (best) and seconds on the "
-        "random split:",
+        f"km on the random split (n = {n['random']}){',' if confirm else ' and'} the buffered "
+        f"split (held-out blocks, n = {n['buffered']}){also}; training steps (best) and "
+        "seconds on the random split:",
         "",
         "| method | random | buffered |" + (" confirmation |" if confirm else "")
         + " steps, seconds |",
@@ -269,7 +269,8 @@ def shortfalls(results_dir: str = RESULTS) -> str:
     standard error below its better parent somewhere; LocDiff's credible regions outside
     their targets (:data:`COVERAGE_TARGETS` at the lowest noise; at the highest, the 90%
     region below 85% on Im2GPS3k); LocDiff below the best baseline on the land test by
-    more than two standard errors."""
+    more than two standard errors; ablation runs stopped by their cap rather than by their
+    validation loss."""
     out = []
     b = _report(results_dir, "oracle_mp16")
     a = _report(results_dir, "bluemarble")
@@ -314,6 +315,22 @@ def shortfalls(results_dir: str = RESULTS) -> str:
                 f"- LocDiff below {p['against']} on the land test ({p['subset']}, noise "
                 f"{p['noise']:g}): "
                 + ", ".join(f"{_pm(p[k], p['se_' + k])} within {k[4:-2]} km" for k in misses)
+            )
+    for sub in ("", "loss", "noise0.2"):
+        path = os.path.join(results_dir, "ablations", sub, "ablations.json")
+        if not os.path.exists(path):
+            continue
+        runs = {}  # each run once, by its first row (the base also samples other rows)
+        with open(path) as f:
+            for r in json.load(f)["rows"]:
+                if r.get("steps"):
+                    runs.setdefault(r["run"], r)
+        capped = sorted(r["setting"] for r in runs.values() if not r["stopped_early"])
+        if capped:
+            where = os.path.join("ablations", sub) if sub else "ablations"
+            out.append(
+                f"- {len(capped)} of {len(runs)} runs of `{where}` stopped at their cap, not "
+                f"on their validation loss: {', '.join(capped)}"
             )
     return "\n".join(out) + "\n" if out else "- none of the checked targets is missed\n"
 
@@ -410,9 +427,9 @@ def doubt(results_dir: str = RESULTS) -> str:
     out = [
         f"{_provenance(report)}. On setting B's calibration queries (random and far "
         "validation rows): each candidate's 50% / 90% coverage where each half of the "
-        "queries is scored by map rules chosen per bin on the other half, the miss that "
-        "the run's choice minimises, and each signal's AUC of far against random rows and "
-        "Spearman correlation with LocDiff's error:",
+        "queries is scored by map rules chosen per bin on the other half, the miss (the run "
+        "takes the fewest bins within 2 points of the least), and each signal's AUC of far "
+        "against random rows and Spearman correlation with LocDiff's error:",
         "",
         "| noise | signal | bins | coverage, random | coverage, far | miss | AUC | Spearman |",
         "|---|---|---|---|---|---|---|---|",

@@ -222,7 +222,7 @@ def choose_map_signal(
     and ties go to fewer bins, then to the first signal. One bin is one rule whatever
     the signal, so it is tried once.
     """
-    table = []
+    far, table = np.asarray(far, bool), []
     for name, v in values.items():
         for bins in bin_counts:
             if bins == 1 and table:
@@ -254,8 +254,11 @@ def held_out_levels(
     """``[N]`` each truth's credible level under the map rule of its bin of ``values``,
     chosen (:func:`rules_by_bin`, up to ``bins`` bins) on the other half of the rows:
     2-fold cross-fitting of the levels ``found [P, T, K, N]`` (:func:`rule_levels`).
-    The halves split each value of ``strata [N]`` (e.g. far or not) evenly."""
+    The halves split each value of ``strata [N]`` (e.g. far or not) evenly; their bins
+    hold at least ``min_bin_rows // 2`` rows, so that a half is cut into as many bins as
+    all the rows are with ``min_bin_rows``."""
     values = np.asarray(values, np.float64)
+    half_rows = max(1, min_bin_rows // 2)  # half the rows: as many bins as all the rows get
     strata = np.zeros(len(values), int) if strata is None else np.asarray(strata)
     rng, halves = np.random.default_rng(seed), ([], [])
     for stratum in np.unique(strata):
@@ -267,7 +270,7 @@ def held_out_levels(
     for fit, score in (halves, halves[::-1]):
         _, per_bin, edges, _ = rules_by_bin(
             found[..., fit], values[fit], powers=powers, tails=tails, temperatures=temperatures,
-            levels=levels, bins=bins, min_bin_rows=min_bin_rows,
+            levels=levels, bins=bins, min_bin_rows=half_rows,
         )  # fmt: skip
         which = bin_index(values[score], edges)
         for b, rule in enumerate(per_bin):
@@ -391,6 +394,7 @@ def rule_levels(
             part = geolocator.predict(embeddings[rows], top_k=1, seed=seed + start, doubt=True)
         else:
             part = prediction[rows]
+            _check_doubt(geolocator, part)
         doubts.append(np.zeros(len(part)) if part.doubt_km is None else part.doubt_km)
         mean = part.coeffs.mean(axis=1)
         spreads.append(spread_km2(mean, L=L))
@@ -400,6 +404,12 @@ def rule_levels(
             found.append(np.asarray(levels).transpose(0, 2, 1, 3))
     signals = {"spread_km2": np.concatenate(spreads), "doubt_km": np.concatenate(doubts)}
     return np.concatenate(found, axis=3), signals
+
+
+def _check_doubt(geolocator, prediction) -> None:
+    """``ValueError`` when ``prediction`` lacks the doubts its geolocator can give."""
+    if getattr(geolocator, "reference", None) is not None and prediction.doubt_km is None:
+        raise ValueError("the prediction was drawn without its doubt: predict(..., doubt=True)")
 
 
 @jax.jit
@@ -486,6 +496,7 @@ def choose_snap(
     """
     if prediction is None:
         prediction = geolocator.predict(embeddings, top_k=1, seed=seed, doubt=True)
+    _check_doubt(geolocator, prediction)
     modes = prediction.top1
     doubts = prediction.doubt_km
     quantiles = gates if doubts is not None else (1.0,)

@@ -24,7 +24,9 @@ class Prediction:
         request).
       credible_km2: ``[N, 2]`` areas of the 50% and 90% credible regions (with maps).
       doubt_km: ``[N]`` km between LocDiff's (unsnapped) mode and the place of the most
-        similar training condition (:mod:`locdiff.reference`): large far from training.
+        similar training condition (:mod:`locdiff.reference`): large far from training
+        (LocDiff, with ``predict(..., doubt=True)``, or where the run's snapping gate or
+        map bins read it).
     """
 
     latlon: np.ndarray

@@ -62,6 +62,17 @@ def test_shortfalls_lists_exactly_the_targets_the_results_miss(tmp_path):
     b["parents"], b["coverage"] = b["parents"][:1], coverage[:1]
     _write(tmp_path, "oracle_mp16", b)
     assert readme.shortfalls(str(tmp_path)) == "- none of the checked targets is missed\n"
+    # ablation runs stopped by their cap (a run shared by two rows is counted once)
+    run = {"steps": 100, "setting": "L=16", "run": "model.L=16", "stopped_early": False}
+    rows = [run, run | {"setting": "L=32", "run": "base", "stopped_early": True}]
+    rows += [rows[1] | {"setting": "K=4", "stopped_early": False}]  # named by its first row
+    os.makedirs(tmp_path / "ablations")
+    with open(tmp_path / "ablations" / "ablations.json", "w") as f:
+        json.dump({"rows": rows}, f)
+    (line,) = readme.shortfalls(str(tmp_path)).splitlines()
+    assert line == (
+        "- 1 of 2 runs of `ablations` stopped at their cap, not on their validation loss: L=16"
+    )
 
 
 def test_the_readmes_python_tour_runs(tiny_locdiff, clusters):

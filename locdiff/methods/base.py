@@ -107,16 +107,20 @@ class Locator:
         maps: bool = False,
         progress: bool = False,
         map_resolution: float = 1.0,
+        doubt: bool = False,
     ) -> Prediction:
         """Top-``top_k`` locations of each embedding, best first (deterministic per ``seed``).
 
-        ``maps=True`` asks for probability maps of ``map_resolution`` degrees: only
-        LocDiff gives them.
+        ``maps=True`` asks for probability maps of ``map_resolution`` degrees and
+        ``doubt=True`` for each answer's doubt (:mod:`locdiff.reference`): only LocDiff
+        gives them.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if maps:
             raise ValueError(f"{self.method} gives locations, not probability maps")
+        if doubt:
+            raise ValueError(f"{self.method} gives locations, not the doubt of its answers")
         embeddings = check_embeddings(embeddings, self.embed_dim)
         return self._predict(embeddings, top_k=top_k, seed=seed)
 

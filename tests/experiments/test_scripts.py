@@ -90,11 +90,16 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
     with open(tmp_path / "a" / "bluemarble.json") as f:
         result = json.load(f)
     confirm = bm.build_dataset(str(cache), n_land=40, n_ocean=10, seed=bluemarble.CONFIRM_SEED)
-    trained = bm.build_dataset(str(cache), n_land=400, n_ocean=100, seed=0)["latlon"]
-    assert not points(confirm["latlon"]) & points(trained)  # new centres
+    latlon = bm.build_dataset(str(cache), n_land=400, n_ocean=100, seed=0)["latlon"]
+    assert not points(confirm["latlon"]) & points(latlon)  # new centres
     assert {name for name, _ in seen} == CHOOSERS
-    for name, truth in seen:
-        assert points(truth) <= points(trained), f"{name} saw rows outside the training data"
+    config = bluemarble.get_config("smoke")
+    split_of = bluemarble.make_splits(latlon, config, 0)
+    for name, truth in seen:  # the rows of one split's training centres, none of its test
+        assert any(
+            points(truth) <= points(latlon[s.train]) and not points(truth) & points(latlon[s.test])
+            for s in split_of.values()
+        ), f"{name} saw test rows"
     methods = {"retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion"}
     methods |= {"locdiff", "locdiff-h"}
     assert {r["method"] for r in result["confirm"]} == methods

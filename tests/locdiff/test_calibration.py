@@ -47,9 +47,13 @@ def test_the_map_rule_is_chosen_by_the_coverage_that_coverage_measures(tiny_locd
     kwargs = dict(powers=(1.0, 8.0), tails=(0.0, 0.3), temperatures=(0.0, 1.0))
     kwargs |= dict(resolution_deg=5.0, batch_size=16)
     chosen, table = calibration.choose_map_rule(geo, x, truth, **kwargs)
-    drawn = geo.predict(x, top_k=1)  # the same samples, drawn once beforehand
+    drawn = geo.predict(x, top_k=1, doubt=True)  # the same samples, drawn beforehand
     again = calibration.choose_map_rule(geo, x, truth, prediction=drawn, **kwargs)
     assert again == (chosen, table)
+    undoubted = geo.with_snapping(None, 0.0).predict(x, top_k=1)  # no gate: no doubt
+    assert undoubted.doubt_km is None
+    with pytest.raises(ValueError, match="doubt=True"):  # a run with a reference needs it
+        calibration.choose_map_rule(geo, x, truth, prediction=undoubted, **kwargs)
     keys = ("map_power", "map_tail", "map_tail_temperature")
     rule = {k: chosen[k] for k in keys}
     assert geo.reference is not None  # calibration kept one; 32 < 150 rows: one bin
