@@ -382,7 +382,8 @@ def summary(results_dir: str = RESULTS) -> str:
     cover = []
     for c in a.get("calibration", []):
         if c["encoder"] == enc:
-            cover.append((f"setting A {c.get('split', 'random')}", c))
+            split = c.get("split", "random")
+            cover.append((f"setting A {'confirmation' if split == 'confirm' else split}", c))
     for c in b.get("coverage", []):
         if c["gallery"] == "100%" and c["noise"] == 0.1 and c["test"] in ("im2gps3k", "land"):
             cover.append((f"setting B {TESTS[c['test']]} {c['subset']}", c))
