@@ -18,45 +18,30 @@ import os
 import re
 import sys
 
+from experiments.blocks import (
+    KEYS,
+    RESULTS,
+    TESTS,
+    ablations,
+    budget_cell,
+    cells_of,
+    doubt,
+    misses_of,
+    plus_minus,
+    provenance,
+    read_report,
+    regions,
+)
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 DOCUMENTS = ("README.md", os.path.join("docs", "results.md"))
-RESULTS = os.path.join(ROOT, "experiments", "results")
 BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
-KEYS = ("acc_200km", "acc_750km", "acc_2500km")
-TESTS = {
-    "im2gps3k": "Im2GPS3k",
-    "yfcc26k": "YFCC26k",
-    "land": "land",
-    "confirm": "YFCC26k confirmation",
-    "validation": "validation (in-sample: the rules were chosen on it)",
-}
-
-
-def _report(results_dir: str, name: str) -> dict:
-    """``experiments/results/<name>/<name>.json`` under ``results_dir``."""
-    with open(os.path.join(results_dir, name, f"{name}.json")) as f:
-        return json.load(f)
-
-
-def _misses(row: dict) -> list[str]:
-    """The ``acc_*`` keys where a paired difference is more than one SE below zero."""
-    return [k for k in row if k.startswith("acc_") and row[k] < -row["se_" + k]]
-
-
-def _pm(value: float, se: float) -> str:
-    """``+x.x ± y.y`` points (two decimals where both round to 0.0)."""
-    digits = 2 if abs(value) < 1 else 1
-    return f"{value:+.{digits}f} ± {se:.{digits}f}"
-
-
-def _cells(row: dict, keys=KEYS) -> str:
-    return " / ".join(f"{row[k]:.1f}" for k in keys)
 
 
 def unseen(results_dir: str = RESULTS) -> str:
     """Setting B's unseen-location figures (``oracle_mp16.json``): the GWS-like land test
     and its far subset, each hybrid against its parents, the credible regions."""
-    report = _report(results_dir, "oracle_mp16")
+    report = read_report(results_dir, "oracle_mp16")
     rows = [r for r in report["rows"] if r["gallery"] == "100%"]
     noises = sorted({r["noise"] for r in rows})
     pick = {(r["noise"], r["test"], r["subset"], r["method"]): r for r in rows}
@@ -64,7 +49,7 @@ def unseen(results_dir: str = RESULTS) -> str:
     n_all = pick[noises[0], "land", "all", methods[0]]["n"]
     n_far = pick[noises[0], "land", "far", methods[0]]["n"]
     out = [
-        f"{_provenance(report)}. {n_all} land points, {n_far} of them farther than 100 km "
+        f"{provenance(report)}. {n_all} land points, {n_far} of them farther than 100 km "
         "from every training location; % within 200 / 750 / 2500 km (standard errors in "
         "the report):",
         "",
@@ -78,7 +63,7 @@ def unseen(results_dir: str = RESULTS) -> str:
         "|---|" + "---|" * (2 * len(noises)),
     ]
     for m in methods:
-        cells = [_cells(pick[n, "land", s, m]) for n in noises for s in ("all", "far")]
+        cells = [cells_of(pick[n, "land", s, m]) for n in noises for s in ("all", "far")]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     parents = [p for p in report.get("parents", []) if p["gallery"] == "100%"]
     failed = [p for p in parents if not p["ok"]]
@@ -89,12 +74,13 @@ def unseen(results_dir: str = RESULTS) -> str:
             f"{len(parents) - len(failed)} of {len(parents)} comparisons within one "
             "standard error or above."]  # fmt: skip
     for p in failed:
-        misses = _misses(p)
+        misses = misses_of(p)
         out.append(
             f"Below: `{p['method']}` on {TESTS[p['test']]} {p['subset']} at noise "
             f"{p['noise']:g}: "
             + ", ".join(
-                f"{_pm(p[k], p['se_' + k])} points within {k[4:-2]} km against {p['parent_' + k]}"
+                f"{plus_minus(p[k], p['se_' + k])} points within {k[4:-2]} km against "
+                f"{p['parent_' + k]}"
                 for k in misses
             )
             + "."
@@ -117,22 +103,10 @@ def unseen(results_dir: str = RESULTS) -> str:
     return "\n".join(out) + "\n"
 
 
-def _provenance(report: dict) -> str:
-    machine = report["machine"].split(";")[0]
-    return f"`{report['command']}`, {report['wall_s'] / 60:.1f} min on {machine}"
-
-
-def _budget(row: dict) -> str:
-    if not row.get("steps"):
-        return "—"
-    stop = "stopped" if row.get("stopped_early") else "cap"
-    return f"{row['steps']:,} ({stop}; best {row['best_step']:,}), {row['train_s']:.0f} s"
-
-
 def setting_a(results_dir: str = RESULTS) -> str:
     """Blue Marble (``bluemarble.json``): accuracy on both splits, LocDiff-H against its
     parents, LocDiff's credible regions."""
-    report = _report(results_dir, "bluemarble")
+    report = read_report(results_dir, "bluemarble")
     rows = {(r["split"], r["encoder"], r["method"]): r for r in report["rows"]}
     enc = "efficientnet-lite0"
     methods = list(dict.fromkeys(m for (_, e, m) in rows if e == enc))
@@ -148,7 +122,7 @@ def setting_a(results_dir: str = RESULTS) -> str:
             f"split's runs, n = {next(iter(confirm.values()))['n']})"
         )
     out = [
-        f"{_provenance(report)}. EfficientNet-Lite0 features; % within 25 / 200 / 750 / 2500 "
+        f"{provenance(report)}. EfficientNet-Lite0 features; % within 25 / 200 / 750 / 2500 "
         f"km on the random split (n = {n['random']}){',' if confirm else ' and'} the buffered "
         f"split (held-out blocks, n = {n['buffered']}){also}; training steps (best) and "
         "seconds on the random split:",
@@ -160,11 +134,11 @@ def setting_a(results_dir: str = RESULTS) -> str:
     for m in methods:
         random = rows.get(("random", enc, m))
         buffered = rows.get(("buffered", enc, m))
-        cells = [_cells(random, four) if random else "—"]
-        cells += [_cells(buffered, four) if buffered else "—"]
+        cells = [cells_of(random, four) if random else "—"]
+        cells += [cells_of(buffered, four) if buffered else "—"]
         if confirm:
-            cells += [_cells(confirm[m], four) if m in confirm else "—"]
-        out.append(f"| {m} | " + " | ".join([*cells, _budget(random or {})]) + " |")
+            cells += [cells_of(confirm[m], four) if m in confirm else "—"]
+        out.append(f"| {m} | " + " | ".join([*cells, budget_cell(random or {})]) + " |")
     for p in report.get("parents", []):
         if p["encoder"] != enc:
             continue
@@ -174,8 +148,8 @@ def setting_a(results_dir: str = RESULTS) -> str:
             if p["ok"]
             else "threshold but "
             + ", ".join(
-                f"{k[4:-2]} km ({_pm(p[k], p['se_' + k])} against {p['parent_' + k]})"
-                for k in _misses(p)
+                f"{k[4:-2]} km ({plus_minus(p[k], p['se_' + k])} against {p['parent_' + k]})"
+                for k in misses_of(p)
             )
         )
         out += ["", f"LocDiff-H on the {p['split']} split: {verdict}."]
@@ -203,7 +177,7 @@ def setting_b(results_dir: str = RESULTS) -> str:
     five = ("acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km")
     n = {t: pick[noises[0], t, methods[0]]["n"] for t in ("im2gps3k", "yfcc26k")}
     out = [
-        f"{_provenance(report)}. % within 1 / 25 / 200 / 750 / 2500 km on Im2GPS3k "
+        f"{provenance(report)}. % within 1 / 25 / 200 / 750 / 2500 km on Im2GPS3k "
         f"(n = {n['im2gps3k']}) and YFCC26k (n = {n['yfcc26k']}), and each run's training "
         "steps (best) and seconds.",
     ]
@@ -216,35 +190,9 @@ def setting_b(results_dir: str = RESULTS) -> str:
             "|---|---|---|---|",
         ]
         for m in methods:
-            cells = [_cells(pick[z, t, m], five) for t in ("im2gps3k", "yfcc26k")]
-            cells.append(_budget(pick[z, "im2gps3k", m]))
+            cells = [cells_of(pick[z, t, m], five) for t in ("im2gps3k", "yfcc26k")]
+            cells.append(budget_cell(pick[z, "im2gps3k", m]))
             out.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
-
-
-def regions(results_dir: str = RESULTS) -> str:
-    """The strict held-out-region study (``unseen.json``): each method's accuracy on the
-    held-out regions and in distribution, and its share of held-out answers inside them."""
-    report = _report(results_dir, "unseen")
-    rows = {(r["setting"], r["test"], r["method"]): r for r in report["rows"]}
-    out = [
-        f"{_provenance(report)}. % within 750 / 2500 km and median error (km) on the "
-        "held-out regions, the share of held-out answers inside the held-out region, and "
-        "% within 750 / 2500 km in distribution:",
-        "",
-        "| setting | method | held-out (n) | median km | % inside | in distribution |",
-        "|---|---|---|---|---|---|",
-    ]
-    two = ("acc_750km", "acc_2500km")
-    for (setting, test, method), r in rows.items():
-        if test != "held-out":
-            continue
-        inside = "—" if r.get("inside_pct") is None else f"{r['inside_pct']:.2g}"
-        near = rows.get((setting, "in-distribution", method))
-        out.append(
-            f"| {setting} | {method} | {_cells(r, two)} ({r['n']}) | {r['median_km']:,.0f} | "
-            f"{inside} | {_cells(near, two) if near else '—'} |"
-        )
     return "\n".join(out) + "\n"
 
 
@@ -272,14 +220,14 @@ def shortfalls(results_dir: str = RESULTS) -> str:
     more than two standard errors; ablation runs stopped by their cap rather than by their
     validation loss."""
     out = []
-    b = _report(results_dir, "oracle_mp16")
-    a = _report(results_dir, "bluemarble")
+    b = read_report(results_dir, "oracle_mp16")
+    a = read_report(results_dir, "bluemarble")
     for p in [p for p in b.get("parents", []) if p["gallery"] == "100%"] + [
         p | {"test": p["split"] + " split", "subset": "", "noise": None}
         for p in a.get("parents", [])
         if p["encoder"] == "efficientnet-lite0"
     ]:
-        misses = _misses(p)
+        misses = misses_of(p)
         if not misses:
             continue
         where = "Blue Marble's " + p["test"] if p["noise"] is None else (
@@ -288,7 +236,7 @@ def shortfalls(results_dir: str = RESULTS) -> str:
         out.append(
             f"- `{p['method']}` below its better parent on {where}: "
             + ", ".join(
-                f"{_pm(p[k], p['se_' + k])} within {k[4:-2]} km ({p['parent_' + k]})"
+                f"{plus_minus(p[k], p['se_' + k])} within {k[4:-2]} km ({p['parent_' + k]})"
                 for k in misses
             )
         )
@@ -314,7 +262,7 @@ def shortfalls(results_dir: str = RESULTS) -> str:
             out.append(
                 f"- LocDiff below {p['against']} on the land test ({p['subset']}, noise "
                 f"{p['noise']:g}): "
-                + ", ".join(f"{_pm(p[k], p['se_' + k])} within {k[4:-2]} km" for k in misses)
+                + ", ".join(f"{plus_minus(p[k], p['se_' + k])} within {k[4:-2]} km" for k in misses)
             )
     for sub in ("", "loss", "noise0.2"):
         path = os.path.join(results_dir, "ablations", sub, "ablations.json")
@@ -338,8 +286,8 @@ def shortfalls(results_dir: str = RESULTS) -> str:
 def summary(results_dir: str = RESULTS) -> str:
     """The README's headline: both settings in one view (the full tables are in
     ``docs/results.md``)."""
-    a = _report(results_dir, "bluemarble")
-    b = _report(results_dir, "oracle_mp16")
+    a = read_report(results_dir, "bluemarble")
+    b = read_report(results_dir, "oracle_mp16")
     enc = "efficientnet-lite0"
     rows_a = {(r["split"], r["method"]): r for r in a["rows"] if r["encoder"] == enc}
     methods_a = list(dict.fromkeys(m for (_, m) in rows_a))
@@ -357,7 +305,8 @@ def summary(results_dir: str = RESULTS) -> str:
     ]
     for m in methods_a:
         r, f = rows_a.get(("random", m)), rows_a.get(("buffered", m))
-        cells = [_cells(r, ("acc_25km",) + KEYS) if r else "—", _cells(f, KEYS[1:]) if f else "—"]
+        cells = [cells_of(r, ("acc_25km",) + KEYS) if r else "—"]
+        cells += [cells_of(f, KEYS[1:]) if f else "—"]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     rows_b = [r for r in b["rows"] if r["gallery"] == "100%" and r["noise"] == 0.1]
     pick = {(r["test"], r["subset"], r["method"]): r for r in rows_b}
@@ -376,8 +325,8 @@ def summary(results_dir: str = RESULTS) -> str:
         "|---|---|---|---|",
     ]
     for m in methods_b:
-        cells = [_cells(pick["im2gps3k", "all", m], ("acc_25km",) + KEYS)]
-        cells += [_cells(pick["land", s, m]) for s in ("all", "far")]
+        cells = [cells_of(pick["im2gps3k", "all", m], ("acc_25km",) + KEYS)]
+        cells += [cells_of(pick["land", s, m]) for s in ("all", "far")]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     cover = []
     for c in a.get("calibration", []):
@@ -389,67 +338,6 @@ def summary(results_dir: str = RESULTS) -> str:
             cover.append((f"setting B {TESTS[c['test']]} {c['subset']}", c))
     parts = [f"{name} {c['coverage_50']:.0f} / {c['coverage_90']:.0f}%" for name, c in cover]
     out += ["", "LocDiff's 50% / 90% credible regions hold: " + "; ".join(parts) + "."]
-    return "\n".join(out) + "\n"
-
-
-def ablations(results_dir: str = RESULTS) -> str:
-    """Each ablation group (``ablations/**/ablations.json``): validation accuracy, the
-    Im2GPS3k accuracy beside, and how each run stopped."""
-    out = []
-    for sub, label in (("", "setting B's base recipe at noise 0.1"),
-                       ("loss", "the loss, on setting B's recipe"),
-                       ("noise0.2", "noise 0.2")):  # fmt: skip
-        path = os.path.join(results_dir, "ablations", sub, "ablations.json")
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            report = json.load(f)
-        out += [
-            f"{label[0].upper() + label[1:]} ({_provenance(report)}): % within 25 / 200 / "
-            "750 / 2500 km on the validation rows that choose, mean of the four, and "
-            "Im2GPS3k beside:",
-            "",
-            "| group | variant | validation | mean | Im2GPS3k | steps, seconds |",
-            "|---|---|---|---|---|---|",
-        ]
-        four = ("acc_25km",) + KEYS
-        for r in report["rows"]:
-            val = [r[f"val_{k}"] for k in four]
-            cells = [r["ablation"], r["setting"], " / ".join(f"{v:.1f}" for v in val)]
-            cells += [f"{sum(val) / 4:.1f}", _cells(r, four), _budget(r)]
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
-    return "\n".join(out)
-
-
-def doubt(results_dir: str = RESULTS) -> str:
-    """The signals that may bin the map rules (``doubt.json``), on validation rows."""
-    report = _report(results_dir, "doubt")
-    out = [
-        f"{_provenance(report)}. On setting B's calibration queries (random and far "
-        "validation rows): each candidate's 50% / 90% coverage where each half of the "
-        "queries is scored by map rules chosen per bin on the other half, the miss (the run "
-        "takes the fewest bins within 2 points of the least), and each signal's AUC of far "
-        "against random rows and Spearman correlation with LocDiff's error:",
-        "",
-        "| noise | signal | bins | coverage, random | coverage, far | miss | AUC | Spearman |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for run in report["runs"]:
-        for c in run["choice"]:
-            s = run["signals"].get(c["signal"]) if c["signal"] else None
-            stats = ["—", "—"] if s is None else [f"{s['auc_far']:.2f}",
-                                                  f"{s['spearman_error']:.2f}"]  # fmt: skip
-            name = c["signal"] or "one rule"
-            chosen = run["chosen"]
-            mark = c["bins"] == chosen["bins"] and c["signal"] in (chosen["signal"], None)
-            cells = [f"{run['noise']:g}", f"**{name}**" if mark else name, str(c["bins"])]
-            cells += [
-                f"{c[f'coverage_50_{p}']:.1f} / {c[f'coverage_90_{p}']:.1f}"
-                for p in ("random", "far")
-            ]
-            out.append("| " + " | ".join(cells + [f"{c['miss']:.1f}", *stats]) + " |")
-    out += ["", "In bold: each run's choice (`calibration.choose_map_signal`)."]
     return "\n".join(out) + "\n"
 
 

@@ -125,7 +125,7 @@ def test_needs_coefficients_and_a_proper_gallery():
 
 def test_densities_and_spreads_are_the_same_in_chunks(monkeypatch):
     """Large query sets are evaluated in chunks of bounded memory, with the same values."""
-    from locdiff import calibration, hybrid
+    from locdiff import calibration, hybrid, map_rules
     from locdiff.prediction import Prediction
 
     rng = np.random.default_rng(0)
@@ -135,6 +135,6 @@ def test_densities_and_spreads_are_the_same_in_chunks(monkeypatch):
     whole = hybrid.densities(prediction, points, L=4)
     spreads = calibration.spread_km2(coeffs.mean(axis=1), L=4)
     monkeypatch.setattr(hybrid, "MAX_HARMONICS", 2 * 5 * 25)  # two queries a chunk
-    monkeypatch.setattr(calibration, "SPREAD_CHUNK", 3)
+    monkeypatch.setattr(map_rules, "SPREAD_CHUNK", 3)  # where spread_km2 reads it
     np.testing.assert_allclose(hybrid.densities(prediction, points, L=4), whole, rtol=1e-6)
     np.testing.assert_allclose(calibration.spread_km2(coeffs.mean(axis=1), L=4), spreads)
