@@ -76,10 +76,10 @@ def get_config(profile: str = "demo") -> OracleConfig:
 def demo_models(steps: int = 16000, *, smoothed: bool = True) -> Methods:
     """The ``demo`` profile's models: ``steps`` is the cap of every method (16,000 of 256:
     at 4,000 and at 8,000 LocDiff's validation loss was still falling at the cap on the
-    full gallery); ``smoothed`` adopts the ablations' winners on validation
-    (``experiments/results/ablations``): the heat-kernel-smoothed target (+6.5 / +6.4
-    points within 750 / 2500 km), at L = 24, which matches L = 32 under it at 1.45x the
-    samples per second (L = 32 without it)."""
+    full gallery); ``smoothed``: LocDiff's target smoothed by a 700 km heat kernel, at
+    L = 24 (else the truncated delta at L = 32), adopted from the ablations at a 2,000-
+    step cap; at this cap they no longer pick it (``docs/decisions.md``, "What the
+    ablations say about setting B's recipe")."""
     models = cpu_models(L=32, steps=steps, partitions=PARTITIONS)
     if not smoothed:
         return models
