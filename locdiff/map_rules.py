@@ -295,11 +295,11 @@ def _per_area(weights, area):
     return jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0), 1 / area.sum())
 
 
-def _tail_density(positive, scaled, area, temperature):
-    """The broad map's density: the plain positive part (``temperature`` 0) or the
-    softmax rule at ``temperature``, positive everywhere."""
+def _tail_density(plain, scaled, area, temperature):
+    """The broad map's density: the plain positive part's (``plain``, its density; at
+    ``temperature`` 0) or the softmax rule's at ``temperature``, positive everywhere."""
     softmax = _per_area(jnp.exp(scaled / jnp.where(temperature > 0, temperature, 1.0)), area)
-    return jnp.where(temperature > 0, softmax, _per_area(positive, area))
+    return jnp.where(temperature > 0, softmax, plain)
 
 
 def _mix(core, broad, tail):
@@ -309,7 +309,7 @@ def _mix(core, broad, tail):
 
 @jax.jit
 def _rule_density(positive, scaled, area, power, tail, temperature):
-    broad = _tail_density(positive, scaled, area, temperature)
+    broad = _tail_density(_per_area(positive, area), scaled, area, temperature)
     return _mix(_per_area(positive**power, area), broad, tail)
 
 
@@ -364,13 +364,14 @@ def _rule_levels(positive, scaled, area, own, powers, tails, temperatures):
     (call under ``jax.enable_x64``)."""
     index = jnp.arange(positive.shape[0])
     area = area[None, :]
+    plain = _per_area(positive, area)  # the plain tail's density, shared by every rule
 
     def for_power(p):
         powered = _per_area(positive**p, area)
         powered_own = powered[index, own][:, None]
 
         def for_temperature(k):
-            broad = _tail_density(positive, scaled, area, k)
+            broad = _tail_density(plain, scaled, area, k)
             broad_own = broad[index, own][:, None]
 
             def for_tail(t):  # the truth's density from its cell's: density is never stored
