@@ -48,8 +48,7 @@ SIGNALS = ("doubt_km", "dissimilarity", "spread_km2")
 
 def run_dir(cache: str, profile: str, seed: int, noise: float) -> str:
     """Setting B's LocDiff run on the full gallery at ``noise`` (as oracle_mp16 names it)."""
-    far = get_config(profile).far_fraction
-    tag = f"_far{far:g}" if far else ""
+    tag = get_config(profile).runs_tag
     return os.path.join(
         cache, f"oracle_runs_{profile}_{seed}{tag}", "gallery1", f"noise{noise:g}", "locdiff"
     )

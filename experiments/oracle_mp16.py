@@ -13,6 +13,12 @@ embedding by GeoCLIP's pretrained location encoder, L2-normalised, plus Gaussian
 of standard deviation ``--noise`` per coordinate (:mod:`locdiff.oracle`; fresh noise for
 every training and test row).
 
+Every choice made after training (guidance, map rules, snapping, the hybrids' rules) is
+made on the training data's random validation rows and on a far-validation set that
+looks like the question of unseen places: points drawn on land like the land test but
+with their own seed (:func:`locdiff.oracle.land_validation`), those farther than 100 km
+from every training location, conditioned the same way (``far_land_n`` in the config).
+
 Rows: ``geoclip-retrieval`` searches GeoCLIP's clean GPS gallery (exactly GeoCLIP's
 inference), ``retrieval`` the training set's own (noisy) embeddings; ``locdiff-h`` and
 ``locdiff-h-geoclip`` re-rank those two galleries' candidates by the same LocDiff
@@ -48,6 +54,7 @@ from locdiff.methods import train_or_load
 from locdiff.oracle import (
     confirmation_set,
     land_test,
+    land_validation,
     oracle_condition,
     oracle_data,
     training_set,
@@ -82,8 +89,9 @@ def main() -> None:
     d["land"] = land_test(args.cache, n=config.land_n, seed=args.seed)
     if args.confirm:
         d["confirm"] = confirmation_set(args.cache, yfcc_n=config.yfcc_n, n=config.confirm_n)
-    tag = f"_far{config.far_fraction:g}" if config.far_fraction else ""
-    runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}{tag}")
+    runs = os.path.join(args.cache, f"oracle_runs_{args.profile}_{args.seed}{config.runs_tag}")
+    if config.far_land_n:
+        validation_land = land_validation(args.cache, n=config.far_land_n, seed=args.seed)
     rows, coverage_rows, curves, errors, rules = [], [], {}, {}, []
     for label, share in (("100%", 1.0), *((f"{t:.0%}", t) for t in config.thinned)):
         latlon, emb = d["gallery"]
@@ -97,6 +105,9 @@ def main() -> None:
             )
             far_set = (latlon[held], emb[held])
             latlon, emb = latlon[kept], emb[kept]
+        elif config.far_land_n:  # land validation points far from this gallery
+            held = splits.nearest_km(validation_land[0], latlon) > FAR_KM
+            far_set = (validation_land[0][held], validation_land[1][held])
         for noise in args.noise:
             tests = {
                 name: (d[name][0], oracle_condition(d[name][1], noise, seed=args.seed + 2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 
 import jax
 import numpy as np
@@ -89,6 +90,12 @@ class Geolocator:
             if step is None:  # the best validation step where there is one, else the latest
                 best = read_progress(workdir).get("best_step")
                 step = best if best in manager.all_steps() else manager.latest_step()
+                if best is not None and step != best:
+                    warnings.warn(
+                        f"{workdir}: the checkpoint of the best validation loss (step "
+                        f"{best}) is gone; restoring the latest (step {step})",
+                        stacklevel=2,
+                    )
             if step is None:
                 raise RunError(f"{workdir}: no checkpoint yet")
             tx, _ = make_optimizer(config)

@@ -123,6 +123,16 @@ def land_test(cache: str, *, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, 
     return a["latlon"], a["emb"]
 
 
+VALIDATION_SEED = 2000  # land validation draws: the land test's seed plus this
+
+
+def land_validation(cache: str, *, n: int = 3000, seed: int = 0):
+    """Points drawn like :func:`land_test` (seed ``seed``) but with their own seed
+    (``seed + VALIDATION_SEED``), never the test's points: validation rows that look
+    like the question of unseen places, ``(latlon [n, 2], emb [n, E])``, cached."""
+    return land_test(cache, n=n, seed=seed + VALIDATION_SEED)
+
+
 def training_set(cache: str, gallery, noise: float, seed: int, *, far=None) -> str:
     """An ``.npz`` of the gallery with conditions of noise ``noise`` (0: clean), cached;
     ``far = (latlon, emb)``: a far-validation set stored beside it (:data:`locdiff.splits.

@@ -14,6 +14,8 @@ non-finite loss stops the run with a clear message; the last good checkpoint sta
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import time
@@ -40,26 +42,30 @@ from locdiff.train_step import (
 )
 
 
-def checkpoint_manager(workdir: str, config: Config | None = None) -> ocp.CheckpointManager:
+@dataclasses.dataclass
+class KeepStep:
+    """Orbax preservation policy: keep the checkpoint of ``step`` (the early-stopping
+    best, set by the trainer before each save). Unlike orbax's ``BestN``, which reads
+    metrics that a reopened manager no longer has, it survives a resume."""
+
+    step: int | None = None
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        return [c.step == self.step for c in checkpoints]
+
+
+def checkpoint_manager(
+    workdir: str, config: Config | None = None, keep: KeepStep | None = None
+) -> ocp.CheckpointManager:
     """The run's Orbax manager (items ``state`` and ``data``): the latest ``train.keep``
-    checkpoints, and the one of the lowest validation loss."""
+    checkpoints, and the one ``keep`` names (the lowest validation loss)."""
+    policies = [] if config is None else [ocp_policies.LatestN(n=config.train.keep)]
     options = ocp.CheckpointManagerOptions(
         enable_async_checkpointing=True,
         create=True,
         preservation_policy=None
         if config is None
-        else ocp_policies.AnyPreservationPolicy(
-            [
-                ocp_policies.LatestN(n=config.train.keep),
-                # Every evaluation is saved with "improved" 1 or 0; of those with 1 the
-                # latest (a stable sort keeps their order) is the early-stopping best.
-                ocp_policies.BestN(
-                    get_metric_fn=lambda m: m["improved"],
-                    n=1,
-                    keep_checkpoints_without_metrics=False,
-                ),
-            ]
-        ),
+        else ocp_policies.AnyPreservationPolicy(policies + [keep or KeepStep()]),
     )
     return ocp.CheckpointManager(
         RunDir(workdir).checkpoints,
@@ -222,7 +228,8 @@ def train(
     table = None
     if t.data_on_device:  # the whole data set, replicated on every device
         table = sharding.replicate_arrays(data.all_rows(source), mesh)
-    manager = checkpoint_manager(workdir, config)
+    keep_best = KeepStep(read_progress(workdir).get("best_step"))
+    manager = checkpoint_manager(workdir, config, keep_best)
     start = manager.latest_step()
     if start is not None:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
@@ -258,13 +265,13 @@ def train(
         following = min([t.steps] + [step + every - step % every for every in events])
         return t.steps_per_call if following - step >= t.steps_per_call else 1
 
-    def save(step: int, metrics=None) -> None:
+    def save(step: int) -> None:
+        keep_best.step = stopper.best_step
         manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
             ),
-            metrics=metrics,
             force=True,
         )
         seconds_at[step] = train_seconds
@@ -323,14 +330,14 @@ def train(
                 window_start, window_steps = time.perf_counter(), 0
                 if eval_due:
                     values["val_loss"] = float(val_loss(state.ema, val_batch, val_key))
-                    improved = stopper.update(step, values["val_loss"])
+                    stopper.update(step, values["val_loss"])
                 bar.set_postfix(loss=f"{values['loss']:.4g}", sps=f"{values['samples_per_s']:.0f}")
                 if (log_due or eval_due) and jax.process_index() == 0:
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps({"step": step, **values, "time": time.time()}) + "\n")
                 train_seconds += time.perf_counter() - tick
                 if save_due:
-                    save(step, {"improved": float(improved)} if eval_due else None)
+                    save(step)
                 if eval_due and on_eval is not None:
                     on_eval(step, graphdef, state.ema)
                 window_start = time.perf_counter()

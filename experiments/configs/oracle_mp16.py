@@ -30,9 +30,13 @@ class OracleConfig:
       coverage_n: Im2GPS3k points (the first of a fixed random order) on which LocDiff's
         credible regions are scored (None: all).
       land_n: points of the GWS-like land test (:func:`locdiff.oracle.land_test`).
-      far_fraction: share of the gallery held out of training in whole 5-degree blocks
-        as the far-validation set (:func:`locdiff.splits.far_validation`), where the
-        choices after training are also scored (0: none).
+      far_land_n: points drawn uniformly on land with their own seed, like the land
+        test but never it (:func:`locdiff.oracle.land_validation`); those farther than
+        100 km from every training location are the far-validation set, where the
+        choices after training are also made (0: none).
+      far_fraction: instead, share of the gallery held out of training in whole
+        5-degree blocks as the far-validation set (:func:`locdiff.splits.
+        far_validation`; 0: none).
       confirm_n: rows of the confirmation set scored with ``--confirm``
         (:func:`locdiff.oracle.confirmation_set`; None: all).
     """
@@ -43,8 +47,20 @@ class OracleConfig:
     thinned: tuple[float, ...] = (0.1,)
     coverage_n: int | None = None
     land_n: int = 2000
-    far_fraction: float = 0.05
+    far_land_n: int = 3000
+    far_fraction: float = 0.0
     confirm_n: int | None = None
+
+    def __post_init__(self):
+        if self.far_land_n and self.far_fraction:
+            raise ValueError("one far-validation set: far_land_n or far_fraction, not both")
+
+    @property
+    def runs_tag(self) -> str:
+        """What names the runs' directory after their far-validation set."""
+        if self.far_land_n:
+            return f"_land{self.far_land_n}"
+        return f"_far{self.far_fraction:g}" if self.far_fraction else ""
 
 
 def get_config(profile: str = "demo") -> OracleConfig:
@@ -60,7 +76,7 @@ def get_config(profile: str = "demo") -> OracleConfig:
             thinned=(),
             coverage_n=200,
             land_n=150,
-            far_fraction=0.2,
+            far_land_n=300,
             confirm_n=200,
         )
     if profile == "full":

@@ -75,7 +75,10 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
         def callback(step, graphdef, ema):
             on_eval(step, LocDiffLocator(Geolocator.from_params(run.path, graphdef, ema)))
 
+    before = trainer.read_progress(run.path).get("best_step")
     trainer.train(config, data_path, run.path, progress=progress, on_eval=callback)
+    if trainer.read_progress(run.path).get("best_step") != before:  # another model now
+        forget_calibration(run)
     calibrate(run, data_path, Geolocator.from_checkpoint(run.path))
     record = trainer.read_progress(run.path)
     steps = record["step"]
@@ -89,6 +92,15 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
         "stopped_early": record.get("stopped_early", False),
         "train_seconds": record["train_seconds"],
     }
+
+
+def forget_calibration(run) -> None:
+    """Remove what was chosen for the run's previous model (a run trained further, e.g.
+    under a higher cap, keeps another checkpoint): its ``calibration.json`` and, for a
+    LocDiff-H run, ``hybrid.json``; the training references stay valid."""
+    for name in ("calibration.json", "hybrid.json"):
+        if os.path.exists(run.file(name)):
+            os.remove(run.file(name))
 
 
 CALIBRATION_ROWS = 1000  # validation rows that choose, in distribution and far away each

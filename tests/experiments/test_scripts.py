@@ -180,11 +180,24 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     with open(tmp_path / "oracle_mp16.json") as f:
         result = json.load(f)
     assert {name for name, _ in seen} == CHOOSERS
+    from locdiff import read_benchmark
+    from locdiff.oracle import confirmation_set, land_test, land_validation, yfcc_rows
+
     training, far_rows = set(), set()
     for path in os.listdir(cache):
         if path.startswith("mp16_") and "far" in path:
-            training |= points(data.load_npz(os.path.join(cache, path))["latlon"])
-            far_rows |= points(splits.far_validation_set(os.path.join(cache, path))[1])
+            train = data.load_npz(os.path.join(cache, path))["latlon"]
+            far_latlon = splits.far_validation_set(os.path.join(cache, path))[1]
+            training |= points(train)
+            far_rows |= points(far_latlon)
+            # the far-validation set: land validation points far from every training row
+            assert splits.nearest_km(far_latlon, train).min() > splits.FAR_KM
+    assert far_rows <= points(land_validation(str(cache), n=300)[0])
+    yfcc = read_benchmark("yfcc26k").latlon
+    tested = points(read_benchmark("im2gps3k").latlon) | points(yfcc[yfcc_rows(len(yfcc), 100)])
+    tested |= points(land_test(str(cache), n=150)[0])
+    tested |= points(confirmation_set(str(cache), yfcc_n=100, n=200)[0])
+    assert far_rows and not far_rows & tested  # validation rows are never test rows
     for name, truth in seen:
         assert points(truth) <= training | far_rows, f"{name} saw rows outside the training data"
         assert points(truth) & far_rows, f"{name} did not see the far-validation rows"
@@ -196,10 +209,6 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     assert rows["land", "locdiff"]["n"] == 150 and rows["confirm", "locdiff"]["n"] == 200
     # The confirmation set: YFCC26k rows outside the scored sample (the choosers saw
     # only training and far-validation rows, above).
-    from locdiff import read_benchmark
-    from locdiff.oracle import confirmation_set, yfcc_rows
-
-    yfcc = read_benchmark("yfcc26k").latlon
     rest = np.setdiff1d(np.arange(len(yfcc)), yfcc_rows(len(yfcc), 100))
     assert len(rest) == len(yfcc) - 100
     confirm = confirmation_set(str(cache), yfcc_n=100, n=200)[0]

@@ -95,6 +95,26 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, dataset
     _assert_crash_and_resume_reproduce(config, dataset, tmp_path, crash_at=17)  # from step 10
 
 
+def test_a_resumed_run_keeps_its_best_checkpoint(tmp_path, dataset):
+    """The checkpoint of the best validation loss outlives ``train.keep`` newer ones, also
+    when it was saved before a resume (the run is restored from it)."""
+    workdir = str(tmp_path / "run")
+    changes = {"train.eval_every": 10, "train.keep": 1, "train.patience": 0}
+    trainer.train(_config(**changes, **{"train.steps": 20}), dataset, workdir, progress=False)
+    path = RunDir(workdir).training
+    with open(path) as f:
+        record = json.load(f)
+    best = record["best_step"]  # made unbeatable: no later evaluation improves on it
+    record["evals"] = [[s, -1.0 if s == best else v] for s, v in record["evals"]]
+    with open(path, "w") as f:
+        json.dump(record, f)
+    trainer.train(_config(**changes, **{"train.steps": 50}), dataset, workdir, progress=False)
+    assert trainer.read_progress(workdir)["best_step"] == best
+    manager = trainer.checkpoint_manager(workdir)
+    assert manager.all_steps() == [best, 50]  # the best, and the latest one
+    manager.close()
+
+
 # Run in a fresh process: the 8 simulated devices must exist before JAX starts, and the
 # rest of the suite runs on one device (faster to compile).
 EIGHT_DEVICES = """

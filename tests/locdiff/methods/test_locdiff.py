@@ -73,3 +73,27 @@ def test_a_locdiff_h_run_keeps_its_gallery(clusters, tmp_path):
         assert np.abs(gallery[1] - p).sum(1).min() < 1e-9 or np.array_equal(p, own[i])
     always = locdiff_h(LocDiffLocator.predict(loaded, x), x, loaded.gallery, L=4, rule=Rule(1, 0.0))
     assert all(np.abs(gallery[1] - p).sum(1).min() < 1e-9 for p in always.top1)
+
+
+def test_a_run_trained_further_is_calibrated_again(clusters, tmp_path):
+    """Raising a finished run's cap trains it on from its checkpoint: what was chosen for
+    the old model (``calibration.json``) is chosen again for the new one; reloading at
+    the same cap keeps it."""
+    from locdiff.config import Config, override
+
+    tiny = {"model.L": 4, "model.hidden": 16, "model.depth": 1, "model.film_dim": 8}
+    tiny |= {"model.time_dim": 4, "train.batch_size": 32, "train.eval_every": 5}
+    tiny |= {"train.warmup_steps": 2, "train.learning_rate": 3e-3}
+    tiny |= {"train.checkpoint_every": 5, "diffusion.steps": 2, "diffusion.num_samples": 1}
+    workdir = str(tmp_path / "run")
+    config = override(Config(), **tiny, **{"train.steps": 10})
+    methods.train_or_load("locdiff", clusters.train, workdir, config, progress=False)
+    path = RunDir(workdir).file("calibration.json")
+    files.write_json(path, {**files.read_json(path), "marker": 1})
+    methods.train_or_load("locdiff", clusters.train, workdir, config, progress=False)
+    assert files.read_json(path)["marker"] == 1  # the same model: its choices stand
+    longer = override(Config(), **tiny, **{"train.steps": 20})
+    locator = methods.train_or_load("locdiff", clusters.train, workdir, longer, progress=False)
+    assert locator.meta["best_step"] > 10  # a better model than the first run's
+    chosen = files.read_json(path)
+    assert "marker" not in chosen and "guidance" in chosen and "snap_km" in chosen
