@@ -130,18 +130,21 @@ def _predict(args: argparse.Namespace) -> int:
         arrays = data.load_npz(args.data, require_latlon=False)
         embeddings = arrays["embeddings"]
         ids = arrays.get("ids", np.arange(len(embeddings)))
+    maps = bool(args.map) or (bool(args.geojson) and locator.gives_maps)  # regions
     prediction = locator.predict(
         embeddings,
         top_k=args.top_k,
         seed=args.seed,
         progress=not args.no_progress,
-        **({"maps": True, "map_resolution": args.map_resolution} if args.map else {}),
+        **({"maps": True, "map_resolution": args.map_resolution} if maps else {}),
     )
     places = _places()
     names = places.name(prediction.latlon) if places is not None else None
     export.write_csv(args.out, prediction, ids, names)
     if args.geojson:
-        export.write_geojson(args.geojson, prediction, ids, names)
+        export.write_geojson(
+            args.geojson, prediction, ids, names, resolution_deg=args.map_resolution
+        )
     if args.map:
         export.write_maps(args.map, prediction, ids, resolution_deg=args.map_resolution)
     return 0
@@ -266,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", help="local checkpoint directory of a CLIP-based encoder")
     p.add_argument("--map", help="LocDiff: probability-map PNGs (one per input: NAME_i.png)")
     p.add_argument("--map-resolution", type=float, default=1.0)
-    p.add_argument("--geojson", help="also write the locations as GeoJSON points")
+    p.add_argument(
+        "--geojson",
+        help="also write the locations as GeoJSON points (LocDiff: and its 50%% / 90%% "
+        "credible regions as polygons)",
+    )
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(run=_predict)

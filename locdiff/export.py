@@ -1,4 +1,4 @@
-"""Predictions out of Python: CSV rows, GeoJSON points and probability-map PNGs.
+"""Predictions out of Python: CSV rows, GeoJSON points and regions, probability-map PNGs.
 
 What ``locdiff predict`` writes; each function takes a :class:`Prediction`, the ids of
 its inputs and, optionally, the names of the nearest places (``PlaceIndex.name``).
@@ -33,8 +33,13 @@ def write_csv(path: str | None, prediction: Prediction, ids, names=None) -> None
             out.close()
 
 
-def write_geojson(path: str, prediction: Prediction, ids, names=None) -> None:
-    """The locations as GeoJSON points (``[lon, lat]`` order) with id, rank, prob and place."""
+def write_geojson(
+    path: str, prediction: Prediction, ids, names=None, *, resolution_deg: float | None = None
+) -> None:
+    """The locations as GeoJSON points (``[lon, lat]`` order) with id, rank, prob and place;
+    with probability maps (of cell size ``resolution_deg``), each input's 50% and 90%
+    credible regions too, as MultiPolygons with id, level and area
+    (:mod:`locdiff.regions`)."""
     features = [
         {
             "type": "Feature",
@@ -49,6 +54,22 @@ def write_geojson(path: str, prediction: Prediction, ids, names=None) -> None:
         for i, row_id in enumerate(ids)
         for r, (lat, lon) in enumerate(prediction.latlon[i])
     ]
+    if prediction.maps is not None:
+        if resolution_deg is None:
+            raise ValueError("resolution_deg: the cell size of the prediction's maps")
+        from locdiff.regions import LEVELS, region_geometry
+
+        for i, row_id in enumerate(ids):
+            for j, level in enumerate(LEVELS):
+                geometry = region_geometry(
+                    prediction.maps[i], level=level, resolution_deg=resolution_deg
+                )
+                properties = {"id": str(row_id), "region": f"{100 * level:g}%", "level": level}
+                if prediction.credible_km2 is not None:
+                    properties["area_km2"] = float(prediction.credible_km2[i, j])
+                features.append(
+                    {"type": "Feature", "geometry": geometry} | {"properties": properties}
+                )
     files.write_json(path, {"type": "FeatureCollection", "features": features})
 
 

@@ -15,7 +15,6 @@ non-finite loss stops the run with a clear message; the last good checkpoint sta
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import time

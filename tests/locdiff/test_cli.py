@@ -29,9 +29,19 @@ def test_evaluate_and_predict(tiny_locdiff, clusters, tmp_path, capsys):
     assert result["method"] == "locdiff" and result["acc_2500km"] > 50  # four clusters
     preds, points = tmp_path / "preds.csv", tmp_path / "modes.geojson"
     predict = ["predict", *args, "--top-k", "2", "--out", str(preds), "--geojson", str(points)]
-    assert cli.main(predict) == 0
-    features = json.loads(points.read_text())["features"]
+    assert cli.main([*predict, "--map-resolution", "5"]) == 0
+    collection = json.loads(points.read_text())["features"]
+    features = [f for f in collection if f["geometry"]["type"] == "Point"]
     assert len(features) == 400 and features[0]["properties"]["rank"] == 1
+    # LocDiff's 50% and 90% credible regions beside the modes, as valid polygons
+    regions = [f for f in collection if f["geometry"]["type"] == "MultiPolygon"]
+    assert [r["properties"]["region"] for r in regions[:2]] == ["50%", "90%"]
+    assert len(regions) == 2 * 200 and len(collection) == 400 + 400
+    from shapely.geometry import Point, shape
+
+    first_mode = Point(features[0]["geometry"]["coordinates"])
+    assert shape(regions[1]["geometry"]).is_valid
+    assert shape(regions[1]["geometry"]).buffer(5.0).contains(first_mode)
     lines = preds.read_text().splitlines()
     first = lines[1].split(",")
     assert features[0]["geometry"]["coordinates"] == pytest.approx(
