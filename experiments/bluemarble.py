@@ -48,7 +48,7 @@ from locdiff import calibration, metrics, splits
 from locdiff.hybrid import Gallery, locdiff_h
 from locdiff.methods import locdiff_h as hybrid_method
 from locdiff.methods import train_or_load
-from locdiff.plots import plot_probability_map
+from locdiff.plots import plot_prediction
 from locdiff.rundir import RunDir
 
 from experiments import common
@@ -360,11 +360,11 @@ def write_maps(out: str, d: dict, split, locator) -> list[str]:
         pred = locator.predict(emb[i : i + 1], top_k=3, maps=True)
         path = os.path.join(out, "maps", label.split(" ")[0] + ".png")
         lat, lon = d["latlon"][i]
-        plot_probability_map(
-            pred.maps[0],
+        plot_prediction(
+            pred,
+            0,
             resolution_deg=1.0,
             path=path,
-            modes=pred.latlon[0],
             truth=d["latlon"][i],
             truth_label="patch centre",
             title=f"LocDiff, {label}: test patch at ({lat:.1f}, {lon:.1f}), "

@@ -10,8 +10,6 @@ import csv
 import os
 import sys
 
-import numpy as np
-
 from locdiff import files
 from locdiff.prediction import Prediction
 
@@ -78,7 +76,7 @@ def write_maps(
 ) -> list[str]:
     """One probability-map PNG per input: ``path`` for one input, ``<stem>_<i><ext>`` for
     several; returns the paths written."""
-    from locdiff.plots import plot_probability_map
+    from locdiff.plots import plot_prediction
 
     if prediction.maps is None:
         raise ValueError("this prediction has no probability maps (only LocDiff gives them)")
@@ -86,12 +84,9 @@ def write_maps(
     written = []
     for i, row_id in enumerate(ids):
         out = path if len(ids) == 1 else f"{stem}_{i}{ext or '.png'}"
-        plot_probability_map(
-            np.asarray(prediction.maps[i]),
-            resolution_deg=resolution_deg,
-            path=out,
-            modes=prediction.latlon[i],
+        plot_prediction(
+            prediction, i, resolution_deg=resolution_deg, path=out,
             title=f"{row_id}: {title} probability map",
-        )
+        )  # fmt: skip
         written.append(out)
     return written

@@ -64,7 +64,11 @@ def test_map_draws_the_density_at_the_point_and_the_coastlines(tmp_path):
     row, col = np.unravel_index(np.argmax(image), image.shape)
     assert abs((90 - (row + 0.5) * 2) - 48.85) <= 2 and abs((-180 + (col + 0.5) * 2) - 2.35) <= 2
     outlined = _pixels(fig)
-    bare = _pixels(plots.plot_probability_map(pmap, resolution_deg=2.0, outline=False))
+    bare = plots.plot_probability_map(
+        pmap, resolution_deg=2.0, outline=False, modes=[[48.85, 2.35]], truth=[48.85, 2.35],
+        inset=inset,
+    )  # fmt: skip
+    bare = _pixels(bare)
     assert outlined.shape == bare.shape
     assert np.mean(np.any(outlined != bare, axis=-1)) > 0.01  # the coastlines are drawn
 
@@ -75,7 +79,8 @@ def test_credible_regions_are_outlined_where_their_cells_are():
     fig = plots.plot_probability_map(pmap, resolution_deg=2.0, outline=False, regions=(0.5, 0.9))
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert labels == ["50% region", "90% region"]
+    areas = shdd.credible_area_km2(pmap, resolution_deg=2.0) / 1e6
+    assert labels == [f"50% region: {areas[0]:.2g} M km²", f"90% region: {areas[1]:.2g} M km²"]
     levels = shdd.cell_levels(pmap, resolution_deg=2.0)
     grid = shdd.latlon_grid(2.0)
     inside = grid.latlon()[levels < 0.5]
@@ -102,8 +107,12 @@ def test_the_input_image_goes_where_the_map_has_no_mass(place, corner):
     fig.draw_without_rendering()
     ax = fig.axes[0]
     box, frame = ax.child_axes[0].get_position(), ax.get_position()  # figure fractions
-    x0, y0 = (box.x0 - frame.x0) / frame.width, (box.y0 - frame.y0) / frame.height
-    assert np.allclose([x0, y0], plots.INSET_CORNERS[corner][:2], atol=0.01), (x0, y0)
+    x0, y0, w, h = plots.INSET_CORNERS[corner]
+    # the image keeps its aspect, pinned to the map's corner it is in
+    x = (box.x0 - frame.x0) / frame.width if x0 < 0.5 else (box.x1 - frame.x0) / frame.width
+    y = (box.y1 - frame.y0) / frame.height if y0 > 0.5 else (box.y0 - frame.y0) / frame.height
+    expected = [x0 if x0 < 0.5 else x0 + w, y0 + h if y0 > 0.5 else y0]
+    assert np.allclose([x, y], expected, atol=0.01), (x, y)
 
 
 def test_importing_plots_keeps_the_users_backend():
@@ -115,3 +124,78 @@ def test_importing_plots_keeps_the_users_backend():
     finally:
         matplotlib.use(previous)
         importlib.reload(plots)
+
+
+def _rgba(fig) -> np.ndarray:
+    """The figure as drawn, ``[height, width, 4]`` uint8 (row 0 at the top)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def _at(fig, ax, pixels, latlon) -> np.ndarray:
+    """The colours of ``pixels`` at the points ``latlon [n, 2]`` of ``ax``."""
+    xy = ax.transData.transform(np.asarray(latlon)[:, ::-1])
+    rows = np.round(fig.bbox.height - xy[:, 1]).astype(int)
+    return pixels[rows, np.round(xy[:, 0]).astype(int), :3].astype(int)
+
+
+def test_the_90_percent_region_is_veiled_exactly_on_its_cells():
+    """Drawn with and without its 90% region, the map changes at the centres of the
+    region's cells (credible_area_km2's cells) and nowhere else (10-degree cells, whose
+    centres lie far from the outline; the legend's box aside)."""
+    from tests.locdiff.test_regions import bump_map
+
+    res = 10.0
+    pmap = bump_map([(20.0, 40.0), (-30.0, -60.0)], [0.7, 0.3], resolution_deg=res, width_km=2500)
+    grid = shdd.latlon_grid(res)
+    cells = shdd.cell_levels(pmap, resolution_deg=res) < 0.9
+    area = np.sum(cells * grid.area[:, None]) * shdd.sphere.EARTH_RADIUS_KM**2
+    assert area == pytest.approx(shdd.credible_area_km2(pmap, resolution_deg=res)[1])
+    draw = dict(resolution_deg=res, outline=False, zoom=False)
+    veiled = plots.plot_probability_map(pmap, regions=(0.9,), **draw)
+    plain = plots.plot_probability_map(pmap, regions=(), **draw)
+    a, b = _rgba(veiled), _rgba(plain)
+    assert a.shape == b.shape
+    centres = grid.latlon().reshape(*grid.shape, 2)
+    legend = veiled.axes[0].get_legend().get_window_extent()
+    xy = veiled.axes[0].transData.transform(centres.reshape(-1, 2)[:, ::-1])
+    box = legend.expanded(1.1, 1.1)
+    under = (
+        (xy[:, 0] >= box.x0) & (xy[:, 0] <= box.x1) & (xy[:, 1] >= box.y0) & (xy[:, 1] <= box.y1)
+    )
+    clear = ~under.reshape(grid.shape)
+    changed = np.any(
+        _at(veiled, veiled.axes[0], a, centres.reshape(-1, 2))
+        != _at(plain, plain.axes[0], b, centres.reshape(-1, 2)),
+        axis=-1,
+    ).reshape(grid.shape)
+    # the outline runs between cell centres, close to some: only cells whose four
+    # neighbours are on their side of it are judged by their pixels
+    n_lat, n_lon = cells.shape
+    padded = np.pad(cells, 1, mode="edge")
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        clear &= cells == padded[1 + dy : 1 + dy + n_lat, 1 + dx : 1 + dx + n_lon]
+    assert clear.sum() > 0.7 * clear.size and cells[clear].any() and (~cells[clear]).any()
+    np.testing.assert_array_equal(changed[clear], cells[clear])
+    veil = veiled.axes[0].get_images()[1].get_array()  # the veil itself: every cell
+    np.testing.assert_array_equal(np.asarray(veil)[..., 3] > 0, cells)
+
+
+def test_a_secondary_mode_with_6_percent_of_the_mass_is_visible():
+    """The log scale: a mode with 6% of the mass (and a 0.5% one) stands out from the
+    background, in the colours of the scale."""
+    from tests.locdiff.test_regions import bump_map
+
+    modes = [(48.0, 2.0), (-33.0, 151.0), (35.0, -100.0)]
+    pmap = bump_map(modes, [0.935, 0.06, 0.005], resolution_deg=1.0, width_km=300)
+    fig = plots.plot_probability_map(pmap, resolution_deg=1.0, outline=False, regions=(),
+                                     zoom=False)  # fmt: skip
+    colours = _at(fig, fig.axes[0], _rgba(fig), np.array(modes))
+    background = np.array(matplotlib.colors.to_rgb(plots.MAP_BACKGROUND)) * 255
+    far_away = _at(fig, fig.axes[0], _rgba(fig), np.array([[-10.0, -140.0]]))[0]
+    assert np.abs(far_away - background).max() <= 1  # no mass: the background
+    for colour in colours:
+        assert np.abs(colour - background).max() > 60, colour  # visibly not the background
