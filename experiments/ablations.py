@@ -142,6 +142,8 @@ def main() -> None:
     runs = os.path.join(args.cache, f"ablation_runs_{args.profile}_{args.seed}_{args.noise:g}")
     if args.base == "recipe":
         runs += "_recipe"
+    elif base_config.train.steps != oracle_mp16.get_config(args.profile).models.locdiff.train.steps:
+        runs += f"_cap{base_config.train.steps}"  # not the recipe's cap: trained afresh
     all_rows, sections = [], []
 
     clean_npz = training_set(args.cache, d["gallery"], 0.0, args.seed)
