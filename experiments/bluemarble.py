@@ -19,9 +19,11 @@ every baseline on two splits:
 The colour-statistics control runs retrieval, cells and LocDiff (``control_methods``).
 LocDiff-H re-ranks retrieval's candidates among the training patches by the same
 LocDiff predictions, with its rule chosen on the validation split. Every learned method
-stops on its validation loss within the same cap in samples; each split's training
-centres lose 5% in whole 5-degree blocks, the far-validation set on which LocDiff's
-choices after training are also made (:func:`locdiff.splits.far_validation`). On both
+stops on its validation loss within the same cap in samples. LocDiff's choices after
+training are also made on a far-validation set held out of each split's training
+centres: on the random split 5% in whole 5-degree blocks
+(:func:`locdiff.splits.far_validation`), on the buffered split ``far_blocks`` more
+10-degree blocks with the same 500 km buffer, held out like its test. On both
 splits LocDiff-H is compared with its parents at every threshold, LocDiff's 50% and 90%
 credible regions are scored for coverage, and each patch kind's map mass on its own
 kind of surface is reported. ``--confirm`` also scores the random split's
@@ -65,12 +67,14 @@ MAP_PLACES = {
 }
 
 
-def make_splits(latlon, config, seed: int) -> dict[str, splits.Split]:
+def make_splits(latlon, config, seed: int, n_blocks: int | None = None) -> dict:
+    """``{"random", "buffered"}`` splits of ``latlon``; ``n_blocks``: the buffered
+    split's held-out blocks (default ``config.n_blocks``)."""
     return {
         "random": splits.random_split(len(latlon), test_fraction=0.1, seed=seed),
         "buffered": splits.buffered_split(
             latlon,
-            n_blocks=config.n_blocks,
+            n_blocks=n_blocks or config.n_blocks,
             min_points=config.min_points,
             block_deg=10.0,
             buffer_km=500.0,
@@ -130,8 +134,13 @@ def main() -> None:
     if args.confirm:
         confirm, confirm_rows = confirmation(args, config, progress), []
     for split_name, split in split_of.items():
-        far_rows = None
-        if config.far_fraction > 0:  # held-out blocks of the training centres
+        far_rows, split_tag = None, ""
+        if split_name == "buffered" and config.far_blocks:  # held out like the test
+            held = make_splits(latlon[split.train], config, args.seed + 1, config.far_blocks)
+            far_rows = split.train[held["buffered"].test]
+            split = dataclasses.replace(split, train=split.train[held["buffered"].train])
+            split_tag = f"_far{config.far_blocks}blocks"
+        elif config.far_fraction > 0:  # held-out blocks of the training centres
             kept, held = splits.far_validation(
                 latlon[split.train], fraction=config.far_fraction, seed=args.seed
             )
@@ -145,7 +154,7 @@ def main() -> None:
         truth = latlon[split.test]
         for encoder, spec in encoders.items():
             emb = d[f"emb:{encoder}"]
-            stem = os.path.join(runs, f"{split_name}_{encoder}")
+            stem = os.path.join(runs, f"{split_name}{split_tag}_{encoder}")
             train_npz = common.save_split(
                 f"{stem}/train.npz", emb, latlon, split.train, encoder=spec, far=far_rows
             )

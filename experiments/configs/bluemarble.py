@@ -29,9 +29,12 @@ class BlueMarbleConfig:
       models: LocDiff's and the baselines' configs.
       control_methods: the methods also run on the colour-statistics control.
       buffered_methods: the methods run on the buffered split (None: all).
-      far_fraction: share of each split's training centres held out in whole 5-degree
-        blocks as its far-validation set (:func:`locdiff.splits.far_validation`), where
-        LocDiff's choices after training are also scored (0: none).
+      far_fraction: share of the random split's training centres held out in whole
+        5-degree blocks as its far-validation set (:func:`locdiff.splits.far_validation`),
+        where LocDiff's choices after training are also made (0: none).
+      far_blocks: the buffered split's far-validation set is held out like its test:
+        this many more 10-degree blocks of its training centres, with the same 500 km
+        buffer (0: 5-degree blocks as the random split's).
       confirm_land, confirm_ocean: the confirmation set's patch centres (``--confirm``):
         new random centres, drawn with another seed, on which nothing is chosen.
     """
@@ -44,6 +47,7 @@ class BlueMarbleConfig:
     control_methods: tuple[str, ...] = ("retrieval", "cells", "locdiff")
     buffered_methods: tuple[str, ...] | None = None
     far_fraction: float = 0.05
+    far_blocks: int = 6
     confirm_land: int = 1600
     confirm_ocean: int = 400
 
@@ -56,7 +60,7 @@ def get_config(profile: str = "demo") -> BlueMarbleConfig:
         )
         return BlueMarbleConfig(
             400, 100, 3, 3, models, ("retrieval",), buffered_methods=("retrieval", "locdiff"),
-            confirm_land=40, confirm_ocean=10,
+            confirm_land=40, confirm_ocean=10, far_blocks=2,
         )  # fmt: skip
     if profile == "full":
         locdiff = override(

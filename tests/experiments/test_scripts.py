@@ -100,6 +100,15 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
             points(truth) <= points(latlon[s.train]) and not points(truth) & points(latlon[s.test])
             for s in split_of.values()
         ), f"{name} saw test rows"
+    # The buffered split's far-validation set is held out like its test: whole blocks,
+    # 500 km from every training centre, none of them a test centre.
+    from locdiff import data, splits
+
+    stem = f"buffered_far{config.far_blocks}blocks_efficientnet-lite0"
+    train_npz = os.path.join(result["runs"], stem, "train.npz")
+    far = splits.far_validation_set(train_npz)[1]
+    assert len(far) and splits.nearest_km(far, data.load_npz(train_npz)["latlon"]).min() > 500
+    assert not points(far) & points(latlon[split_of["buffered"].test])
     methods = {"retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion"}
     methods |= {"locdiff", "locdiff-h"}
     assert {r["method"] for r in result["confirm"]} == methods
