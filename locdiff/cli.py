@@ -10,6 +10,7 @@
     locdiff embed --encoder SPEC --images DIR_OR_CSV --out DATA [--batch-size B]
                   [--dtype float32|float16]
     locdiff synthetic DIR --rows N [--dim 768] [--dtype float16] [--shard-rows R]
+    locdiff serve --checkpoint DIR [--port 8000] [--top-k 5] [--max-mb 10]
 
 ``--method`` is ``locdiff`` (default), ``locdiff-h``, or a baseline: ``retrieval``,
 ``cells``, ``regression``, ``coords-diffusion`` (:mod:`locdiff.methods`); ``evaluate``
@@ -164,6 +165,14 @@ def _embed_files(args: argparse.Namespace, encoder_spec: str | None) -> np.ndarr
     return embed_files(args.image, load_encoder(encoder_spec, **kwargs))
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from locdiff.serve import serve
+
+    max_bytes = int(args.max_mb * 2**20)
+    serve(args.checkpoint, host=args.host, port=args.port, top_k=args.top_k, max_bytes=max_bytes)
+    return 0
+
+
 def _embed(args: argparse.Namespace) -> int:
     from locdiff.embed import embed_images
     from locdiff.encoders import load_encoder
@@ -291,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stored embeddings (float16: half the disk and memory)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_embed)
+
+    p = sub.add_parser("serve", help="a page on localhost: drop a photo, see its map")
+    p.add_argument("--checkpoint", required=True, help="a LocDiff run directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--max-mb", type=float, default=10.0, help="the largest upload accepted")
+    p.set_defaults(run=_serve)
 
     p = sub.add_parser("synthetic", help="synthetic MP16-like training shards of any size")
     p.add_argument("out", help="output directory of .npz shards (resumes if interrupted)")
