@@ -51,6 +51,44 @@ class Prediction:
     def _fields(self):
         return ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
 
+    @property
+    def map_resolution(self) -> float | None:
+        """The maps' cell size in degrees (None without maps)."""
+        return None if self.maps is None else 180.0 / self.maps.shape[1]
+
+    def show(self, i: int = 0, **options):
+        """Input ``i``'s map with its credible regions and labelled modes
+        (:func:`locdiff.plots.plot_prediction`; ``options``: truth, title, path, ...): a
+        matplotlib Figure, which a notebook displays."""
+        from locdiff.plots import plot_prediction
+
+        return plot_prediction(self, i, resolution_deg=self.map_resolution, **options)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the top-k of the first inputs as a table and, with maps,
+        the first input's map."""
+        import base64
+        import html
+        import io
+
+        shown = min(len(self), 10)
+        head = "<tr><th>input</th><th>rank</th><th>lat</th><th>lon</th><th>mass</th></tr>"
+        rows = []
+        for i in range(shown):
+            for r, (lat, lon) in enumerate(self.latlon[i]):
+                mass = "" if self.prob is None else f"{100 * float(self.prob[i, r]):.1f}%"
+                rows.append(f"<tr><td>{i}</td><td>{r + 1}</td><td>{lat:.4f}</td>"
+                            f"<td>{lon:.4f}</td><td>{mass}</td></tr>")  # fmt: skip
+        more = f"<p>{len(self) - shown} more inputs not shown.</p>" if len(self) > shown else ""
+        out = f"<p>{html.escape(type(self).__name__)} of {len(self)} inputs</p>"
+        out += f"<table>{head}{''.join(rows)}</table>{more}"
+        if self.maps is not None:
+            png = io.BytesIO()
+            self.show(0).savefig(png, format="png", dpi=70, bbox_inches="tight")
+            image = base64.b64encode(png.getvalue()).decode()
+            out += f"<p>Input 0:</p><img src='data:image/png;base64,{image}'>"
+        return out
+
     @classmethod
     def concatenate(cls, parts: list[Prediction]) -> Prediction:
         """The rows of ``parts`` one after another (fields that all parts have)."""

@@ -97,3 +97,22 @@ def test_a_run_trained_further_is_calibrated_again(clusters, tmp_path):
     assert locator.meta["best_step"] > 10  # a better model than the first run's
     chosen = files.read_json(path)
     assert "marker" not in chosen and "guidance" in chosen and "snap_km" in chosen
+
+
+def test_a_prediction_shows_itself(tiny_locdiff, clusters):
+    """``show`` draws input i's map; in a notebook the prediction is a table of its
+    modes and its first map."""
+    import matplotlib.figure
+
+    prediction = methods.load_locator(tiny_locdiff).predict(
+        clusters.test_emb[:12], top_k=2, maps=True, map_resolution=5.0
+    )
+    assert prediction.map_resolution == 5.0
+    fig = prediction.show(1, truth=clusters.test_latlon[1])
+    assert isinstance(fig, matplotlib.figure.Figure)
+    page = prediction._repr_html_()
+    assert page.count("<tr>") == 1 + 10 * 2 and "2 more inputs not shown" in page
+    assert f"{prediction.latlon[0, 0, 0]:.4f}" in page and "data:image/png;base64," in page
+    plain = prediction[:3]
+    plain.maps = None
+    assert "<img" not in plain._repr_html_() and plain.map_resolution is None
