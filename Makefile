@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test experiments shdd-showcase bench bench-shdd bench-train bench-infer bench-retrieval bench-data lint format clean
+.PHONY: demo test experiments notebooks shdd-showcase bench bench-shdd bench-train bench-infer bench-retrieval bench-data lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ experiments: $(STAMP)
 		--out experiments/results/ablations/noise0.2
 	$(PY) -m experiments.bluemarble_target
 	$(PY) -m experiments.readme
+
+# JupyterLab (the `notebooks` extra) on the notebooks; the URL it prints opens them.
+notebooks: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[notebooks]'
+	$(VENV)/bin/jupyter lab notebooks/
 
 shdd-showcase: $(STAMP)
 	$(PY) -m experiments.shdd_showcase

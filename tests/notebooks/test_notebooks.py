@@ -46,3 +46,10 @@ def test_notebook_executes(name, monkeypatch):
         for out in cell.get("outputs", [])
     )
     assert images >= 2  # the maps / the study's figures were drawn
+    if name == "probability_maps.ipynb":  # the explorer's widget is displayed
+        assert any(
+            "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for out in cell.get("outputs", [])
+        )

@@ -116,3 +116,29 @@ def test_a_prediction_shows_itself(tiny_locdiff, clusters):
     plain = prediction[:3]
     plain.maps = None
     assert "<img" not in plain._repr_html_() and plain.map_resolution is None
+
+
+def test_the_explorer_redraws_when_a_control_changes(tiny_locdiff, clusters):
+    """The Jupyter explorer: its figure follows the input, K, guidance and band limit."""
+    pytest = __import__("pytest")
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("plotly")
+    from locdiff.explore import Explorer, map_at
+
+    locator = methods.load_locator(tiny_locdiff)
+    inputs = {"first": clusters.test_emb[0], "second": clusters.test_emb[1]}
+    explorer = Explorer(locator, inputs, truth={"first": clusters.test_latlon[0]}, top_k=3)
+    names = [trace.name for trace in explorer.figure.data]
+    assert names == ["density", "50% region", "90% region", "coast", "modes", "truth"]
+    first = np.array(explorer.figure.data[0].z, np.float64)
+    explorer.controls["L"].value = 4  # a coarser map: the samples' mean truncated
+    assert "L = 4" in explorer.figure.layout.title.text
+    np.testing.assert_allclose(explorer.pmap, map_at(explorer.prediction, 4, 8))
+    assert not np.allclose(np.nan_to_num(explorer.figure.data[0].z), np.nan_to_num(first))
+    explorer.controls["K"].value = 5
+    assert explorer.prediction.coeffs.shape[1] == 5 and "K = 5" in explorer.figure.layout.title.text
+    explorer.controls["input"].value = "second"  # no truth for it
+    assert [t.name for t in explorer.figure.data][-1] == "modes"
+    assert "90% region" in explorer.status.value
+    with pytest.raises(ValueError, match="band limit must be in"):
+        map_at(explorer.prediction, 9, 8)
