@@ -48,8 +48,12 @@ def main() -> None:
     threading.Thread(
         target=serve, args=(args.run,), kwargs={"port": 0, "ready": urls.append}, daemon=True
     ).start()
-    while not urls:
+    for _ in range(600):  # the run loads in seconds; a bad --run never serves
+        if urls:
+            break
         threading.Event().wait(0.2)
+    else:
+        raise SystemExit(f"the page for {args.run} did not start within 2 minutes")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--window-size=1250,1250"):

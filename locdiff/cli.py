@@ -168,6 +168,8 @@ def _embed_files(args: argparse.Namespace, encoder_spec: str | None) -> np.ndarr
 def _serve(args: argparse.Namespace) -> int:
     from locdiff.serve import serve
 
+    if args.top_k < 1 or args.max_mb <= 0:
+        raise ValueError("--top-k must be >= 1 and --max-mb > 0")
     max_bytes = int(args.max_mb * 2**20)
     serve(args.checkpoint, host=args.host, port=args.port, top_k=args.top_k, max_bytes=max_bytes)
     return 0

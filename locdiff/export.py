@@ -37,7 +37,7 @@ def write_geojson(
     """The locations as GeoJSON points (``[lon, lat]`` order) with id, rank, prob and place;
     with probability maps (of cell size ``resolution_deg``), each input's 50% and 90%
     credible regions too, as MultiPolygons with id, level and area
-    (:mod:`locdiff.regions`)."""
+    (:mod:`locdiff.regions`; ``resolution_deg`` defaults to the maps' own)."""
     features = [
         {
             "type": "Feature",
@@ -53,8 +53,7 @@ def write_geojson(
         for r, (lat, lon) in enumerate(prediction.latlon[i])
     ]
     if prediction.maps is not None:
-        if resolution_deg is None:
-            raise ValueError("resolution_deg: the cell size of the prediction's maps")
+        resolution_deg = resolution_deg or prediction.map_resolution
         from locdiff.regions import LEVELS, region_geometry
 
         for i, row_id in enumerate(ids):

@@ -88,7 +88,7 @@ def plot_probability_map(
     fig = Figure(figsize=(14.5, 5.4) if zoom else (10, 5.4))
     axes = fig.subplots(1, 2, width_ratios=(2.1, 1)) if zoom else [fig.subplots()]
     levels = shdd.cell_levels(pmap, resolution_deg=resolution_deg) if regions else None
-    regions = tuple(sorted(regions))
+    regions = tuple(sorted(regions or ()))
     areas = (
         shdd.credible_area_km2(pmap, resolution_deg=resolution_deg, levels=regions)
         if regions
@@ -107,8 +107,9 @@ def plot_probability_map(
             veil[levels < level] = (1.0, 1.0, 1.0, REGION_FILL)
             ax.imshow(veil, extent=(-180, 180, -90, 90), origin="upper", aspect="auto",
                       interpolation="nearest")  # fmt: skip
-            ax.contour(grid.lon, grid.lat, levels, levels=[level], colors=[colour],
-                       linewidths=1.2, linestyles=style)  # fmt: skip
+            if (levels < level).any() and (levels >= level).any():  # an edge to draw
+                ax.contour(grid.lon, grid.lat, levels, levels=[level], colors=[colour],
+                           linewidths=1.2, linestyles=style)  # fmt: skip
             if panel == 0:
                 ax.plot([], [], color=colour, ls=style,
                         label=f"{100 * level:g}% region: {_area_text(area)}")  # fmt: skip

@@ -33,21 +33,25 @@ def cell_polygons(cells, *, resolution_deg: float):
     """The union of the ``cells [n_lat, n_lon]`` (rows from the north, ``shdd.latlon_grid``
     layout) as a shapely (Multi)Polygon in (lon, lat) degrees, oriented as RFC 7946
     asks; an empty GeometryCollection where no cell is set."""
-    from shapely import box, orient_polygons, unary_union
+    from shapely import box, orient_polygons, simplify, unary_union
 
     cells = np.asarray(cells, bool)
     n_lat, n_lon = cells.shape
     if (n_lat, n_lon) != (round(180 / resolution_deg), round(360 / resolution_deg)):
         raise ValueError(f"{cells.shape} cells are not a {resolution_deg}-degree grid")
+    # every edge computed once from its index, so that neighbouring cells share exact
+    # coordinates and their union leaves no sliver between rows
+    lat_edges = 90.0 - 180.0 * np.arange(n_lat + 1) / n_lat
+    lon_edges = -180.0 + 360.0 * np.arange(n_lon + 1) / n_lon
+    lat_edges[[0, -1]], lon_edges[[0, -1]] = (90.0, -90.0), (-180.0, 180.0)
     boxes = []
     for row in np.flatnonzero(cells.any(axis=1)):  # runs of set cells along each row
-        top = 90.0 - row * resolution_deg
         edges = np.diff(np.concatenate([[0], cells[row].astype(np.int8), [0]]))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         for start, end in zip(starts, ends, strict=True):
-            west, east = -180.0 + start * resolution_deg, -180.0 + end * resolution_deg
-            boxes.append(box(west, top - resolution_deg, east, top))
-    return orient_polygons(unary_union(boxes), exterior_cw=False)
+            boxes.append(box(lon_edges[start], lat_edges[row + 1], lon_edges[end], lat_edges[row]))
+    union = simplify(unary_union(boxes), 0.0)  # without the points along straight sides
+    return orient_polygons(union, exterior_cw=False)
 
 
 def region_geometry(pmap, *, level: float, resolution_deg: float) -> dict:

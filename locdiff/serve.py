@@ -72,7 +72,7 @@ class App:
             raise BadRequest(
                 f"{filename} is {_mb(len(data))}; the limit is {_mb(self.max_bytes)}", 413
             )
-        _check_image(data, filename)
+        thumbnail = _decoded(data, filename)
         if self.encoder_spec is None:
             raise BadRequest(
                 f"this run ({self.checkpoint}) was trained on embeddings that name no image "
@@ -93,7 +93,7 @@ class App:
             prediction = self.locator.predict(
                 embedding, top_k=self.top_k, maps=True, map_resolution=RESOLUTION_DEG
             )
-        return self._keep(prediction, title=html.escape(filename), inset=_thumbnail(data))
+            return self._keep(prediction, title=html.escape(filename), inset=thumbnail)
 
     def prior(self, lat: float, lon: float) -> dict:
         """The run's prior (its unconditional model) with ``(lat, lon)`` marked."""
@@ -108,10 +108,10 @@ class App:
             prediction = self.locator.geolocator.predict(
                 condition, top_k=self.top_k, maps=True, map_resolution=RESOLUTION_DEG, guidance=0.0
             )
-        point = np.array([[lat, lon]])
-        level = float(shdd.credible_level(prediction.maps, point, resolution_deg=RESOLUTION_DEG)[0])
-        title = f"the prior, with ({lat:.4g}, {lon:.4g}) at credible level {level:.2f}"
-        return self._keep(prediction, title=title, truth=point[0])
+            point = np.array([[lat, lon]])
+            level = shdd.credible_level(prediction.maps, point, resolution_deg=RESOLUTION_DEG)[0]
+            title = f"the prior, with ({lat:.4g}, {lon:.4g}) at credible level {level:.2f}"
+            return self._keep(prediction, title=title, truth=point[0])
 
     def _keep(self, prediction, *, title: str, truth=None, inset=None) -> dict:
         from locdiff import export
@@ -149,22 +149,20 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
-def _thumbnail(data: bytes, size: int = 160) -> np.ndarray:
-    """The uploaded photo as an RGB array at most ``size`` pixels a side (the map's inset)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("RGB")
-        image.thumbnail((size, size))
-        return np.asarray(image)
-
-
-def _check_image(data: bytes, filename: str) -> None:
+def _decoded(data: bytes, filename: str, size: int = 160) -> np.ndarray:
+    """The uploaded photo decoded in full (so that a truncated file or a decompression
+    bomb is refused before any prediction), as an RGB thumbnail at most ``size`` pixels
+    a side (the map's inset)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.verify()
+            image.load()
+            image = image.convert("RGB")
+            image.thumbnail((size, size))
+            return np.asarray(image)
+    except Image.DecompressionBombError as e:
+        raise BadRequest(f"{filename} has too many pixels ({e})", 413) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise BadRequest(f"{filename} is not an image this server can read ({e})") from None
 
@@ -275,11 +273,19 @@ def make_handler(app: App):
         def _form(self) -> dict[str, tuple[str | None, bytes]]:
             """``{name: (filename, bytes)}`` of a urlencoded or multipart form; a body
             over the limit is read and dropped (a 413, not a broken connection)."""
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise BadRequest("the request's Content-Length is not a number") from None
+            if length < 0:
+                raise BadRequest("the request's Content-Length is negative")
             if length > app.max_bytes + 2**16:
-                remaining = length
+                remaining = length  # read and dropped, up to what the client sends
                 while remaining > 0:
-                    remaining -= len(self.rfile.read(min(remaining, 2**20)) or b"x" * remaining)
+                    chunk = self.rfile.read(min(remaining, 2**20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
                 raise BadRequest(
                     f"the upload is {_mb(length)}; the limit is {_mb(app.max_bytes)}", 413
                 )

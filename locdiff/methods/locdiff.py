@@ -75,10 +75,7 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
         def callback(step, graphdef, ema):
             on_eval(step, LocDiffLocator(Geolocator.from_params(run.path, graphdef, ema)))
 
-    before = trainer.read_progress(run.path).get("best_step")
     trainer.train(config, data_path, run.path, progress=progress, on_eval=callback)
-    if trainer.read_progress(run.path).get("best_step") != before:  # another model now
-        forget_calibration(run)
     calibrate(run, data_path, Geolocator.from_checkpoint(run.path))
     record = trainer.read_progress(run.path)
     steps = record["step"]
@@ -92,15 +89,6 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
         "stopped_early": record.get("stopped_early", False),
         "train_seconds": record["train_seconds"],
     }
-
-
-def forget_calibration(run) -> None:
-    """Remove what was chosen for the run's previous model (a run trained further, e.g.
-    under a higher cap, keeps another checkpoint): its ``calibration.json`` and, for a
-    LocDiff-H run, ``hybrid.json``; the training references stay valid."""
-    for name in ("calibration.json", "hybrid.json"):
-        if os.path.exists(run.file(name)):
-            os.remove(run.file(name))
 
 
 CALIBRATION_ROWS = 1000  # validation rows that choose, in distribution and far away each
@@ -160,7 +148,10 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
     is kept."""
     path = run.file("calibration.json")
     chosen = files.read_json(path) if os.path.exists(path) else {}
-    if is_calibrated(chosen) and os.path.exists(run.reference):
+    step = model_step(run)
+    if chosen.get("best_step", step) != step:  # made for another checkpoint of the run
+        chosen = {}
+    if is_calibrated(chosen, step) and os.path.exists(run.reference):
         return
     fraction = geolocator.config.train.validation_fraction
     x, truth, far = calibration_rows(data_path, fraction)
@@ -194,7 +185,7 @@ def calibrate(run, data_path: str, geolocator: Geolocator) -> None:
         prior.save(run.location_prior)
         snap, table = calibration.choose_snap(geolocator, x, truth, prior, prediction=prediction)
         chosen |= {**snap, "snap_validation": table}
-    files.write_json(path, chosen)
+    files.write_json(path, chosen | {"best_step": step})
 
 
 def _searched_today(chosen: dict) -> bool:
@@ -208,12 +199,21 @@ def _searched_today(chosen: dict) -> bool:
     return by_signal and searched == grid
 
 
-def is_calibrated(chosen: dict) -> bool:
+def model_step(run) -> int | None:
+    """The training step of the model the run loads (its best validation step)."""
+    return trainer.read_progress(run.path).get("best_step")
+
+
+def is_calibrated(chosen: dict, step: int | None = None) -> bool:
     """Whether a ``calibration.json`` holds a guidance, map rules chosen by bin of the
     signal the run chose (:func:`calibration.choose_map_signal`) from today's grid
     (:data:`calibration.POWERS` x :data:`calibration.TAILS` x
-    :data:`calibration.TEMPERATURES`) and a snapping radius with its gate."""
-    return "guidance" in chosen and _searched_today(chosen) and "snap_max_doubt_km" in chosen
+    :data:`calibration.TEMPERATURES`) and a snapping radius with its gate, all made for
+    the model of training step ``step`` (where given and recorded: a run trained
+    further, e.g. under a higher cap, has another)."""
+    same_model = step is None or chosen.get("best_step", step) == step
+    found = "guidance" in chosen and _searched_today(chosen) and "snap_max_doubt_km" in chosen
+    return same_model and found
 
 
 def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDiffLocator:
@@ -223,7 +223,8 @@ def load(run, meta: dict, *, batch_size=None, snap_km=None, **sampling) -> LocDi
     decoder's own modes) is the radius its modes snap within (:mod:`locdiff.snapping`):
     every mode, whatever its doubt (the run's gate goes with the run's radius)."""
     geolocator = Geolocator.from_checkpoint(run.path)
-    if not is_calibrated(geolocator.calibration) or geolocator.reference is None:
+    calibrated = is_calibrated(geolocator.calibration, model_step(run))
+    if not calibrated or geolocator.reference is None:
         warnings.warn(
             f"{run.path} was calibrated by an earlier version of LocDiff (or not at all); "
             f"`locdiff calibrate {run.path}` chooses its guidance, map rules and snapping "
@@ -242,7 +243,7 @@ def recalibrate(run, meta: dict) -> None:
     path = run.file("calibration.json")
     if (
         os.path.exists(path)
-        and is_calibrated(files.read_json(path))
+        and is_calibrated(files.read_json(path), model_step(run))
         and os.path.exists(run.reference)
     ):
         return  # current: nothing to restore

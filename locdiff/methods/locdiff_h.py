@@ -76,12 +76,13 @@ def rule_for(run, locator, data_path: str, *, write: bool = True) -> Rule:
     guidance = locator.sampling.get("guidance", geo.config.diffusion.guidance)
     snapping = [geo.snap_km, geo.snap_max_doubt_km]
     kept = files.read_json(path) if os.path.exists(path) else {}
+    step = locdiff_method.model_step(run)
     stale = kept.get("guidance", 1.0) != guidance or kept.get("selection") != SELECTION
-    stale = stale or kept.get("snapping") != snapping
+    stale = stale or kept.get("snapping") != snapping or kept.get("best_step", step) != step
     if not kept or stale:  # (guidance 1.0: chosen before guidance was)
         ((rule, rows),) = tune(locator, data_path, None)
         kept = {"rule": rule.to_dict(), "guidance": guidance, "selection": SELECTION}
-        kept["snapping"] = snapping
+        kept |= {"snapping": snapping, "best_step": step}
         if write:
             files.write_json(path, {**kept, "validation": rows})
     return Rule.from_dict(kept["rule"])

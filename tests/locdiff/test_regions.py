@@ -80,3 +80,17 @@ def test_bad_inputs():
     one = region_geometry(pmap, level=1e-9, resolution_deg=10.0)
     assert one["type"] == "MultiPolygon" and len(one["coordinates"]) == 1
     assert shape(one).bounds == (-180.0, -10.0, -170.0, 0.0)
+
+
+@pytest.mark.parametrize("res", [0.3, 1 / 3, 180 / 99, 0.1])
+def test_a_solid_block_is_one_polygon_at_any_cell_size(res):
+    """Neighbouring rows share their edges exactly: a block of cells is one polygon, with
+    no slivers between rows, whatever the cell size (e.g. shdd.default_resolution's)."""
+    n_lat, n_lon = round(180 / res), round(360 / res)
+    cells = np.zeros((n_lat, n_lon), bool)
+    cells[n_lat // 3 : n_lat // 3 + 40, n_lon // 4 : n_lon // 4 + 40] = True
+    cells[n_lat // 3 + 10, n_lon // 4 + 10] = False  # and a hole
+    region = cell_polygons(cells, resolution_deg=res)
+    assert region.geom_type == "Polygon" and region.is_valid and len(region.interiors) == 1
+    assert region.area == pytest.approx(cells.sum() * (180 / n_lat) * (360 / n_lon))
+    assert len(region.exterior.coords) == 5  # a rectangle: no points along its sides

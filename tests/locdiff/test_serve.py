@@ -2,10 +2,11 @@
 
 import io
 import json
-import os
+import select
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -126,15 +127,21 @@ def _chromium():
 def server(run, subprocess_env):
     """``locdiff serve`` on a free localhost port, as a user starts it; its URL."""
     command = [sys.executable, "-m", "locdiff.cli", "serve", "--checkpoint", run, "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=subprocess_env)
+    command += ["--max-mb", "0.1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env
+    )
     try:
-        line = process.stdout.readline()  # "LocDiff serving RUN at URL (Ctrl-C stops)"
-        assert " at http://127.0.0.1:" in line, line
+        started, _, _ = select.select([process.stdout], [], [], 180)
+        line = process.stdout.readline() if started else ""
+        # "LocDiff serving RUN at URL (Ctrl-C stops)"
+        assert " at http://127.0.0.1:" in line, line or process.stderr.read()[-3000:]
         yield line.split(" at ")[1].split()[0]
     finally:
         process.terminate()
         process.wait(timeout=30)
         process.stdout.close()
+        process.stderr.close()
 
 
 def test_the_page_in_a_browser(server, tmp_path):
@@ -177,4 +184,14 @@ def test_the_page_in_a_browser(server, tmp_path):
         assert "the prior" in browser.find_element(By.ID, "title").text
     finally:
         browser.quit()
-    assert os.path.exists(upload)
+    # over HTTP: an upload over the limit (0.1 MB here) and a bad Content-Length get a
+    # page that says so, and the server goes on answering
+    big = b"--x\r\nContent-Disposition: form-data; name=photo; filename=big.png\r\n\r\n"
+    big += b"0" * 300_000 + b"\r\n--x--\r\n"
+    request = urllib.request.Request(server + "predict", data=big, method="POST")
+    request.add_header("Content-Type", "multipart/form-data; boundary=x")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request)
+    assert caught.value.code == 413 and "the limit is 0.1 MB" in caught.value.read().decode()
+    with urllib.request.urlopen(server) as response:
+        assert response.status == 200

@@ -1,6 +1,7 @@
 """LocDiff and LocDiff-H as methods: their runs, galleries and predictions."""
 
 import numpy as np
+import pytest
 
 import shdd
 from locdiff import data, files, methods
@@ -120,7 +121,6 @@ def test_a_prediction_shows_itself(tiny_locdiff, clusters):
 
 def test_the_explorer_redraws_when_a_control_changes(tiny_locdiff, clusters):
     """The Jupyter explorer: its figure follows the input, K, guidance and band limit."""
-    pytest = __import__("pytest")
     pytest.importorskip("ipywidgets")
     pytest.importorskip("plotly")
     from locdiff.explore import Explorer, map_at
@@ -137,7 +137,11 @@ def test_the_explorer_redraws_when_a_control_changes(tiny_locdiff, clusters):
     assert not np.allclose(np.nan_to_num(explorer.figure.data[0].z), np.nan_to_num(first))
     explorer.controls["K"].value = 5
     assert explorer.prediction.coeffs.shape[1] == 5 and "K = 5" in explorer.figure.layout.title.text
+    explorer.controls["guidance"].value = 0.0  # the run's prior: the same for any input
+    assert "guidance 0" in explorer.figure.layout.title.text
+    prior = explorer.pmap
     explorer.controls["input"].value = "second"  # no truth for it
+    np.testing.assert_allclose(explorer.pmap, prior, atol=1e-6)
     assert [t.name for t in explorer.figure.data][-1] == "modes"
     assert "90% region" in explorer.status.value
     with pytest.raises(ValueError, match="band limit must be in"):
