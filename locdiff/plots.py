@@ -115,7 +115,7 @@ def plot_probability_map(
                         label=f"{100 * level:g}% region: {_area_text(area)}")  # fmt: skip
         if truth is not None:
             t = np.atleast_2d(truth)
-            ax.scatter(t[:, 1], t[:, 0], s=70 if len(t) == 1 else 3, facecolors="none",
+            ax.scatter(t[:, 1], t[:, 0], s=70 if len(t) <= 10 else 3, facecolors="none",
                        edgecolors="cyan", linewidths=1.4, label=truth_label)  # fmt: skip
         if modes is not None:
             _draw_modes(ax, modes, mode_probs, mode_names, legend=panel == 0)
