@@ -195,3 +195,20 @@ def test_the_page_in_a_browser(server, tmp_path):
     assert caught.value.code == 413 and "the limit is 0.1 MB" in caught.value.read().decode()
     with urllib.request.urlopen(server) as response:
         assert response.status == 200
+
+
+def test_the_explorer_takes_an_image_file(run, tmp_path):
+    """An explorer input may be an image file, embedded with the run's encoder (once)."""
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("plotly")
+    from locdiff.explore import Explorer
+
+    path = tmp_path / "red.png"
+    photo((200, 40, 40), seed=7).save(path)
+    explorer = Explorer(methods.load_locator(run), {"red.png": str(path)}, top_k=2)
+    assert explorer.prediction.latlon.shape == (1, 2, 2)
+    assert (
+        explorer.figure.data[-1].name == "modes" and "red.png" in explorer.figure.layout.title.text
+    )
+    embedded = explorer._embedded["red.png"]
+    np.testing.assert_allclose(embedded, ColorStatsEncoder().embed([Image.open(path)]), atol=1e-6)
