@@ -7,12 +7,7 @@ import dataclasses
 from experiments.configs import oracle_mp16
 from experiments.configs.common import check_profile
 
-# The ablations' cap. At the recipe's 16,000 steps the truncated-delta runs reached it
-# (7 of 11 at noise 0.1, 3 of 6 at 0.2): with the learning rate decaying to zero at the
-# cap, the validation loss falls to the last step. Continuing such a run under a higher
-# cap raises its learning rate again (none of 5 improved in the next 4 evaluations), so
-# every variant trains afresh under this one.
-CAP_STEPS = 48000
+CAP_STEPS = oracle_mp16.CAP_STEPS  # the cap of setting B's every method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +39,10 @@ def get_config(profile: str = "demo") -> AblationConfig:
     check_profile(profile)
     base = oracle_mp16.get_config(profile)
     if profile == "demo":
-        # The base is setting B's LocDiff as it was before the ablations' winner (the
-        # smoothed target) was adopted, so that "truncated" stays the base row; with the
-        # recipe's early stopping under a cap of CAP_STEPS steps of 256 for every
-        # variant (its learning rate's cosine decays over the cap).
-        models = oracle_mp16.demo_models(steps=CAP_STEPS, smoothed=False)
+        # The base is setting B's LocDiff (the truncated delta at L = 32), with early
+        # stopping under the cap of CAP_STEPS steps of 256 for every variant (its
+        # learning rate's cosine decays over the cap).
+        models = oracle_mp16.demo_models(steps=CAP_STEPS)
         base = dataclasses.replace(base, models=models)
     config = AblationConfig(base=base)
     if profile == "smoke":
