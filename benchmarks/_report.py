@@ -7,8 +7,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from locdiff.provenance import git_revision, machine  # noqa: F401  (re-exported for the scripts)
-from locdiff.provenance import versions as package_versions
+from locdiff.io.provenance import git_revision, machine  # noqa: F401  (re-exported for the scripts)
+from locdiff.io.provenance import versions as package_versions
 
 
 def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:

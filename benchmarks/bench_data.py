@@ -5,7 +5,7 @@
 1. Writes (once; a rerun reuses or completes it) a synthetic data set of ``--rows`` rows
    of ``--dim``-d float16 embeddings in ``.npz`` shards (``locdiff synthetic``; 4.7 M x
    768 is MP16 with CLIP ViT-L/14, 7.2 GB).
-2. Opens it streamed (:class:`locdiff.streaming.ShardedSource`, every row checked) and
+2. Opens it streamed (:class:`locdiff.data.streaming.ShardedSource`, every row checked) and
    times the loader alone: batches of the training pipeline (shuffled rows gathered
    from disk), samples/s.
 3. Trains setting B's demo LocDiff (L = 32) on it for ``--steps`` steps in a child
@@ -35,7 +35,7 @@ from benchmarks import _report
 CHILD = """
 import json, sys
 import jax, numpy as np
-from locdiff import trainer
+from locdiff.training import trainer
 from locdiff.config import Config
 config = Config.from_dict(json.loads(sys.argv[1]))
 graphdef, state = trainer.train(config, sys.argv[2], sys.argv[3], progress=False)
@@ -107,8 +107,8 @@ def main() -> None:
         args.rows, args.steps = 100_000, 60
     folder = args.data or f"experiments/cache/synthetic_{args.rows}x{args.dim}"
 
-    from locdiff import data
-    from locdiff.synthetic import write_synthetic
+    from locdiff.data import datasets as data
+    from locdiff.data.synthetic import write_synthetic
 
     start = time.perf_counter()
     write_synthetic(folder, args.rows, dim=args.dim, dtype="float16")
@@ -172,8 +172,8 @@ def main() -> None:
         f"{' --quick' if args.quick else ''}`)\n\n"
         f"Revision {_report.git_revision()}. Machine: {_report.machine()}.\n\n"
         "Synthetic MP16-like shards (`locdiff synthetic`) streamed from disk by "
-        "`locdiff.streaming.ShardedSource`; the training process is a child running "
-        "`locdiff.trainer.train` with setting B's demo LocDiff.\n\n" + table
+        "`locdiff.data.streaming.ShardedSource`; the training process is a child running "
+        "`locdiff.training.trainer.train` with setting B's demo LocDiff.\n\n" + table
     )
     _report.write_section(args.report, "bench-data", body)
     print(f"wrote {args.report}")

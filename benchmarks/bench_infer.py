@@ -25,8 +25,8 @@ import numpy as np
 from flax import nnx
 
 from locdiff.config import Config, override
-from locdiff.inference import Geolocator
-from locdiff.train_step import init_state, make_optimizer
+from locdiff.infer.geolocator import Geolocator
+from locdiff.training.step import init_state, make_optimizer
 
 from benchmarks import _report
 

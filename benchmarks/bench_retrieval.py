@@ -4,7 +4,7 @@
 
 A random gallery of ``--gallery`` unit embeddings (the size of GeoCLIP's 100K MP16 GPS
 gallery) and ``--queries`` queries; the locator normalises its gallery once, and scores
-queries in chunks of at most ``locdiff.neighbours.MAX_SCORES`` similarities. The
+queries in chunks of at most ``locdiff.infer.neighbours.MAX_SCORES`` similarities. The
 peak of the memory allocated during prediction (numpy allocations, ``tracemalloc``) is
 printed beside the size of the full ``[queries, gallery]`` similarity matrix that an
 unchunked search would hold.
@@ -18,9 +18,9 @@ import tracemalloc
 
 import numpy as np
 
+from locdiff.infer.neighbours import MAX_SCORES
 from locdiff.methods.base import BaselineConfig
 from locdiff.methods.retrieval import RetrievalLocator
-from locdiff.neighbours import MAX_SCORES
 
 
 def main() -> None:

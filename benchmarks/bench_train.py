@@ -7,7 +7,7 @@ default CS-UNet's step, and mixed precision's accuracy.
                                      [--before REV | --before ''] [--rounds 2]
                                      [--losses | --skip-losses] [--loss-rounds 3]
 
-1. End to end (what an experiment waits for): :func:`locdiff.trainer.train` on an
+1. End to end (what an experiment waits for): :func:`locdiff.training.trainer.train` on an
    in-memory dataset the size of the experiment's, with its model (``demo`` profiles of
    ``experiments/configs``: Blue Marble at L = 16 on 1280-d conditions, setting B at
    L = 24 on 512-d conditions), input pipeline, validation and checkpoints included;
@@ -51,9 +51,10 @@ import tempfile
 import jax
 import numpy as np
 
-from locdiff import data, sharding, trainer
 from locdiff.config import Config, override
-from locdiff.train_step import init_state, jit_train_step, make_optimizer
+from locdiff.data import datasets as data
+from locdiff.training import sharding, trainer
+from locdiff.training.step import init_state, jit_train_step, make_optimizer
 
 from benchmarks import _report
 
@@ -109,7 +110,7 @@ def bench(L: int, batch_size: int, dtype: str = "float32", cond_dim: int = 768) 
 def precision_check(steps: int) -> dict:
     """Validation loss of one small task trained in float32 and in bfloat16 (same seed,
     same data: 20,000 synthetic MP16-like rows of 64-d, L = 16, hidden 128)."""
-    from locdiff.synthetic import write_synthetic
+    from locdiff.data.synthetic import write_synthetic
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +168,7 @@ def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=No
             lines = [json.loads(line) for line in f]
     rates = [line["samples_per_s"] for line in lines[1:]]
     return {
-        "L": locdiff.model.L,
+        "L": locdiff.model.csunet.L,
         "batch": locdiff.train.batch_size,
         "samples/s": statistics.median(rates),
         "ms/step": 1e3 * locdiff.train.batch_size / statistics.median(rates),
@@ -245,7 +246,7 @@ def _agreement_case(L: int, sigma_km, n: int, seed: int) -> list[dict]:
     import jax.numpy as jnp
 
     import shdd
-    from locdiff import diffusion
+    from locdiff.model import diffusion
 
     scale = np.sqrt(4 * np.pi)
     rng = np.random.default_rng(seed)
@@ -399,8 +400,8 @@ def _e2e_sections(after: list[dict], before: list[dict], args, steps: int) -> di
 
     about = (
         f"Machine: {_report.machine()}.\n\n"
-        "`locdiff.trainer.train` with the experiments' demo LocDiff configs on random data "
-        "of their size and width: input pipeline, train step, validation and logging "
+        "`locdiff.training.trainer.train` with the experiments' demo LocDiff configs on random "
+        "data of their size and width: input pipeline, train step, validation and logging "
         "included; samples/s is the median of the logged windows after the first, then the "
         f"median over {args.rounds} rounds"
     )

@@ -3,11 +3,11 @@
     python -m experiments.ablations [--profile demo|full|smoke] [--which L loss ...]
                                     [--base ablations|recipe]
 
-All on setting B (:mod:`locdiff.oracle`: MP16 training locations, GeoCLIP location
+All on setting B (:mod:`locdiff.settings.oracle`: MP16 training locations, GeoCLIP location
 embeddings plus noise ``--noise``, default 0.1), tested on Im2GPS3k. One base model
 (setting B's LocDiff configuration) is varied one factor at a time; every trained
 variant has the same cap in samples seen and the same early stopping on its validation
-loss (:mod:`locdiff.early_stopping`), and its steps, epochs and seconds are reported:
+loss (:mod:`locdiff.training.early_stopping`), and its steps, epochs and seconds are reported:
 
 * ``L``: the band limit (16, 32, 64; and 100 in the ``full`` profile);
 * ``loss``: MSE on ``x0``, the SHDD-KL alone (the paper's loss) and MSE plus SHDD-KL;
@@ -29,7 +29,7 @@ of 256, where every run stops on its validation loss): the loss comparison at
 convergence (``make experiments`` writes it to ``experiments/results/ablations/loss``).
 
 Every trained variant samples at the guidance scale chosen on its own validation rows
-(:func:`locdiff.calibration.choose_guidance`), the ``guidance`` rows excepted.
+(:func:`locdiff.infer.calibration.choose_guidance`), the ``guidance`` rows excepted.
 
 Each row also has its accuracy on 1,000 validation rows of the training data (their
 noisy conditions, the same rows for every variant): the variant to prefer (the highest
@@ -50,11 +50,12 @@ import time
 
 import numpy as np
 
-from locdiff import data, metrics
 from locdiff.config import override
-from locdiff.early_stopping import validation_split
+from locdiff.data import datasets as data
+from locdiff.evaluation import metrics
 from locdiff.methods import load_locator, train_or_load
-from locdiff.oracle import oracle_condition, oracle_data, training_set
+from locdiff.settings.oracle import oracle_condition, oracle_data, training_set
+from locdiff.training.early_stopping import validation_split
 
 from experiments import common
 from experiments.configs import oracle_mp16

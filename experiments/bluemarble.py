@@ -9,7 +9,7 @@ it all into ``experiments/results/bluemarble/``, which the README reads; the run
 shared through the cache). It builds (and caches) north-up azimuthal-equidistant
 patches of the Blue Marble raster (side 500 km, 64 x 64 px) at random centres on land
 and at sea, embeds them with the pretrained EfficientNet-Lite0 and with the colour-
-statistics control (:func:`locdiff.bluemarble.build_dataset`), and trains LocDiff and
+statistics control (:func:`locdiff.settings.bluemarble.build_dataset`), and trains LocDiff and
 every baseline on two splits:
 
 * random: 10% of the centres held out, their neighbours in training (25 and 200 km);
@@ -22,7 +22,7 @@ LocDiff predictions, with its rule chosen on the validation split. Every learned
 stops on its validation loss within the same cap in samples. LocDiff's choices after
 training are also made on a far-validation set held out of each split's training
 centres: on the random split 5% in whole 5-degree blocks
-(:func:`locdiff.splits.far_validation`), on the buffered split ``far_blocks`` more
+(:func:`locdiff.data.splits.far_validation`), on the buffered split ``far_blocks`` more
 10-degree blocks with the same 500 km buffer, held out like its test. On both
 splits LocDiff-H is compared with its parents at every threshold, LocDiff's 50% and 90%
 credible regions are scored for coverage, and each patch kind's map mass on its own
@@ -46,12 +46,14 @@ import time
 
 import numpy as np
 
-from locdiff import bluemarble as bm
-from locdiff import calibration, metrics, splits
-from locdiff.hybrid import Gallery, locdiff_h
-from locdiff.methods import locdiff_h as hybrid_method
+from locdiff.data import splits
+from locdiff.evaluation import metrics
+from locdiff.infer import calibration
+from locdiff.infer.hybrid import Gallery, locdiff_h
+from locdiff.io.rundir import RunDir
+from locdiff.methods import shdd_hybrid as hybrid_method
 from locdiff.methods import train_or_load
-from locdiff.rundir import RunDir
+from locdiff.settings import bluemarble as bm
 
 from experiments import common
 from experiments.bluemarble_maps import write_maps

@@ -8,8 +8,8 @@ import os
 import numpy as np
 
 import shdd
-from locdiff import bluemarble as bm
-from locdiff.plots import plot_prediction
+from locdiff.settings import bluemarble as bm
+from locdiff.viz.plots import plot_prediction
 
 MAP_PLACES = {
     "desert (Sahara)": (23.0, 12.0),

@@ -7,7 +7,7 @@ Lite0 features, the same patches, split, cap and early stopping) once per target
 truncated delta at the setting's band limit and heat-kernel-smoothed deltas
 (``model.sigma_km``, ``experiments/configs/bluemarble_target.py``). Each run is scored on
 its validation rows (the 5% of training rows it held out) alone and as LocDiff-H (its
-rule chosen on those rows, :mod:`locdiff.methods.locdiff_h`), and on the test patches.
+rule chosen on those rows, :mod:`locdiff.methods.shdd_hybrid`), and on the test patches.
 
 The choice is made on validation: the target of the highest LocDiff-H mean accuracy over
 25, 200, 750 and 2500 km. On Blue Marble the point answers come from LocDiff-H, which
@@ -23,13 +23,14 @@ import time
 
 import numpy as np
 
-from locdiff import bluemarble as bm
-from locdiff import data, metrics
-from locdiff.early_stopping import validation_split
-from locdiff.hybrid import Gallery, candidates, locdiff_h
-from locdiff.methods import locdiff_h as hybrid_method
+from locdiff.data import datasets as data
+from locdiff.evaluation import metrics
+from locdiff.infer.hybrid import Gallery, candidates, locdiff_h
+from locdiff.io.rundir import RunDir
+from locdiff.methods import shdd_hybrid as hybrid_method
 from locdiff.methods import train_or_load
-from locdiff.rundir import RunDir
+from locdiff.settings import bluemarble as bm
+from locdiff.training.early_stopping import validation_split
 
 from experiments import common
 from experiments.bluemarble import make_splits

@@ -19,9 +19,12 @@ import time
 
 import numpy as np
 
-from locdiff import data, files, metrics, splits
-from locdiff.early_stopping import validation_split
-from locdiff.provenance import git_revision, machine
+from locdiff.data import datasets as data
+from locdiff.data import splits
+from locdiff.evaluation import metrics
+from locdiff.io import files
+from locdiff.io.provenance import git_revision, machine
+from locdiff.training.early_stopping import validation_split
 
 REVISION = git_revision()  # the code as this run loaded it
 HEADLINE = ("acc_25km", "acc_200km", "acc_750km", "acc_2500km")
@@ -49,7 +52,7 @@ def save_split(
     path: str, embeddings, latlon, index, *, encoder: str | None = None, far=None
 ) -> str:
     """The rows ``index`` as a dataset ``.npz`` (written once), naming its ``encoder``;
-    ``far``: rows carried as its far-validation set (:data:`locdiff.splits.FAR_KEYS`)."""
+    ``far``: rows carried as its far-validation set (:data:`locdiff.data.splits.FAR_KEYS`)."""
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         extra = {} if encoder is None else {"encoder": np.array(encoder)}
@@ -216,7 +219,7 @@ def read_curve(workdir: str, meta: dict) -> list[dict]:
 
 def write_curves(out_dir: str, curves: dict, title: str) -> str:
     """``{out_dir}/learning_curves.png`` of the methods with a curve; its path."""
-    from locdiff.plots import plot_learning_curves
+    from locdiff.viz.plots import plot_learning_curves
 
     path = os.path.join(out_dir, "learning_curves.png")
     os.makedirs(out_dir, exist_ok=True)
@@ -275,7 +278,7 @@ def write_report(out_dir: str, name: str, title: str, sections, payload: dict, w
 
 def share_inside(pred, boxes, groups) -> float:
     """Percent of predictions ``[N, 2]`` inside the box of their own group."""
-    from locdiff.splits import in_box
+    from locdiff.data.splits import in_box
 
     pred = np.asarray(pred)
     inside = np.zeros(len(pred), bool)

@@ -4,19 +4,19 @@
 
 LocDiff's credible regions over-promise for conditions far from every training photo,
 and one map rule for every input cannot fix that: the rules are chosen per bin of a
-signal (:func:`locdiff.calibration.choose_map_rule`). The candidates, each computable at
+signal (:func:`locdiff.infer.calibration.choose_map_rule`). The candidates, each computable at
 prediction time from the condition and the run alone:
 
 - ``doubt_km``: km between LocDiff's mode and the place of the most similar training
-  condition (:mod:`locdiff.reference`);
+  condition (:mod:`locdiff.infer.reference`);
 - ``spread_km2``: the area of the plain map's 50% region
-  (:func:`locdiff.calibration.spread_km2`);
+  (:func:`locdiff.infer.calibration.spread_km2`);
 - ``dissimilarity``: one minus the cosine of the most similar training condition
   (reported only: no run bins by it).
 
 Each run chooses its signal and number of bins itself, on its own validation queries
-(:func:`locdiff.methods.locdiff.calibration_rows`: random and far-validation rows), by
-the rule of :func:`locdiff.calibration.choose_map_signal`: the least held-out miss of
+(:func:`locdiff.methods.shdd_diffusion.calibration_rows`: random and far-validation rows), by
+the rule of :func:`locdiff.infer.calibration.choose_map_signal`: the least held-out miss of
 2-fold calibration, random and far rows apart. This study shows that choice for setting
 B's runs, every candidate's held-out coverage beside it, and how well each signal
 separates far-validation rows from random ones (AUC) and ranks LocDiff's error
@@ -33,11 +33,12 @@ import time
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
-from locdiff import calibration, metrics, neighbours
-from locdiff.inference import Geolocator
-from locdiff.methods import locdiff as locdiff_method
-from locdiff.reference import Reference
-from locdiff.rundir import RunDir
+from locdiff.evaluation import metrics
+from locdiff.infer import calibration, neighbours
+from locdiff.infer.geolocator import Geolocator
+from locdiff.infer.reference import Reference
+from locdiff.io.rundir import RunDir
+from locdiff.methods import shdd_diffusion as locdiff_method
 
 from experiments import common
 from experiments.configs.common import PROFILES

@@ -7,16 +7,16 @@ Training set: the 100K MP16 photo locations of the ``geoclip`` wheel, and a thin
 variant (a fixed random 10% of them: sparse coverage). Test sets: the Im2GPS3k and
 YFCC26k ground truth (shipped with the package; the ``demo`` profile uses a fixed random
 5,000 of YFCC26k) and ``land``, a GWS-like test of 2,000 points uniform in area over land
-north of 60 S (:func:`locdiff.oracle.land_test`, seed ``--seed``): where a picture could
+north of 60 S (:func:`locdiff.settings.oracle.land_test`, seed ``--seed``): where a picture could
 be taken rather than where photographers went. The condition of a location is its
 embedding by GeoCLIP's pretrained location encoder, L2-normalised, plus Gaussian noise
-of standard deviation ``--noise`` per coordinate (:mod:`locdiff.oracle`; fresh noise for
+of standard deviation ``--noise`` per coordinate (:mod:`locdiff.settings.oracle`; fresh noise for
 every training and test row).
 
 Every choice made after training (guidance, map rules, snapping, the hybrids' rules) is
 made on the training data's random validation rows and on a far-validation set that
 looks like the question of unseen places: points drawn on land like the land test but
-with their own seed (:func:`locdiff.oracle.land_validation`), those farther than 100 km
+with their own seed (:func:`locdiff.settings.oracle.land_validation`), those farther than 100 km
 from every training location, conditioned the same way (``far_land_n`` in the config).
 
 Rows: ``geoclip-retrieval`` searches GeoCLIP's clean GPS gallery (exactly GeoCLIP's
@@ -33,7 +33,7 @@ and the land test, all and far. No method's setting is chosen on a test set (the
 comparator of the paired differences is the baseline best on that test, which favours
 the baselines). ``--confirm`` also scores the full gallery's runs on the confirmation
 set (``confirm``): the YFCC26k rows that the scored sample leaves out
-(:func:`locdiff.oracle.confirmation_set`), which no choice and no earlier report has
+(:func:`locdiff.settings.oracle.confirmation_set`), which no choice and no earlier report has
 seen; it is run once a configuration is fixed. Writes
 ``oracle_mp16.md`` / ``.json`` and ``learning_curves.png`` into ``--out``. Configs:
 ``experiments/configs/oracle_mp16.py``.
@@ -46,12 +46,15 @@ import time
 
 import numpy as np
 
-from locdiff import calibration, data, metrics, splits
-from locdiff.hybrid import Gallery, locdiff_h
-from locdiff.methods import locdiff as locdiff_method
-from locdiff.methods import locdiff_h as hybrid_method
+from locdiff.data import datasets as data
+from locdiff.data import splits
+from locdiff.evaluation import metrics
+from locdiff.infer import calibration
+from locdiff.infer.hybrid import Gallery, locdiff_h
+from locdiff.methods import shdd_diffusion as locdiff_method
+from locdiff.methods import shdd_hybrid as hybrid_method
 from locdiff.methods import train_or_load
-from locdiff.oracle import (
+from locdiff.settings.oracle import (
     confirmation_set,
     land_test,
     land_validation,
@@ -198,7 +201,7 @@ def _coverage(locator, tests, far, config, args, label, noise) -> list[dict]:
 
 def _paired(rows: list[dict], errors: dict, seed: int) -> list[dict]:
     """Each of ``COMPARED`` minus the best of its baselines (highest mean accuracy over
-    ``KEYS`` on that test and subset), by :func:`locdiff.metrics.paired_difference`."""
+    ``KEYS`` on that test and subset), by :func:`locdiff.evaluation.metrics.paired_difference`."""
     out = []
     for key in errors:
         label, noise, test, subset, variant = key

@@ -37,8 +37,8 @@ def main() -> None:
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from locdiff import bluemarble as bm
-    from locdiff.serve import serve
+    from locdiff.settings import bluemarble as bm
+    from locdiff.viz.serve import serve
 
     config = get_config("demo")
     confirm = bm.build_dataset(

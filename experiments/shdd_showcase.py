@@ -7,7 +7,7 @@ mode-seeking decoder, and report the round-trip error (km) and the time. The mea
 vectors is the SHDD of the data set's empirical distribution: its probability map is a
 smoothed map of where the photos were taken. Writes ``summary.md``, ``summary.json`` and
 PNG maps into ``--out``. The locations are the Im2GPS3k metadata shipped with the package
-(:func:`locdiff.readers.read_benchmark`), or any CSV ``read_locations`` reads.
+(:func:`locdiff.data.readers.read_benchmark`), or any CSV ``read_locations`` reads.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 import shdd
-from locdiff import files
-from locdiff.plots import plot_probability_map
-from locdiff.readers import read_benchmark
+from locdiff.data.readers import read_benchmark
+from locdiff.io import files
+from locdiff.viz.plots import plot_probability_map
 
 
 def main() -> None:

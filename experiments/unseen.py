@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 
-from locdiff import bluemarble as bm
-from locdiff import splits
+from locdiff.data import splits
+from locdiff.evaluation.metrics import distances_km
 from locdiff.methods import train_or_load
-from locdiff.metrics import distances_km
-from locdiff.oracle import oracle_condition, oracle_data
+from locdiff.settings import bluemarble as bm
+from locdiff.settings.oracle import oracle_condition, oracle_data
 
 from experiments.common import (
     budget,

@@ -1,35 +1,40 @@
 """LocDiff: geolocation by latent diffusion in the space of SHDD coefficients.
 
 The SHDD mathematics (harmonics, encoder, decoder, probability maps) live in the
-``shdd`` package; ``locdiff`` builds the model, its training and inference on top:
+``shdd`` package; ``locdiff`` builds the model, its training and inference on top, one
+subpackage per layer:
 
-* the model core: :mod:`.config`, :mod:`.model`, :mod:`.diffusion`, :mod:`.train_step`,
-  :mod:`.sampling`, :mod:`.trainer` (with :mod:`.data` and :mod:`.sharding`);
-* inference: :mod:`.inference` (``Geolocator``), :mod:`.hybrid` (LocDiff-H), the one
-  answer type :mod:`.prediction`;
-* every method behind one surface: :mod:`.methods` (a module per method, a registry);
-* evaluation: :mod:`.evaluate`, :mod:`.metrics`, :mod:`.calibration`, :mod:`.readers`
-  (benchmark metadata shipped in ``locdiff/resources``), :mod:`.places`, :mod:`.splits`;
-* around them: :mod:`.encoders` and :mod:`.embed` (images), :mod:`.plots`,
-  :mod:`.worldmap` and :mod:`.export` (maps and files), :mod:`.bluemarble` and
-  :mod:`.oracle` (the two real-data settings), :mod:`.rundir`, :mod:`.files`,
-  :mod:`.errors`, :mod:`.provenance`, and the command line :mod:`.cli`.
+* :mod:`.model`: the CS-UNet, diffusion in SHDD space, sampling (with :mod:`.config`);
+* :mod:`.data`: embedding datasets, shards and the Grain pipeline, benchmark readers,
+  splits, synthetic data;
+* :mod:`.training`: the trainer, the jitted step, early stopping, the device mesh;
+* :mod:`.infer`: the ``Geolocator``, the one answer type ``Prediction``, map rules,
+  calibration, snapping, the doubt, LocDiff-H;
+* :mod:`.methods`: every method behind one surface (a module per method, a registry);
+* :mod:`.evaluation`: the field's protocol and metrics;
+* :mod:`.viz`: probability-map plots, credible regions, places, the Jupyter explorer,
+  the local page (``locdiff serve``);
+* :mod:`.io`: the run directory, atomic files, provenance, exports;
+* :mod:`.encoders`: frozen image encoders and the embedding of image collections;
+* :mod:`.settings`: the data builders of the two real-data settings (Blue Marble, the
+  oracle);
+* :mod:`.errors` and the command line :mod:`.cli`.
 """
 
 from locdiff.config import Config, DiffusionConfig, ModelConfig, TrainConfig, override
-from locdiff.data import open_dataset, save_npz, write_array_record
+from locdiff.data.datasets import open_dataset, save_npz, write_array_record
+from locdiff.data.readers import Locations, read_benchmark, read_locations
 from locdiff.errors import DataError, NonFiniteLossError, RunError
-from locdiff.evaluate import evaluate
-from locdiff.hybrid import Gallery, Rule, locdiff_h
-from locdiff.inference import Geolocator
+from locdiff.evaluation.protocol import evaluate
+from locdiff.infer.geolocator import Geolocator
+from locdiff.infer.hybrid import Gallery, Rule, locdiff_h
+from locdiff.infer.prediction import Prediction
+from locdiff.io.rundir import RunDir
 from locdiff.methods import METHODS, load_locator, train_method, train_or_load
-from locdiff.model import CSUNet
-from locdiff.places import PlaceIndex
-from locdiff.prediction import Prediction
-from locdiff.readers import Locations, read_benchmark, read_locations
-from locdiff.rundir import RunDir
-from locdiff.sampling import sample_coefficients
-from locdiff.trainer import train
+from locdiff.model.csunet import CSUNet
+from locdiff.model.sampling import sample_coefficients
+from locdiff.training.trainer import train
+from locdiff.viz.places import PlaceIndex
 
 __version__ = "0.2.0"
 

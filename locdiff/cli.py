@@ -15,10 +15,10 @@
 ``--method`` is ``locdiff`` (default), ``locdiff-h``, or a baseline: ``retrieval``,
 ``cells``, ``regression``, ``coords-diffusion`` (:mod:`locdiff.methods`); ``evaluate``
 and ``predict`` take a run of any of them. ``synthetic`` writes MP16-like shards of any
-size for trying the streamed data path (:mod:`locdiff.synthetic`). ``--steps`` is training steps;
-``--sample-steps`` is the sampler's. Flags override the config file; running ``train``
-again on the same ``--workdir`` resumes a LocDiff run. Errors print one line and exit
-with status 2.
+size for trying the streamed data path (:mod:`locdiff.data.synthetic`). ``--steps`` is
+training steps; ``--sample-steps`` is the sampler's. Flags override the config file;
+running ``train`` again on the same ``--workdir`` resumes a LocDiff run. Errors print one
+line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from locdiff.methods import METHODS
 
 
 def _train(args: argparse.Namespace) -> int:
-    from locdiff import files, methods
+    from locdiff import methods
+    from locdiff.io import files
 
     config = methods.default_config(args.method)
     if args.config:
@@ -45,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         loss=args.loss,
     )  # fmt: skip
     if args.distributed:
-        from locdiff import sharding
+        from locdiff.training import sharding
 
         cluster = {
             "coordinator_address": args.coordinator,
@@ -69,8 +70,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _gallery(path: str | None):
     """A LocDiff-H gallery from a dataset file (``embeddings`` and ``latlon``)."""
-    from locdiff import data
-    from locdiff.hybrid import Gallery
+    from locdiff.data import datasets as data
+    from locdiff.infer.hybrid import Gallery
 
     if path is None:
         return None
@@ -79,7 +80,7 @@ def _gallery(path: str | None):
 
 
 def _places():
-    from locdiff.places import default_index
+    from locdiff.viz.places import default_index
 
     return default_index()
 
@@ -95,8 +96,9 @@ def _sampling(args: argparse.Namespace) -> dict:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from locdiff import files, metrics
-    from locdiff.evaluate import evaluate
+    from locdiff.evaluation import metrics
+    from locdiff.evaluation.protocol import evaluate
+    from locdiff.io import files
 
     result = evaluate(
         args.checkpoint,
@@ -119,7 +121,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from locdiff import data, export
+    from locdiff.data import datasets as data
+    from locdiff.io import export
     from locdiff.methods import load_locator
 
     if bool(args.data) == bool(args.image):
@@ -153,8 +156,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _embed_files(args: argparse.Namespace, encoder_spec: str | None) -> np.ndarray:
     """Embed ``--image`` files with the encoder that made the run's training data."""
-    from locdiff.embed import embed_files
     from locdiff.encoders import load_encoder
+    from locdiff.encoders.embed import embed_files
 
     if encoder_spec is None:
         raise ValueError(
@@ -166,7 +169,7 @@ def _embed_files(args: argparse.Namespace, encoder_spec: str | None) -> np.ndarr
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from locdiff.serve import serve
+    from locdiff.viz.serve import serve
 
     if args.top_k < 1 or args.max_mb <= 0:
         raise ValueError("--top-k must be >= 1 and --max-mb > 0")
@@ -176,8 +179,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from locdiff.embed import embed_images
     from locdiff.encoders import load_encoder
+    from locdiff.encoders.embed import embed_images
 
     kwargs = {"path": args.model_path} if args.model_path else {}
     result = embed_images(
@@ -197,7 +200,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from locdiff.synthetic import write_synthetic
+    from locdiff.data.synthetic import write_synthetic
 
     paths = write_synthetic(
         args.out, args.rows, dim=args.dim, dtype=args.dtype, shard_rows=args.shard_rows,
@@ -209,7 +212,7 @@ def _synthetic(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from locdiff import methods
-    from locdiff.rundir import RunDir
+    from locdiff.io.rundir import RunDir
 
     methods.calibrate_run(args.run_dir)
     chosen = RunDir(args.run_dir).file("calibration.json")
@@ -237,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="locdiff", description="LocDiff: geolocation by SHDD diffusion"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_calibrate(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    _add_embed(sub)
+    _add_serve(sub)
+    _add_synthetic(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or resume) LocDiff or a baseline on embeddings")
     p.add_argument("--train", required=True, help=".npz file or directory of shards")
     p.add_argument("--method", default="locdiff", choices=METHODS, help="default: locdiff")
@@ -257,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 
+
+def _add_calibrate(sub) -> None:
     p = sub.add_parser(
         "calibrate",
         help="choose a LocDiff run's guidance, map rules, snapping (and LocDiff-H's rule) "
@@ -265,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run directory written by locdiff train")
     p.set_defaults(run=_calibrate)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a trained run on a labelled dataset")
     _inference_flags(p)
     p.add_argument("--json", help="also write the metrics as JSON here")
@@ -274,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_evaluate)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="top-k locations of each embedding or image, as CSV")
     _inference_flags(p, data_required=False)
     p.add_argument("--image", nargs="+", help="image files (embedded with the run's encoder)")
@@ -289,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(run=_predict)
 
+
+def _add_embed(sub) -> None:
     from locdiff.encoders import ENCODERS  # no torch import here
 
     p = sub.add_parser("embed", help="embed images into a dataset for train/predict")
@@ -303,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_embed)
 
+
+def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="a page on localhost: drop a photo, see its map")
     p.add_argument("--checkpoint", required=True, help="a LocDiff run directory")
     p.add_argument("--host", default="127.0.0.1")
@@ -311,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=10.0, help="the largest upload accepted")
     p.set_defaults(run=_serve)
 
+
+def _add_synthetic(sub) -> None:
     p = sub.add_parser("synthetic", help="synthetic MP16-like training shards of any size")
     p.add_argument("out", help="output directory of .npz shards (resumes if interrupted)")
     p.add_argument("--rows", type=int, required=True)
@@ -320,7 +346,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_synthetic)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import math
 import typing
 from typing import Any
 
-from locdiff import files
+from locdiff.io import files
 
 PREDICTIONS = ("x0", "eps", "v")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -173,7 +173,7 @@ class TrainConfig:
         at the end and on Ctrl-C.
       keep: checkpoints kept (besides the best one).
       validation_fraction: share of the training rows held out to decide when to stop
-        (:func:`locdiff.early_stopping.validation_split`; 0: no validation, train to
+        (:func:`locdiff.training.early_stopping.validation_split`; 0: no validation, train to
         ``steps``).
       eval_every: steps between validation losses (each is also a checkpoint).
       patience: evaluations without improvement before training stops (0: never); the

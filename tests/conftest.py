@@ -120,7 +120,7 @@ class Clusters:
 def clusters(tmp_path_factory) -> Clusters:
     """Four clusters ~50 km wide, thousands of km apart, 8-d embeddings: 1000 train, 200
     test (with scene labels and ids)."""
-    from locdiff import data
+    from locdiff.data import datasets as data
 
     root = tmp_path_factory.mktemp("clusters")
     emb, latlon = data.synthetic_clustered(1200, n_clusters=4, embed_dim=8, spread_km=50, seed=1)

@@ -92,3 +92,81 @@ def test_nothing_reads_outside_the_repository():
             if pattern.search(f.read()):
                 hits.append(name)
     assert not hits, hits
+
+
+def test_no_function_is_over_80_lines():
+    long = {}
+    for name, path in _modules().items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long[f"{name}.{node.name}"] = n
+    assert not long, long
+
+
+def _readme_layout() -> dict[str, set[str]]:
+    """``{package path: modules it lists}`` from the README's layout block: each
+    ``locdiff/`` line names its modules before the first colon (parentheses aside)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("## Layout", 1)[1].split("```")[1]
+    entries, current = {}, None
+    for line in block.splitlines():
+        top = re.match(r"^(locdiff/)\s+(.*)", line)
+        sub = re.match(r"^  (\w+)/\s+(.*)", line)
+        if top or sub:
+            current = "locdiff" if top else f"locdiff/{sub.group(1)}"
+            entries[current] = (top or sub).group(2)
+        elif line.startswith(" " * 21) and current:
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    out = {}
+    for package, text in entries.items():
+        listed = re.sub(r"\([^)]*\)", "", text).split(":", 1)[0]
+        out[package] = {w.strip() for w in listed.split(",") if w.strip()}
+    return out
+
+
+def _package_modules(directory: str) -> set[str]:
+    names = os.listdir(os.path.join(ROOT, directory))
+    return {n[:-3] for n in names if n.endswith(".py") and n != "__init__.py"}
+
+
+def test_the_readme_layout_is_the_tree():
+    """Every subpackage of ``locdiff/`` is in the README's layout, with exactly its
+    modules; the top line lists the top-level modules."""
+    listed = _readme_layout()
+    subpackages = {
+        f"locdiff/{n}"
+        for n in os.listdir(os.path.join(ROOT, "locdiff"))
+        if os.path.isfile(os.path.join(ROOT, "locdiff", n, "__init__.py"))
+    }
+    assert set(listed) - {"locdiff", "locdiff/resources"} == subpackages
+    for package in subpackages | {"locdiff"}:
+        assert listed[package] == _package_modules(package), package
+
+
+def test_the_tests_mirror_the_packages():
+    """``tests/locdiff/<sub>/test_<name>.py`` tests the module ``locdiff/<sub>/<name>.py``
+    (or the subpackage ``<sub>`` itself); every subpackage has its test folder."""
+    stray = []
+    for package in (
+        "locdiff",
+        *(f"locdiff/{p}" for p in os.listdir(os.path.join(ROOT, "locdiff"))),
+    ):
+        if not os.path.isfile(os.path.join(ROOT, package, "__init__.py")):
+            continue
+        tests = os.path.join(ROOT, "tests", package)
+        if package != "locdiff/resources" and not os.path.isdir(tests):
+            stray.append(f"no tests/{package}")
+            continue
+        allowed = _package_modules(package) | {os.path.basename(package)}
+        for name in os.listdir(tests):
+            if name.startswith("test_") and name.endswith(".py"):
+                if name[5:-3] not in allowed:
+                    stray.append(f"tests/{package}/{name}")
+    assert not stray, stray

@@ -30,7 +30,7 @@ class BlueMarbleConfig:
       control_methods: the methods also run on the colour-statistics control.
       buffered_methods: the methods run on the buffered split (None: all).
       far_fraction: share of the random split's training centres held out in whole
-        5-degree blocks as its far-validation set (:func:`locdiff.splits.far_validation`),
+        5-degree blocks as its far-validation set (:func:`locdiff.data.splits.far_validation`),
         where LocDiff's choices after training are also made (0: none).
       far_blocks: the buffered split's far-validation set is held out like its test:
         this many more 10-degree blocks of its training centres, with the same 500 km

@@ -36,16 +36,16 @@ class OracleConfig:
       thinned: also train on these random shares of the gallery (sparse coverage).
       coverage_n: Im2GPS3k points (the first of a fixed random order) on which LocDiff's
         credible regions are scored (None: all).
-      land_n: points of the GWS-like land test (:func:`locdiff.oracle.land_test`).
+      land_n: points of the GWS-like land test (:func:`locdiff.settings.oracle.land_test`).
       far_land_n: points drawn uniformly on land with their own seed, like the land
-        test but never it (:func:`locdiff.oracle.land_validation`); those farther than
+        test but never it (:func:`locdiff.settings.oracle.land_validation`); those farther than
         100 km from every training location are the far-validation set, where the
         choices after training are also made (0: none).
       far_fraction: instead, share of the gallery held out of training in whole
-        5-degree blocks as the far-validation set (:func:`locdiff.splits.
+        5-degree blocks as the far-validation set (:func:`locdiff.data.splits.
         far_validation`; 0: none).
       confirm_n: rows of the confirmation set scored with ``--confirm``
-        (:func:`locdiff.oracle.confirmation_set`; None: all).
+        (:func:`locdiff.settings.oracle.confirmation_set`; None: all).
     """
 
     gallery_n: int | None

@@ -14,7 +14,7 @@ class UnseenConfig:
 
     Attributes:
       a, b: setting A's and setting B's configs (the same data and models).
-      regions_a, regions_b: named regions held out (``locdiff.splits.REGIONS``).
+      regions_a, regions_b: named regions held out (``locdiff.data.splits.REGIONS``).
       random_boxes: random 10-degree boxes held out besides, in each setting.
       min_box_points_a, min_box_points_b: points a random box must hold.
       buffer_km_a, buffer_km_b: no training point this close to a held-out test point.

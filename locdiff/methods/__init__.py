@@ -7,17 +7,17 @@
 One module per method, each with ``Config``, ``train`` and ``load``
 (:mod:`locdiff.methods.base`):
 
-* ``locdiff`` (:mod:`.locdiff`): the CS-UNet in SHDD space; modes of the mean of K
+* ``locdiff`` (:mod:`.shdd_diffusion`): the CS-UNet in SHDD space; modes of the mean of K
   samples, with coefficients and, on request, probability maps.
-* ``locdiff-h`` (:mod:`.locdiff_h`): retrieval's candidates re-ranked by LocDiff's
-  density (:mod:`locdiff.hybrid`); the gallery is the training set unless one is given.
+* ``locdiff-h`` (:mod:`.shdd_hybrid`): retrieval's candidates re-ranked by LocDiff's
+  density (:mod:`locdiff.infer.hybrid`); the gallery is the training set unless one is given.
 * ``retrieval`` (:mod:`.retrieval`): the nearest training embedding by cosine similarity.
 * ``cells`` (:mod:`.cells`): classification over PlaNet-style adaptive cells, ISN-style.
 * ``regression`` (:mod:`.regression`): a unit vector with the cosine loss.
 * ``coords-diffusion`` (:mod:`.coords_diffusion`): flow matching on raw 3-D coordinates.
 
 Every finished run's ``method.json`` records the method, its config, the training data
-and the training seconds (:mod:`locdiff.rundir`).
+and the training seconds (:mod:`locdiff.io.rundir`).
 """
 
 from __future__ import annotations
@@ -27,16 +27,22 @@ import os
 import time
 from types import ModuleType
 
-from locdiff import data
+from locdiff.data import datasets as data
 from locdiff.errors import RunError
-from locdiff.methods import cells, coords_diffusion, locdiff_h, regression, retrieval
-from locdiff.methods import locdiff as locdiff_method
+from locdiff.io.rundir import RunDir
+from locdiff.methods import (
+    cells,
+    coords_diffusion,
+    regression,
+    retrieval,
+    shdd_diffusion,
+    shdd_hybrid,
+)
 from locdiff.methods.base import BaselineConfig, Locator
-from locdiff.rundir import RunDir
 
 REGISTRY: dict[str, ModuleType] = {
-    "locdiff": locdiff_method,
-    "locdiff-h": locdiff_h,
+    "locdiff": shdd_diffusion,
+    "locdiff-h": shdd_hybrid,
     "retrieval": retrieval,
     "cells": cells,
     "regression": regression,
@@ -134,23 +140,23 @@ def _check_same_data(workdir: str, meta: dict, data_path: str) -> None:
 
 def calibrate_run(workdir: str) -> None:
     """Make a finished LocDiff or LocDiff-H run's choices current: its guidance, map
-    rules and snapping (:func:`locdiff.methods.locdiff.recalibrate`) and, for LocDiff-H,
+    rules and snapping (:func:`locdiff.methods.shdd_diffusion.recalibrate`) and, for LocDiff-H,
     its hybrid rule (``hybrid.json``), each chosen again only where it was made by an
     earlier version. Other methods choose nothing after training."""
     run = RunDir(workdir)
     meta = run.read_method()
     if meta["method"] not in ("locdiff", "locdiff-h"):
         return
-    locdiff_method.recalibrate(run, meta)
+    shdd_diffusion.recalibrate(run, meta)
     if meta["method"] == "locdiff-h":
-        locdiff_h.rule_for(run, locdiff_method.load(run, meta), meta["data"])
+        shdd_hybrid.rule_for(run, shdd_diffusion.load(run, meta), meta["data"])
 
 
 def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
     """The :class:`Locator` of a finished run directory.
 
     Args:
-      gallery: a :class:`locdiff.hybrid.Gallery`: a LocDiff run becomes LocDiff-H
+      gallery: a :class:`locdiff.infer.hybrid.Gallery`: a LocDiff run becomes LocDiff-H
         searching it (a ``locdiff-h`` run's own gallery is replaced).
       options: LocDiff's sampling options (``num_samples``, ``steps``, ``guidance``,
         ``batch_size``); None leaves the run's default.
@@ -161,7 +167,7 @@ def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
     if gallery is not None:
         if method not in ("locdiff", "locdiff-h"):
             raise ValueError(f"a gallery goes with LocDiff runs; {workdir} is {method}")
-        return locdiff_h.load(run, meta, gallery=gallery, **options)
+        return shdd_hybrid.load(run, meta, gallery=gallery, **options)
     return module(method).load(run, meta, **options)
 
 

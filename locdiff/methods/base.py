@@ -8,7 +8,7 @@ A method module (``locdiff/methods/<name>.py``) defines
 * ``load(run, meta, **options) -> Locator``: restores the trained run.
 
 :mod:`locdiff.methods` keeps the registry and writes ``method.json``; a locator's
-``predict(embeddings, top_k=...)`` returns a :class:`locdiff.prediction.Prediction`.
+``predict(embeddings, top_k=...)`` returns a :class:`locdiff.infer.prediction.Prediction`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from locdiff import data
-from locdiff.prediction import Prediction, check_embeddings
+from locdiff.data import datasets as data
+from locdiff.infer.prediction import Prediction, check_embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ class BaselineConfig:
       num_samples, flow_steps, kde_km: ``coords-diffusion``: samples per input, Euler
         steps, and the kernel width that ranks the samples.
       validation_fraction, eval_every, patience: early stopping, as LocDiff's
-        (:mod:`locdiff.early_stopping`): ``steps`` is then a cap.
+        (:mod:`locdiff.training.early_stopping`): ``steps`` is then a cap.
     """
 
     hidden: int = 512
@@ -112,7 +112,7 @@ class Locator:
         """Top-``top_k`` locations of each embedding, best first (deterministic per ``seed``).
 
         ``maps=True`` asks for probability maps of ``map_resolution`` degrees and
-        ``doubt=True`` for each answer's doubt (:mod:`locdiff.reference`): only LocDiff
+        ``doubt=True`` for each answer's doubt (:mod:`locdiff.infer.reference`): only LocDiff
         gives them.
         """
         if top_k < 1:

@@ -18,10 +18,10 @@ import numpy as np
 from flax import nnx
 
 import shdd
-from locdiff import files
+from locdiff.infer.prediction import Prediction
+from locdiff.io import files
 from locdiff.methods.base import BaselineConfig, no_options, read_training_data
 from locdiff.methods.network import NetworkLocator, Trunk, fit, load_params, save_params
-from locdiff.prediction import Prediction
 
 Config = BaselineConfig
 

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 import shdd
+from locdiff.infer.prediction import Prediction, check_embeddings
 from locdiff.methods.base import BaselineConfig
 from locdiff.methods.network import (
     NetworkLocator,
@@ -24,7 +25,6 @@ from locdiff.methods.network import (
     load_network,
     train_on_unit_vectors,
 )
-from locdiff.prediction import Prediction, check_embeddings
 
 Config = BaselineConfig
 

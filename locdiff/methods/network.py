@@ -18,10 +18,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 import shdd
-from locdiff import files
-from locdiff.early_stopping import EarlyStopping, validation_split
 from locdiff.errors import NonFiniteLossError
+from locdiff.io import files
 from locdiff.methods.base import BaselineConfig, Locator, no_options, read_training_data
+from locdiff.training.early_stopping import EarlyStopping, validation_split
 
 
 class Trunk(nnx.Module):
@@ -53,6 +53,26 @@ LossFn = Callable[[nnx.Module, jax.Array, jax.Array, jax.Array], jax.Array]
 MAX_VALIDATION_ROWS = 4096  # the validation loss is computed on at most this many rows
 
 
+def _optimizer_and_step(model: nnx.Module, loss_fn: LossFn, config: BaselineConfig):
+    """AdamW (5% warm-up, cosine decay over ``config.steps``) on ``model``, and the jitted
+    ``step(model, optimizer, x, targets, key) -> loss`` that updates both in place."""
+    warmup = max(1, config.steps // 20)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, warmup, max(config.steps, warmup + 1)
+    )
+    optimizer = nnx.Optimizer(
+        model, optax.adamw(schedule, weight_decay=config.weight_decay), wrt=nnx.Param
+    )
+
+    @nnx.jit
+    def step(model, optimizer, xb, yb, key):
+        loss, grads = nnx.value_and_grad(lambda m: loss_fn(m, xb, yb, key))(model)
+        optimizer.update(model, grads)
+        return loss
+
+    return optimizer, step
+
+
 def fit(
     name: str,
     model: nnx.Module,
@@ -68,7 +88,7 @@ def fit(
     (5% warm-up, cosine decay over ``config.steps``) on batches drawn with replacement.
 
     With ``config.validation_fraction > 0`` the validation rows of
-    :func:`locdiff.early_stopping.validation_split` are held out, the loss on them (fixed
+    :func:`locdiff.training.early_stopping.validation_split` are held out, the loss on them (fixed
     key) is computed every ``eval_every`` steps and at the end, training stops after
     ``patience`` evaluations without improvement, and the model is left at its best
     evaluation. ``on_eval(step, model)`` is called after each evaluation (its time is not
@@ -79,20 +99,7 @@ def fit(
     Raises:
       NonFiniteLossError: the loss became NaN or infinite.
     """
-    warmup = max(1, config.steps // 20)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, warmup, max(config.steps, warmup + 1)
-    )
-    optimizer = nnx.Optimizer(
-        model, optax.adamw(schedule, weight_decay=config.weight_decay), wrt=nnx.Param
-    )
-
-    @nnx.jit
-    def step(model, optimizer, xb, yb, key):
-        loss, grads = nnx.value_and_grad(lambda m: loss_fn(m, xb, yb, key))(model)
-        optimizer.update(model, grads)
-        return loss
-
+    optimizer, step = _optimizer_and_step(model, loss_fn, config)
     evaluate = nnx.jit(loss_fn)
     train_rows, val_rows = validation_split(len(x), config.validation_fraction)
     val_rows = val_rows[:MAX_VALIDATION_ROWS]

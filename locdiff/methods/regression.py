@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import shdd
+from locdiff.infer.prediction import Prediction, broadcast_top_k
 from locdiff.methods.base import BaselineConfig
 from locdiff.methods.network import (
     NetworkLocator,
@@ -15,7 +16,6 @@ from locdiff.methods.network import (
     load_network,
     train_on_unit_vectors,
 )
-from locdiff.prediction import Prediction, broadcast_top_k
 
 Config = BaselineConfig
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 import shdd
-from locdiff import files
+from locdiff.infer.neighbours import normalise, search
+from locdiff.infer.prediction import Prediction, broadcast_top_k
+from locdiff.io import files
 from locdiff.methods.base import BaselineConfig, Locator, no_options, read_training_data
 from locdiff.methods.cells import spherical_mean
-from locdiff.neighbours import normalise, search
-from locdiff.prediction import Prediction, broadcast_top_k
 
 Config = BaselineConfig
 

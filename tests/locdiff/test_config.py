@@ -53,7 +53,8 @@ def test_the_mp16_recipe_is_a_valid_config():
     """The README's recipe for MP16-sized runs loads as it is documented."""
     import os
 
-    from locdiff import files, methods
+    from locdiff import methods
+    from locdiff.io import files
 
     root = os.path.join(os.path.dirname(__file__), "..", "..")
     path = os.path.join(root, "experiments", "configs", "mp16.json")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import diffusion
+from locdiff.model import diffusion
 
 SCALE = np.sqrt(4 * np.pi)  # the diffusion's scaling of SHDD vectors
 

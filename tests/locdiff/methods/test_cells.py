@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import data, methods
+from locdiff import methods
+from locdiff.data import datasets as data
+from locdiff.data.readers import read_benchmark
 from locdiff.methods import cells
-from locdiff.readers import read_benchmark
 
 FAST = methods.BaselineConfig(
     hidden=64, steps=100, batch_size=64, learning_rate=3e-3, partitions=((10, 120), (40, 500))

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import cli, data, methods
+from locdiff import cli, methods
+from locdiff.data import datasets as data
 from locdiff.errors import RunError
-from locdiff.evaluate import evaluate
-from locdiff.prediction import Prediction
+from locdiff.evaluation.protocol import evaluate
+from locdiff.infer.prediction import Prediction
 
 FAST = methods.BaselineConfig(
     hidden=64,

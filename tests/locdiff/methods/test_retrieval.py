@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff import data, neighbours
+from locdiff.data import datasets as data
+from locdiff.infer import neighbours
 from locdiff.methods import retrieval
 from locdiff.methods.base import BaselineConfig
 

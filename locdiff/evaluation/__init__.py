@@ -1,0 +1,3 @@
+"""Evaluation: the field's protocol over a run (:mod:`.protocol`) and its metrics
+(:mod:`.metrics`).
+"""
