@@ -129,16 +129,18 @@ def far_validation(args, config, gallery_latlon) -> tuple[np.ndarray, np.ndarray
     return cond[:VALIDATION_ROWS], latlon[held][:VALIDATION_ROWS].astype(np.float64)
 
 
-def _far_table(rows: list[dict], incumbent: dict) -> str:
-    head = "| setting | " + " | ".join(f"far % ≤ {k[4:]}" for k in VAL_KEYS)
+def _mean_table(rows: list[dict], incumbent: dict, prefix: str) -> str:
+    """Each row's accuracy on the ``prefix`` rows (``val``, ``far``) at ``VAL_KEYS``, their
+    mean, and its paired difference from the incumbent's."""
+    head = "| setting | " + " | ".join(f"{prefix} % ≤ {k[4:]}" for k in VAL_KEYS)
     lines = [head + f" | mean | mean - {incumbent['setting']}'s |"]
     lines.append("|---|" + "---|" * (len(VAL_KEYS) + 2))
     for r in rows:
         diff = "(incumbent)" if r is incumbent else (
-            f"{r['far_mean_diff']:+.1f} ± {r['far_mean_diff_se']:.1f}"
+            f"{r[prefix + '_mean_diff']:+.1f} ± {r[prefix + '_mean_diff_se']:.1f}"
         )  # fmt: skip
-        cells = " | ".join(f"{r['far_' + k]:.1f}" for k in VAL_KEYS)
-        lines.append(f"| {r['setting']} | {cells} | {r['far_mean']:.1f} | {diff} |")
+        cells = " | ".join(f"{r[prefix + '_' + k]:.1f}" for k in VAL_KEYS)
+        lines.append(f"| {r['setting']} | {cells} | {r[prefix + '_mean']:.1f} | {diff} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,26 +249,14 @@ def main() -> None:
             if adopted
             else "no variant beats the incumbent by more than twice the paired standard error"
         )
-        validation = "| setting | " + " | ".join(f"val % ≤ {k[4:]}" for k in VAL_KEYS)
-        validation += f" | mean | mean - {incumbent['setting']}'s |\n"
-        validation += "|---|" + "---|" * (len(VAL_KEYS) + 2) + "\n"
-        for r in rows:
-            validation += f"| {r['setting']} | "
-            validation += " | ".join(f"{r['val_' + k]:.1f}" for k in VAL_KEYS)
-            validation += f" | {r['val_mean']:.1f} | "
-            validation += (
-                "(incumbent)"
-                if r is incumbent
-                else f"{r['val_mean_diff']:+.1f} ± {r['val_mean_diff_se']:.1f}"
-            )
-            validation += " |\n"
+        validation = _mean_table(rows, incumbent, "val")
         text = (
             f"{note}\n\nValidation ({len(val)} rows of the training data; the choice is made "
             f"here): **{best['setting']}** has the highest mean accuracy over 25, 200, 750 "
             f"and 2500 km; {verdict} (± is that error).\n\n{validation}\n"
             f"Far validation ({len(far_truth)} land points farther than {splits.FAR_KM:g} km from "
             "every training location, setting B's far-validation rows; reported, the rule "
-            f"above does not read them):\n\n{_far_table(rows, incumbent)}\n"
+            f"above does not read them):\n\n{_mean_table(rows, incumbent, 'far')}\n"
             f"Test (Im2GPS3k):\n\n{common.table(rows, ['setting'], KEYS)}\n\n"
         )
         if which in TRAINED:

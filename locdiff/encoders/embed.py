@@ -75,6 +75,7 @@ class _Parts:
                 lines = [line.rstrip("\n").split("\t", 1) for line in f if "\t" in line]
             self.skipped = dict(lines)
         self.pending_ids, self.pending_emb = [], []
+        self.next_part = len(self.paths())
 
     def paths(self) -> list[str]:
         return sorted(glob.glob(os.path.join(self.directory, "part_*.npz")))
@@ -87,11 +88,12 @@ class _Parts:
         """Write the pending embeddings as the next part, and the skipped list."""
         if self.pending_ids:
             files.save_npz(
-                os.path.join(self.directory, f"part_{len(self.paths()):05d}.npz"),
+                os.path.join(self.directory, f"part_{self.next_part:05d}.npz"),
                 ids=np.array(self.pending_ids),
                 embeddings=np.concatenate(self.pending_emb),
             )
             self.pending_ids, self.pending_emb = [], []
+            self.next_part += 1
         with open(self.skipped_path, "w") as f:
             f.writelines(f"{k}\t{v}\n" for k, v in self.skipped.items())
 

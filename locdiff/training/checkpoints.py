@@ -72,9 +72,9 @@ class History:
     keep: KeepStep
 
     @classmethod
-    def resume(cls, workdir: str, start: int, patience: int, keep: KeepStep) -> History:
-        """The history of the run in ``workdir`` up to its checkpoint at ``start``."""
-        record = read_progress(workdir)
+    def resume(cls, record: dict, start: int, patience: int, keep: KeepStep) -> History:
+        """The history in ``record`` (:func:`read_progress`) up to the checkpoint at
+        ``start``."""
         evals = [(s, v) for s, v in record.get("evals", []) if s <= start]
         seconds = {int(k): v for k, v in record.get("seconds", {}).items() if int(k) <= start}
         stopper = EarlyStopping(patience, history=evals)

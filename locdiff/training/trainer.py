@@ -183,11 +183,12 @@ class _Loop:
         self.table = ()
         if t.data_on_device:  # the whole data set, replicated on every device
             self.table = (sharding.replicate_arrays(data.all_rows(source), mesh),)
-        keep = KeepStep(read_progress(workdir).get("best_step"))  # updated before each save
+        record = read_progress(workdir)
+        keep = KeepStep(record.get("best_step"))  # updated before each save
         self.manager = checkpoint_manager(workdir, config, keep)
         self.state = restore(self.manager, state, self.iterator)
         self.start = int(self.state.step)
-        self.history = History.resume(workdir, self.start, t.patience, keep)
+        self.history = History.resume(record, self.start, t.patience, keep)
         self.val_batch = _validation_batch(source, val_rows)
         self.val_loss = None
         if self.val_batch:
@@ -310,15 +311,16 @@ def train(
             bar.update(k)
             if on_step is not None:
                 on_step(step, metrics)
-            if _between_calls(loop, step, metrics, window, bar):
-                loop.history.train_seconds += time.perf_counter() - tick
-                if _due(step, t.checkpoint_every, t.steps) or _eval_due(loop, step):
-                    loop.save(step)
-                if _eval_due(loop, step) and on_eval is not None:
+            log_due, eval_due, save_due = _events_due(loop, step)
+            if log_due or save_due:
+                _between_calls(loop, step, metrics, window, bar, log_due, eval_due)
+            loop.history.train_seconds += time.perf_counter() - tick
+            if save_due:
+                loop.save(step)
+                if eval_due and on_eval is not None:
                     on_eval(step, loop.graphdef, loop.state.ema)
+            if log_due or save_due:
                 window[0] = time.perf_counter()
-            else:
-                loop.history.train_seconds += time.perf_counter() - tick
         stopper = loop.history.stopper
         if stopper.should_stop and progress:
             bar.write(
@@ -338,17 +340,18 @@ def _due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
-def _eval_due(loop: _Loop, step: int) -> bool:
-    return loop.val_loss is not None and _due(step, loop.t.eval_every, loop.t.steps)
-
-
-def _between_calls(loop: _Loop, step: int, metrics, window: list, bar) -> bool:
-    """The work between two calls at ``step``: check the loss, evaluate and log where
-    due. Returns whether anything was due (then a save may be too)."""
+def _events_due(loop: _Loop, step: int) -> tuple[bool, bool, bool]:
+    """``(log, evaluation, save)`` due after ``step`` (an evaluation is also a save)."""
     t = loop.t
-    log_due, eval_due = _due(step, t.log_every, t.steps), _eval_due(loop, step)
-    if not (log_due or eval_due or _due(step, t.checkpoint_every, t.steps)):
-        return False
+    eval_due = loop.val_loss is not None and _due(step, t.eval_every, t.steps)
+    save_due = eval_due or _due(step, t.checkpoint_every, t.steps)
+    return _due(step, t.log_every, t.steps), eval_due, save_due
+
+
+def _between_calls(loop: _Loop, step: int, metrics, window: list, bar, log_due, eval_due):
+    """The work between two calls at ``step`` where a log or a save is due: check the
+    loss, evaluate and log where due."""
+    t = loop.t
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     loop.check_finite(values, step)
     values["samples_per_s"] = window[1] * t.batch_size / (time.perf_counter() - window[0])
@@ -358,4 +361,3 @@ def _between_calls(loop: _Loop, step: int, metrics, window: list, bar) -> bool:
     bar.set_postfix(loss=f"{values['loss']:.4g}", sps=f"{values['samples_per_s']:.0f}")
     if log_due or eval_due:
         loop.log(values, step)
-    return True
