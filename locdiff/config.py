@@ -218,27 +218,28 @@ class TrainConfig:
         _check(self.patience >= 0, "train.patience must be >= 0")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """A whole run: ``model``, ``diffusion`` and ``train`` sub-configs."""
-
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+class Sections:
+    """A config made of sections, each a frozen validated dataclass: ``to_dict``,
+    ``from_dict`` (unknown sections and keys refused), ``save`` and ``load`` (JSON).
+    LocDiff's :class:`Config` and every baseline's config are such configs."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` in the current format (a config written by an earlier version)."""
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        data = cls.upgrade(data)
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         _check(not unknown, f"unknown config sections: {sorted(unknown)}")
         parts = {}
         for field in dataclasses.fields(cls):
             sub_cls = typing.get_type_hints(cls)[field.name]
             values = dict(data.get(field.name, {}))
-            if field.name == "model" and "embed_dim" in values:  # its name before 0.2
-                values["film_dim"] = values.pop("embed_dim")
             names = {f.name for f in dataclasses.fields(sub_cls)}
             bad = set(values) - names
             _check(not bad, f"unknown keys in config section {field.name!r}: {sorted(bad)}")
@@ -249,12 +250,31 @@ class Config:
         files.write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str) -> Config:
+    def load(cls, path: str):
         return cls.from_dict(files.read_json(path))
 
 
-def override(config: Config, **changes: Any) -> Config:
-    """Replace fields by dotted name, e.g. ``override(c, **{"model.L": 16})``; None is skipped."""
+@dataclasses.dataclass(frozen=True)
+class Config(Sections):
+    """A whole LocDiff run: ``model``, ``diffusion`` and ``train`` sub-configs."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        model = data.get("model", {})
+        if "embed_dim" in model:  # its name before 0.2
+            model = {**model, "film_dim": model["embed_dim"]}
+            del model["embed_dim"]
+            data = {**data, "model": model}
+        return data
+
+
+def override(config, **changes: Any):
+    """Replace fields of a :class:`Sections` config by dotted name, e.g. ``override(c,
+    **{"model.L": 16})``; None is skipped."""
     sections: dict[str, dict[str, Any]] = {}
     for name, value in changes.items():
         if value is None:

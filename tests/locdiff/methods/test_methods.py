@@ -65,7 +65,7 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
         methods.BaselineConfig(hidden=16, steps=21),
         progress=False,
     )
-    assert changed.meta["config"]["steps"] == 21
+    assert changed.meta["config"]["train"]["steps"] == 21
     # A run written before method.json recorded its config is trained again, not trusted.
     meta_path = os.path.join(workdir, "method.json")
     with open(meta_path) as f:
@@ -73,7 +73,7 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
     with open(meta_path, "w") as f:
         json.dump(old, f)
     again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
-    assert again.meta["config"]["steps"] == 20
+    assert again.meta["config"]["train"]["steps"] == 20
     # A finished run is never reused on other data, whatever its config.
     with pytest.raises(RunError, match=r"trained on .*train.npz \(1000 rows\), not .*test.npz"):
         methods.train_or_load("cells", clusters.test, workdir, config, progress=False)
@@ -86,16 +86,25 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
 
 
 def test_cli_trains_a_baseline_with_flags(clusters, tmp_path):
-    config = tmp_path / "baseline.json"
-    config.write_text(json.dumps({"hidden": 32, "steps": 999, "retrieval_k": 5}))
+    config = tmp_path / "regression.json"
+    config.write_text(json.dumps({"model": {"hidden": 32}, "train": {"steps": 999}}))
     workdir = tmp_path / "reg"
     args = ["train", "--method", "regression", "--train", clusters.train]
-    args += ["--workdir", str(workdir), "--config", str(config), "--steps", "20", "--no-progress"]
-    assert cli.main(args) == 0
+    args += ["--workdir", str(workdir), "--config", str(config), "--no-progress"]
+    assert cli.main([*args, "--steps", "20", "--set", "model.depth=1"]) == 0
     meta = json.loads((workdir / "method.json").read_text())
-    assert meta["config"]["steps"] == 20 and meta["config"]["hidden"] == 32  # flag over file
+    assert meta["config"]["train"]["steps"] == 20  # the flag over the file
+    assert meta["config"]["model"] == {"hidden": 32, "depth": 1}  # the file, then --set
     assert meta["rows"] == 1000 and meta["embed_dim"] == 8 and "jax" in meta["versions"]
+    assert meta["steps"] <= 20 and os.path.isdir(workdir / "checkpoints")  # the one trainer
     assert cli.main([*args, "--L", "16"]) == 2  # a LocDiff flag on a baseline
+    assert cli.main([*args, "--set", "model.width=3"]) == 2  # no such field
+    assert cli.main([*args, "--set", "train.steps"]) == 2  # no value
+    assert cli.main([*args, "--set", "train.steps=0", "--workdir", str(tmp_path / "z")]) == 2
+    # A config written before locdiff 0.3 (one flat BaselineConfig) still reads.
+    config.write_text(json.dumps({"hidden": 32, "steps": 999, "retrieval_k": 5}))
+    legacy = methods.config_from_dict("regression", json.loads(config.read_text()))
+    assert legacy.model.hidden == 32 and legacy.train.steps == 999
 
 
 def test_bad_inputs_are_clear_errors(clusters, trained, tmp_path):
@@ -105,7 +114,7 @@ def test_bad_inputs_are_clear_errors(clusters, trained, tmp_path):
         methods.BaselineConfig(partitions=((50, 10),))
     with pytest.raises(ValueError, match="unknown baseline config keys"):
         methods.BaselineConfig.from_dict({"hiden": 3})
-    with pytest.raises(TypeError, match="takes a BaselineConfig"):
+    with pytest.raises(TypeError, match="takes a CellsConfig"):
         methods.train_method("cells", clusters.train, str(tmp_path / "y"), config=object())
     locator = methods.load_locator(trained["retrieval"])
     with pytest.raises(ValueError, match=r"embeddings must be \[N, 8\] for this run"):
