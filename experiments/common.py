@@ -24,6 +24,7 @@ from locdiff.data import splits
 from locdiff.evaluation import metrics
 from locdiff.io import files
 from locdiff.io.provenance import git_revision, machine
+from locdiff.methods.configs import BaselineConfig
 from locdiff.training.early_stopping import validation_split
 
 REVISION = git_revision()  # the code as this run loaded it
@@ -189,6 +190,8 @@ def train_with_curve(method: str, train_npz: str, workdir: str, config, *, progr
     the validation rows goes into ``<workdir>/curve.jsonl``."""
     from locdiff.methods import train_or_load
 
+    if isinstance(config, BaselineConfig):
+        config = config.for_method(method)
     fraction, batch_size = _budget_settings(config)
     on_eval = None
     if fraction > 0:  # a learned method

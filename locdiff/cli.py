@@ -46,11 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         config, steps=args.steps, batch_size=args.batch_size, seed=args.seed, L=args.L,
         loss=args.loss,
     )  # fmt: skip
-    settings = [kv.partition("=") for kv in args.set]
-    bad = [k for k, eq, _ in settings if not eq]
-    if bad:
-        raise ValueError(f"--set takes SECTION.KEY=VALUE, got {bad[0]!r}")
-    config = methods.assign(config, **{k: v for k, _, v in settings})
+    config = methods.set_fields(config, args.set)
     if args.distributed:
         from locdiff.training import sharding
 

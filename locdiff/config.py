@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from typing import Any
 
@@ -287,3 +288,67 @@ def override(config, **changes: Any):
         config,
         **{s: dataclasses.replace(getattr(config, s), **kv) for s, kv in sections.items()},
     )
+
+
+def assign(config: Sections, **changes: Any) -> Sections:
+    """``config`` with fields replaced by dotted name (``assign(c, **{"train.steps":
+    20000})``). A value given as text (the command line's ``--set``) is read as the
+    field's type: ``true``/``false`` for a flag, an integer, a float, ``null`` for an
+    optional field, JSON for a tuple (``[[25, 1000]]``).
+
+    Raises:
+      ValueError: a field the config does not have, or a value its type cannot take.
+    """
+    _check(isinstance(config, Sections), f"assign takes a method's config, not {config!r}")
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in changes.items():
+        section, _, key = name.partition(".")
+        fields = {}
+        if section in {f.name for f in dataclasses.fields(config)}:
+            part = getattr(config, section)
+            fields = {f.name: f for f in dataclasses.fields(part)}
+            hints = typing.get_type_hints(type(part))
+        if key not in fields:
+            known = [f"{f.name}.{g.name}" for f in dataclasses.fields(config)
+                     for g in dataclasses.fields(getattr(config, f.name))]  # fmt: skip
+            raise ValueError(
+                f"{name!r} is not a setting of {type(config).__name__}; it has {', '.join(known)}"
+            )
+        if isinstance(value, str):
+            value = _parse(value, hints[key], name)
+        sections.setdefault(section, {})[key] = value
+    return dataclasses.replace(
+        config,
+        **{s: dataclasses.replace(getattr(config, s), **kv) for s, kv in sections.items()},
+    )
+
+
+def _parse(text: str, kind, name: str):
+    """``text`` as a value of type ``kind`` (the field ``name``'s)."""
+    import json
+
+    options = (
+        typing.get_args(kind)
+        if typing.get_origin(kind) in (typing.Union, types.UnionType)
+        else (kind,)
+    )
+    if type(None) in options and text.strip().lower() in ("null", "none"):
+        return None
+    kind = next(k for k in options if k is not type(None))
+    text = text.strip()
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        return json.loads(text)  # tuples and the rest: JSON
+    except ValueError:
+        what = getattr(kind, "__name__", str(kind))
+        raise ValueError(f"{name}={text!r} cannot be read as {what}") from None

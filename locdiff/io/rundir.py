@@ -42,6 +42,13 @@ from locdiff.io import files
 from locdiff.io.provenance import versions
 
 
+def _process_index() -> int:
+    """This process's index among JAX's (0 without multi-host JAX)."""
+    import jax
+
+    return jax.process_index()
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The files of the run in ``path`` (nothing is created until written)."""
@@ -99,6 +106,16 @@ class RunDir:
         if not os.path.isdir(self.path):
             raise RunError(f"{self.path}: no such run directory")
         raise RunError(f"{self.path}: not a finished run (no method.json; did training finish?)")
+
+    def clear(self) -> None:
+        """Remove a finished run that has nothing to resume from (a baseline trained
+        before the one trainer, or retrieval's gallery): ``method.json``, ``params.npz``
+        and the experiments' ``curve.jsonl``; nothing else in the directory."""
+        if _process_index() != 0:
+            return
+        for path in (self.method, self.params, self.file("curve.jsonl")):
+            if os.path.exists(path):
+                os.remove(path)
 
     def write_method(self, meta: dict[str, Any]) -> None:
         """Write ``method.json`` (with the package versions): the run is finished."""

@@ -22,12 +22,11 @@ and the training seconds (:mod:`locdiff.io.rundir`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import time
 from types import ModuleType
 
+from locdiff.config import assign
 from locdiff.data import datasets as data
 from locdiff.errors import RunError
 from locdiff.io.rundir import RunDir
@@ -88,7 +87,7 @@ def train_method(
     """
     mod = module(method)
     config = mod.Config() if config is None else config
-    if isinstance(config, BaselineConfig) and mod.Config is not BaselineConfig:
+    if isinstance(config, BaselineConfig):
         config = config.for_method(method)  # the baselines' shared settings
     if not isinstance(config, mod.Config):
         raise TypeError(f"{method} takes a {mod.Config.__name__}, got {type(config).__name__}")
@@ -107,13 +106,16 @@ def train_or_load(
     method: str, data_path: str, workdir: str, config=None, *, progress=True, on_eval=None
 ):
     """The run in ``workdir`` if it finished with the same method and config, else
-    :func:`train_method`: a finished run of another config is replaced, a run cut off
-    mid-way resumes from its checkpoint (``on_eval`` is then called only for the
-    evaluations still to come).
+    :func:`train_method`: a run cut off mid-way, or a finished one given a higher cap,
+    resumes from its checkpoint (``on_eval`` is then called only for the evaluations
+    still to come); a baseline run written before the one trainer (no checkpoints) is
+    replaced.
 
     Raises:
-      RunError: ``workdir`` holds a finished run trained on other data (a run is never
-        reused, nor resumed, on data it did not train on).
+      RunError: ``workdir`` holds a finished run of another method, or trained on other
+        data (a run is never reused, nor resumed, on data it did not train on).
+      ValueError: ``workdir`` holds a trainer's run of another config (the trainer's
+        refusal: resume with the same settings or use a new directory).
     """
     mod = module(method)
     config = mod.Config() if config is None else config
@@ -123,12 +125,15 @@ def train_or_load(
     if run.finished:
         meta = run.read_method()
         _check_same_data(workdir, meta, data_path)
-        stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
-        current = stored and mod.Config.upgrade(stored) == stored  # else an older trainer's
-        if meta["method"] == method and current and mod.Config.from_dict(stored) == config:
+        if meta["method"] != method:
+            raise RunError(f"{workdir} holds a {meta['method']} run; train {method} elsewhere")
+        stored = meta.get("config")  # absent in runs written before locdiff 0.2
+        current = stored and mod.Config.upgrade(stored) == stored
+        if current and mod.Config.from_dict(stored) == config:
             calibrate_run(workdir)  # a run calibrated by an earlier version: choose again
             return mod.load(run, meta)
-        shutil.rmtree(workdir)  # a finished run of another config (or method): replaced
+        if not run.started:  # no checkpoints to resume: trained before the one trainer
+            run.clear()
     options = {} if on_eval is None else {"on_eval": on_eval}
     return train_method(method, data_path, workdir, config=config, progress=progress, **options)
 
@@ -198,34 +203,13 @@ def apply_flags(config, **flags):
     return assign(config, **flags)
 
 
-def assign(config, **changes):
-    """``config`` with fields replaced by dotted name (``{"train.steps": 100}``); a value
-    may be given as text (``"100"``, ``"[[25, 1000]]"``, ``"null"``), read as JSON where it
-    parses. Raises ``ValueError`` naming a field the config does not have."""
-    import json
-
-    sections: dict[str, dict] = {}
-    for name, value in changes.items():
-        section, _, key = name.partition(".")
-        part = getattr(config, section, None)
-        if not key or not dataclasses.is_dataclass(part) or not hasattr(part, key):
-            known = [f"{f.name}.{g.name}" for f in dataclasses.fields(config)
-                     for g in dataclasses.fields(getattr(config, f.name))]  # fmt: skip
-            flag = name.replace("train.", "").replace("model.", "").replace("diffusion.", "")
-            what = f"--{flag.replace('_', '-')}" if name in FLAGS.values() else repr(name)
-            raise ValueError(
-                f"{what} is not a setting of {type(config).__name__}; it has {', '.join(known)}"
-            )
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass  # a string setting
-        sections.setdefault(section, {})[key] = value
-    return dataclasses.replace(
-        config,
-        **{s: dataclasses.replace(getattr(config, s), **kv) for s, kv in sections.items()},
-    )
+def set_fields(config, assignments: list[str]):
+    """``config`` with ``SECTION.KEY=VALUE`` assignments (``locdiff train --set``)."""
+    settings = [text.partition("=") for text in assignments]
+    bad = [k for k, eq, _ in settings if not eq]
+    if bad:
+        raise ValueError(f"--set takes SECTION.KEY=VALUE, got {bad[0]!r}")
+    return assign(config, **{k: v for k, _, v in settings})
 
 
 __all__ = [
@@ -235,6 +219,7 @@ __all__ = [
     "Locator",
     "apply_flags",
     "assign",
+    "set_fields",
     "config_from_dict",
     "default_config",
     "load_locator",

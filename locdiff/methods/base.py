@@ -1,10 +1,16 @@
-"""The fixed surface every method shares: its baseline config, and the locator base class.
+"""The fixed surface every method shares: the locator base class, and the training data.
 
 A method module (``locdiff/methods/<name>.py``) defines
 
-* ``Config``: the dataclass its ``--config`` file holds;
-* ``train(data_path, run, config, *, progress) -> dict``: trains into the run directory
-  and returns what ``method.json`` records about it (data rows, width, encoder, ...);
+* ``Config``: the dataclass of sections its ``--config`` file holds
+  (:mod:`locdiff.methods.configs`; LocDiff's is :class:`locdiff.config.Config`);
+* ``LEARNED``, ``GIVES_MAPS``, ``TAKES_GALLERY``: what the method is (the registry and
+  the command line read these, never the method's name);
+* ``train(data_path, run, config, *, progress, on_eval) -> dict``: trains into the run
+  directory and returns what ``method.json`` records about it (data rows, width,
+  encoder, training budget, ...);
+* ``objective_for(config, data_path)``, for a learned method: its network and loss for
+  the one trainer (:class:`locdiff.training.step.Objective`);
 * ``load(run, meta, **options) -> Locator``: restores the trained run.
 
 :mod:`locdiff.methods` keeps the registry and writes ``method.json``; a locator's

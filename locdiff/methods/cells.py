@@ -179,12 +179,18 @@ class Hierarchy:
         out = {}
         for j, (c, p) in enumerate(zip(self.centres, self.parents, strict=True)):
             out[f"centres:{j}"], out[f"parents:{j}"] = c, p
+            if self.trees is not None:
+                out |= self.trees[j].arrays(f"tree:{j}:")
         return out
 
     @classmethod
     def from_arrays(cls, arrays, n: int, finest: int) -> Hierarchy:
+        """The saved hierarchy (with its trees, where the run saved them: since 0.3)."""
         centres = [arrays[f"centres:{j}"] for j in range(n)]
-        return cls(centres, [arrays[f"parents:{j}"] for j in range(n)], finest)
+        trees = None
+        if "tree:0:lat" in arrays:
+            trees = [CellTree.from_arrays(arrays, f"tree:{j}:") for j in range(n)]
+        return cls(centres, [arrays[f"parents:{j}"] for j in range(n)], finest, trees)
 
 
 class CellClassifier(nnx.Module):

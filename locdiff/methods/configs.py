@@ -19,7 +19,9 @@ from typing import Any
 from locdiff.config import Sections, TrainConfig
 
 # The baselines' training defaults: no EMA of the parameters, a higher learning rate than
-# LocDiff's, and 2,000 steps (early stopping on a 5% validation split, as LocDiff's).
+# LocDiff's, and 2,000 steps (early stopping on a 5% validation split, as LocDiff's). The
+# warm-up is in steps (100: 5% of the default cap); BaselineConfig sets it to 5% of its
+# cap, as the baselines' own loop did before the one trainer.
 BASELINE_TRAIN = TrainConfig(
     steps=2000, learning_rate=1e-3, warmup_steps=100, ema_decay=0.0, log_every=100, keep=2
 )
@@ -95,8 +97,8 @@ class _Baseline(Sections):
 
     @classmethod
     def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if data and not set(data) & names:  # a flat BaselineConfig (before locdiff 0.3)
+        flat = {f.name for f in dataclasses.fields(BaselineConfig)}
+        if data and set(data) <= flat:  # a flat BaselineConfig (before locdiff 0.3)
             return BaselineConfig.from_dict(data).for_method(cls.method).to_dict()
         return data
 
@@ -176,7 +178,7 @@ class BaselineConfig:
             raise ValueError(f"unknown baseline config keys: {sorted(unknown)}")
         return cls(**values)
 
-    def train(self) -> TrainConfig:
+    def train_section(self) -> TrainConfig:
         """The ``train`` section of every learned baseline."""
         names = ("steps", "batch_size", "learning_rate", "weight_decay", "seed")
         names += ("validation_fraction", "eval_every", "patience")
@@ -188,15 +190,15 @@ class BaselineConfig:
         """The config of baseline ``method`` with these settings."""
         if method == "retrieval":
             return RetrievalConfig(SearchConfig(self.retrieval_k, self.radius_km))
-        mlp = {"hidden": self.hidden, "depth": self.depth}
+        mlp, train = {"hidden": self.hidden, "depth": self.depth}, self.train_section()
         if method == "cells":
-            return CellsConfig(CellsModelConfig(**mlp, partitions=self.partitions), self.train())
+            return CellsConfig(CellsModelConfig(**mlp, partitions=self.partitions), train)
         if method == "coords-diffusion":
             flow = {"num_samples": self.num_samples, "flow_steps": self.flow_steps}
             model = FlowModelConfig(**mlp, **flow, kde_km=self.kde_km)
-            return FlowConfig(model, self.train())
+            return FlowConfig(model, train)
         if method == "regression":
-            return RegressionConfig(MLPConfig(**mlp), self.train())
+            return RegressionConfig(MLPConfig(**mlp), train)
         raise ValueError(f"{method!r} is not a baseline; choose one of {tuple(CONFIGS)}")
 
 

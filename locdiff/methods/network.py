@@ -5,8 +5,8 @@
 (:func:`locdiff.training.trainer.train`), like LocDiff: a :class:`NetworkObjective` gives
 it the network and the loss; the trainer standardises the conditions, streams the data,
 checkpoints, resumes, stops early. When training ends the best checkpoint's parameters
-go, with the standardisation, into the run's ``params.npz`` (:func:`save_params`), which
-:func:`load_network` restores.
+go, with the standardisation, into the run's ``params.npz`` (:func:`network_arrays`),
+which :func:`load_network` restores.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ The gallery is the training set's own embeddings and locations (image-to-image
 retrieval), or any gallery whose embeddings are comparable to the queries. Similarity
 is cosine; the gallery is normalised once, when the locator is made, and queries are
 scored in chunks so that memory stays bounded for a gallery of any size (the 100K
-MP16 gallery included). ``retrieval_k = 1`` answers with the nearest neighbour;
-``retrieval_k > 1`` with the densest cluster of the top ``k``: the neighbour with most
+MP16 gallery included). ``search.k = 1`` answers with the nearest neighbour;
+``search.k > 1`` with the densest cluster of the top ``k``: the neighbour with most
 others within ``radius_km``, averaged with them.
 """
 

@@ -65,6 +65,10 @@ def replicate_blocks(n: int, take, mesh: Mesh, *, block: int = 1 << 18) -> dict[
 
     for start in range(0, n, block):
         part = first if start == 0 else take(start, min(n, start + block))
+        part = {  # a global array from each process's identical block (multi-host safe)
+            k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in part.items()
+        }
         table = put(table, part, np.int32(start))
     return table
 

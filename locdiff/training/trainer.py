@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from locdiff.data import datasets as data
-from locdiff.errors import NonFiniteLossError
+from locdiff.errors import NonFiniteLossError, RunError
 from locdiff.io import files
 from locdiff.io.provenance import versions
 from locdiff.io.rundir import RunDir
@@ -163,8 +163,11 @@ class _Loop:
     def __init__(self, config, data_path: str, workdir: str, mesh, objective: Objective | None):
         os.makedirs(workdir, exist_ok=True)
         self.workdir, self.run = workdir, RunDir(workdir)
-        self.config = config = resolve_config(workdir, config)
         objective = objective_of(config, objective)
+        started = self.run.trained_method
+        if started is not None and started != objective.method:
+            raise RunError(f"{workdir} holds a {started} run; train {objective.method} elsewhere")
+        self.config = config = resolve_config(workdir, config)
         self.source = source = data.open_dataset(data_path)  # checked before anything else
         self.mesh = mesh = sharding.make_mesh() if mesh is None else mesh
         self.t = t = config.train

@@ -52,20 +52,22 @@ def test_baseline_learns_restores_and_evaluates(clusters, trained, method):
     assert set(result["by_scene"]) == {"indoor", "natural", "urban"}
 
 
-def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters, tmp_path):
+def test_train_or_load_reuses_a_finished_run_and_trains_on_a_longer_one(clusters, tmp_path):
     workdir = str(tmp_path / "cells")
     config = methods.BaselineConfig(hidden=16, steps=20, partitions=((10, 120),))
     first = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
     again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
     assert again.meta["train_seconds"] == first.meta["train_seconds"]  # reused, not retrained
-    changed = methods.train_or_load(
-        "cells",
-        clusters.train,
-        workdir,
-        methods.BaselineConfig(hidden=16, steps=21),
-        progress=False,
-    )
-    assert changed.meta["config"]["train"]["steps"] == 21
+    longer = methods.BaselineConfig(hidden=16, steps=21, partitions=((10, 120),))
+    changed = methods.train_or_load("cells", clusters.train, workdir, longer, progress=False)
+    assert changed.meta["config"]["train"]["steps"] == 21  # a higher cap: trained on
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f][-2:] == [20, 21]  # from step 20
+    other = methods.BaselineConfig(hidden=16, steps=21, partitions=((20, 400),))
+    with pytest.raises(ValueError, match="holds a run with a different config"):
+        methods.train_or_load("cells", clusters.train, workdir, other, progress=False)
+    with pytest.raises(RunError, match="holds a cells run; train regression elsewhere"):
+        methods.train_or_load("regression", clusters.train, workdir, longer, progress=False)
     # A run written before method.json recorded its config is trained again, not trusted.
     meta_path = os.path.join(workdir, "method.json")
     with open(meta_path) as f:
@@ -77,6 +79,15 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
     # A finished run is never reused on other data, whatever its config.
     with pytest.raises(RunError, match=r"trained on .*train.npz \(1000 rows\), not .*test.npz"):
         methods.train_or_load("cells", clusters.test, workdir, config, progress=False)
+    # A baseline run of the loop before the one trainer (params.npz, no checkpoints) is
+    # replaced: there is nothing to resume from.
+    old_run = tmp_path / "old"
+    old_run.mkdir()
+    legacy = {"method": "cells", "config": {"hidden": 16, "steps": 7}, "rows": 1000}
+    (old_run / "method.json").write_text(json.dumps({**legacy, "data": clusters.train}))
+    (old_run / "params.npz").write_bytes(b"stale")
+    new = methods.train_or_load("cells", clusters.train, str(old_run), config, progress=False)
+    assert new.meta["config"]["train"]["steps"] == 20 and (old_run / "config.json").exists()
     fewer = tmp_path / "other" / "train.npz"  # the same name, other rows
     fewer.parent.mkdir()
     arrays = data.load_npz(clusters.train)

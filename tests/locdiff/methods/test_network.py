@@ -11,7 +11,9 @@ from locdiff.data import datasets as data
 from locdiff.io import files
 from locdiff.io.rundir import RunDir
 from locdiff.methods import cells, regression
+from locdiff.methods.network import NetworkObjective, network_arrays, train_network
 from locdiff.training import trainer
+from locdiff.training.checkpoints import restore_params
 
 SMALL = {  # --set of each baseline: a network of seconds
     "cells": ["model.hidden=16", "model.depth=1", "model.partitions=[[20, 200]]"],
@@ -97,9 +99,54 @@ def test_the_saved_network_standardises_as_the_trainer_did(shards, tmp_path):
     stats = files.load_npz(RunDir(str(tmp_path / "r")).condition_stats)
     x = np.asarray(data.open_dataset(shards).take(np.arange(20))["embedding"], np.float32)
     assert np.abs(stats["mean"]).max() > 0.01  # not the identity: the test can tell
+    assert np.abs(stats["std"] - 1).max() > 0.01
     model = locator.model
     np.testing.assert_allclose(np.asarray(model.trunk.mean[...]), stats["mean"])
+    np.testing.assert_allclose(np.asarray(model.trunk.std[...]), stats["std"])
     training = regression.objective(locator.config).init(16, nnx.Rngs(0))
     nnx.update(training, nnx.state(model, nnx.Param))
     z = (x - stats["mean"]) / stats["std"]
     np.testing.assert_allclose(np.asarray(training(z)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+class Contrary(NetworkObjective):
+    """Regression whose validation loss is the negated training loss: the better the
+    network fits, the worse it validates, so the best evaluation is the first."""
+
+    def loss_terms(self, model, batch, key, *, train: bool = True):
+        loss, terms = super().loss_terms(model, batch, key, train=train)
+        return (loss if train else -loss), terms
+
+
+def test_the_saved_network_is_the_best_checkpoints(shards, tmp_path):
+    """params.npz holds the parameters of the step of the lowest validation loss, not
+    the last step's."""
+    config = methods.BaselineConfig(hidden=16, depth=1, steps=60, batch_size=32,
+                                    eval_every=10, patience=3).for_method("regression")  # fmt: skip
+    objective = Contrary("regression", config, regression.objective(config).build,
+                         regression.loss)  # fmt: skip
+    run = RunDir(str(tmp_path / "r"))
+    train_network(objective, shards, run, lambda model: model, progress=False)
+    record = trainer.read_progress(run.path)
+    assert record["best_step"] == 10 and record["step"] == 40  # stopped after 3 worse
+    saved = files.load_npz(run.params)
+    for step, same in ((10, True), (40, False)):
+        _, params = restore_params(run.path, config, 16, objective=objective, step=step)
+        trained = {k: v for k, v in network_arrays(params, (0, 1)).items() if "trunk/m" not in k
+                   and "trunk/s" not in k}  # fmt: skip
+        assert all(np.array_equal(saved[k], v) for k, v in trained.items()) == same, step
+
+
+def test_cells_labels_in_the_step_are_the_partitions(shards):
+    """The tree finds, inside the jitted step, the cell the partition put each training
+    location in (float32 splits, ties at the medians included)."""
+    import jax
+    import jax.numpy as jnp
+
+    latlon = data.locations(data.open_dataset(shards)).astype(np.float64)
+    for lo, hi in ((20, 200), (5, 30)):
+        part = cells.adaptive_cells(latlon, min_count=lo, max_count=hi)
+        in_step = jax.jit(lambda x, tree=part.tree: tree.labels(x, jnp))(jnp.asarray(latlon))
+        np.testing.assert_array_equal(np.asarray(in_step), part.labels)
+        members = [np.flatnonzero(part.labels == c) for c in range(len(part.counts))]
+        assert all(len(m) >= lo for m in members) and len(members) > 10
