@@ -52,9 +52,14 @@ import jax
 import numpy as np
 
 from locdiff.config import Config, override
-from locdiff.data import datasets as data
-from locdiff.training import sharding, trainer
-from locdiff.training.step import init_state, jit_train_step, make_optimizer
+
+try:
+    from locdiff.data import datasets as data
+    from locdiff.training import sharding, trainer
+    from locdiff.training.step import init_state, jit_train_step, make_optimizer
+except ImportError:  # a revision before the subpackages: a "before" worktree runs this file
+    from locdiff import data, sharding, trainer
+    from locdiff.train_step import init_state, jit_train_step, make_optimizer
 
 from benchmarks import _report
 
@@ -168,7 +173,7 @@ def end_to_end(module: str, embed_dim: int, rows: int, steps: int, batch_size=No
             lines = [json.loads(line) for line in f]
     rates = [line["samples_per_s"] for line in lines[1:]]
     return {
-        "L": locdiff.model.csunet.L,
+        "L": locdiff.model.L,
         "batch": locdiff.train.batch_size,
         "samples/s": statistics.median(rates),
         "ms/step": 1e3 * locdiff.train.batch_size / statistics.median(rates),

@@ -7,7 +7,8 @@ subpackage per layer:
 * :mod:`.model`: the CS-UNet, diffusion in SHDD space, sampling (with :mod:`.config`);
 * :mod:`.data`: embedding datasets, shards and the Grain pipeline, benchmark readers,
   splits, synthetic data;
-* :mod:`.training`: the trainer, the jitted step, early stopping, the device mesh;
+* :mod:`.training`: the trainer, the jitted step, checkpoints, early stopping, the
+  device mesh;
 * :mod:`.infer`: the ``Geolocator``, the one answer type ``Prediction``, map rules,
   calibration, snapping, the doubt, LocDiff-H;
 * :mod:`.methods`: every method behind one surface (a module per method, a registry);
