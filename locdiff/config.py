@@ -149,7 +149,7 @@ class TrainConfig:
         in samples seen is ``steps * batch_size``.
       batch_size: global batch size (divisible by the number of devices).
       learning_rate, warmup_steps, weight_decay, grad_clip: AdamW with linear warm-up
-        and cosine decay, gradients clipped by global norm.
+        and cosine decay, gradients clipped by global norm (None: not clipped).
       ema_decay: exponential moving average of the parameters (0: none; the EMA is then
         the parameters themselves).
       condition_noise: standard deviation of Gaussian noise added to every training
@@ -186,7 +186,7 @@ class TrainConfig:
     learning_rate: float = 3e-4
     warmup_steps: int = 200
     weight_decay: float = 1e-4
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     ema_decay: float = 0.999
     condition_noise: float = 0.0
     data_on_device: bool = False
@@ -205,7 +205,7 @@ class TrainConfig:
         _check(self.learning_rate > 0, "train.learning_rate must be > 0")
         _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
-        _check(self.grad_clip > 0, "train.grad_clip must be > 0")
+        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0 or None")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1)")
         _check(self.condition_noise >= 0, "train.condition_noise must be >= 0")
         _check(self.steps_per_call >= 1, "train.steps_per_call must be >= 1")

@@ -36,7 +36,8 @@ class TrainState:
 
 
 def make_optimizer(config: Config) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with linear warm-up, cosine decay over ``train.steps`` and global-norm clipping."""
+    """AdamW with linear warm-up, cosine decay over ``train.steps`` and global-norm clipping
+    (``train.grad_clip``; None: none)."""
     t = config.train
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
@@ -45,10 +46,9 @@ def make_optimizer(config: Config) -> tuple[optax.GradientTransformation, optax.
         decay_steps=max(t.steps, t.warmup_steps + 1),
         end_value=0.1 * t.learning_rate,
     )
-    tx = optax.chain(
-        optax.clip_by_global_norm(t.grad_clip),
-        optax.adamw(schedule, weight_decay=t.weight_decay),
-    )
+    tx = optax.adamw(schedule, weight_decay=t.weight_decay)
+    if t.grad_clip is not None:
+        tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), tx)
     return tx, schedule
 
 
