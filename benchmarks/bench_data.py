@@ -8,12 +8,15 @@
 2. Opens it streamed (:class:`locdiff.data.streaming.ShardedSource`, every row checked) and
    times the loader alone: batches of the training pipeline (shuffled rows gathered
    from disk), samples/s.
-3. Trains setting B's demo LocDiff (L = 32) on it for ``--steps`` steps in a child
-   process, as ``locdiff train`` would: samples/s of the train step, and the child's
-   peak resident memory (``VmHWM``).
-4. Resumption: a second child is killed (SIGKILL, no clean-up) in the middle of the
-   first epoch, restarted, and run to the same step; its parameters must equal the
-   uninterrupted run's, bit for bit (so every batch after the restart was the same).
+3. Trains each of ``--methods`` (setting B's demo LocDiff at L = 32, and the
+   baselines' demo configs) on it for ``--steps`` steps in a child process, through
+   the one trainer as ``locdiff train`` would, twice: streamed from disk, and with the
+   data on the device (``train.data_on_device``, filled block by block): samples/s of
+   the train step, and the child's peak resident memory (``VmHWM``; on a CPU the
+   "device" is the host, so the second includes the data set itself).
+4. Resumption, streamed: a second child is killed (SIGKILL, no clean-up) in the middle
+   of the first epoch, restarted, and run to the same step; its parameters must equal
+   the uninterrupted run's, bit for bit (so every batch after the restart was the same).
 
 Rewrites its section of ``docs/benchmarks.md``.
 """
@@ -35,10 +38,12 @@ from benchmarks import _report
 CHILD = """
 import json, sys
 import jax, numpy as np
+from locdiff import methods
 from locdiff.training import trainer
-from locdiff.config import Config
-config = Config.from_dict(json.loads(sys.argv[1]))
-graphdef, state = trainer.train(config, sys.argv[2], sys.argv[3], progress=False)
+method, data = sys.argv[4], sys.argv[2]
+config = methods.config_from_dict(method, json.loads(sys.argv[1]))
+objective = methods.module(method).objective_for(config, data)
+graphdef, state = trainer.train(config, data, sys.argv[3], objective=objective, progress=False)
 leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
 np.savez(sys.argv[3] + "/final_params.npz", *leaves)
 with open("/proc/self/status") as f:
@@ -47,28 +52,31 @@ print(json.dumps({"peak_rss_mb": peak / 1024}), flush=True)
 """
 
 
-def train_config(steps: int, batch_size: int):
-    """Setting B's demo LocDiff, run for ``steps`` with frequent checkpoints."""
-    from locdiff.config import override
+def train_config(method: str, steps: int, batch_size: int, on_device: bool):
+    """Setting B's demo config of ``method``, run for ``steps`` with frequent checkpoints."""
+    from locdiff import methods
 
     from experiments.configs.oracle_mp16 import get_config
 
-    return override(
-        get_config("demo").models.locdiff,
+    return methods.assign(
+        get_config("demo").models.for_method(method),
         **{
             "train.steps": steps,
             "train.batch_size": batch_size,
             "train.log_every": 10,
             "train.checkpoint_every": 20,
             "train.eval_every": 10**6,
+            "train.data_on_device": on_device,
         },
     )
 
 
-def run_child(config, data: str, workdir: str, *, kill_at_step: int | None = None) -> dict:
+def run_child(
+    method: str, config, data: str, workdir: str, *, kill_at_step: int | None = None
+) -> dict:
     """Train in a child process; with ``kill_at_step``, SIGKILL it once a checkpoint past
     that step exists (watching ``training.json``) and return ``{"killed_at": step}``."""
-    args = [sys.executable, "-c", CHILD, json.dumps(config.to_dict()), data, workdir]
+    args = [sys.executable, "-c", CHILD, json.dumps(config.to_dict()), data, workdir, method]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     if kill_at_step is None:
         out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
@@ -89,6 +97,33 @@ def run_child(config, data: str, workdir: str, *, kill_at_step: int | None = Non
     raise RuntimeError("the child finished before it could be killed")
 
 
+def train_both_ways(method: str, args, folder: str, tmp: str) -> dict:
+    """``{"streamed": ..., "on device": ...}``: samples/s and peak RSS of a child trained
+    each way; streamed, also killed mid-epoch, resumed and compared bit for bit."""
+    out = {}
+    for placement, on_device in (("streamed", False), ("on device", True)):
+        config = train_config(method, args.steps, args.batch_size, on_device)
+        straight = os.path.join(tmp, f"{placement}-straight")
+        run = run_child(method, config, folder, straight)
+        with open(os.path.join(straight, "metrics.jsonl")) as f:
+            rates = [json.loads(line)["samples_per_s"] for line in f][1:]
+        run["samples_per_s"] = float(np.median(rates))
+        print(f"{method}, {placement}: {run['samples_per_s']:,.0f} samples/s; "
+              f"peak RSS {run['peak_rss_mb']:,.0f} MB")  # fmt: skip
+        if not on_device:
+            killed = os.path.join(tmp, f"{placement}-killed")
+            cut = run_child(method, config, folder, killed, kill_at_step=args.steps // 2)
+            run["killed_at"] = cut["killed_at"]
+            run["resumed"] = run_child(method, config, folder, killed)
+            a = np.load(os.path.join(straight, "final_params.npz"))
+            b = np.load(os.path.join(killed, "final_params.npz"))
+            run["same"] = all(np.array_equal(a[k], b[k]) for k in a.files)
+            print(f"  killed at step {run['killed_at']}, resumed: parameters "
+                  f"{'identical' if run['same'] else 'DIFFERENT'}")  # fmt: skip
+        out[placement] = run
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,6 +134,10 @@ def main() -> None:
         "--data", default=None, help="default: experiments/cache/synthetic_ROWSxDIM"
     )
     parser.add_argument("--steps", type=int, default=200, help="train steps per child")
+    parser.add_argument(
+        "--methods", nargs="+", default=["locdiff", "cells", "coords-diffusion"],
+        help="learned methods to train (default: LocDiff, cells, flow matching)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 60 steps")
     parser.add_argument("--report", default="docs/benchmarks.md")
@@ -134,46 +173,44 @@ def main() -> None:
 
     import tempfile
 
-    config = train_config(args.steps, args.batch_size)
-    with tempfile.TemporaryDirectory(dir="experiments/cache") as tmp:
-        straight = run_child(config, folder, os.path.join(tmp, "straight"))
-        with open(os.path.join(tmp, "straight", "metrics.jsonl")) as f:
-            rates = [json.loads(line)["samples_per_s"] for line in f][1:]
-        step_rate = float(np.median(rates))
-        print(f"train step: {step_rate:,.0f} samples/s; peak RSS {straight['peak_rss_mb']:.0f} MB")
-        killed = run_child(
-            config, folder, os.path.join(tmp, "killed"), kill_at_step=args.steps // 2
-        )
-        resumed = run_child(config, folder, os.path.join(tmp, "killed"))
-        a = np.load(os.path.join(tmp, "straight", "final_params.npz"))
-        b = np.load(os.path.join(tmp, "killed", "final_params.npz"))
-        same = all(np.array_equal(a[k], b[k]) for k in a.files)
-        print(f"killed at step {killed['killed_at']} of {args.steps}, resumed: "
-              f"parameters {'identical' if same else 'DIFFERENT'}")  # fmt: skip
-    epoch_steps = int(args.rows * (1 - config.train.validation_fraction)) // args.batch_size
+    trained = {}
+    for method in args.methods:
+        with tempfile.TemporaryDirectory(dir="experiments/cache") as tmp:
+            trained[method] = train_both_ways(method, args, folder, tmp)
+    epoch_steps = int(args.rows * 0.95) // args.batch_size
     table = "| measure | value |\n|---|---|\n"
     table += f"| rows x width (float16) | {args.rows:,} x {args.dim} ({gb:.2f} GB) |\n"
     table += f"| writing the synthetic shards (once) | {write_s:.0f} s |\n"
     table += f"| opening, every row checked | {open_s:.1f} s |\n"
     for batch, rate in loader.items():
         table += f"| loader alone, batch {batch} | {rate:,.0f} samples/s |\n"
-    table += f"| train step (L = 32, batch {args.batch_size}) | {step_rate:,.0f} samples/s |\n"
     table += (
-        f"| peak resident memory of the training process | {straight['peak_rss_mb']:,.0f} MB |\n"
+        f"\n| method (batch {args.batch_size}) | data | train step | peak resident memory "
+        f"| SIGKILL at a step of epoch 0 ({epoch_steps:,} steps), resumed to {args.steps} |\n"
+        "|---|---|---|---|---|\n"
     )
-    table += f"| peak resident memory after the restart | {resumed['peak_rss_mb']:,.0f} MB |\n"
-    table += (
-        f"| killed (SIGKILL) at step {killed['killed_at']} of epoch 0 ({epoch_steps:,} steps), "
-        f"resumed to {args.steps} | parameters {'identical' if same else 'DIFFERENT'} |\n"
-    )
+    for method, runs in trained.items():
+        for placement, run in runs.items():
+            resumed = run.get("resumed")
+            check = "" if resumed is None else (
+                f"step {run['killed_at']}: parameters "
+                f"{'identical' if run['same'] else 'DIFFERENT'}, "
+                f"{resumed['peak_rss_mb']:,.0f} MB after the restart"
+            )  # fmt: skip
+            table += (
+                f"| {method} | {placement} | {run['samples_per_s']:,.0f} samples/s "
+                f"| {run['peak_rss_mb']:,.0f} MB | {check} |\n"
+            )
     print(table)
     body = (
         f"## Streamed training data (`python -m benchmarks.bench_data"
         f"{' --quick' if args.quick else ''}`)\n\n"
         f"Revision {_report.git_revision()}. Machine: {_report.machine()}.\n\n"
         "Synthetic MP16-like shards (`locdiff synthetic`) streamed from disk by "
-        "`locdiff.data.streaming.ShardedSource`; the training process is a child running "
-        "`locdiff.training.trainer.train` with setting B's demo LocDiff.\n\n" + table
+        "`locdiff.data.streaming.ShardedSource`; each training process is a child running "
+        "`locdiff.training.trainer.train` with setting B's demo config of its method, "
+        "streamed from disk, or with the data on the device (filled block by block; on a "
+        "CPU the device's memory is the process's, so its peak includes the data set).\n\n" + table
     )
     _report.write_section(args.report, "bench-data", body)
     print(f"wrote {args.report}")

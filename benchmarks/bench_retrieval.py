@@ -19,7 +19,7 @@ import tracemalloc
 import numpy as np
 
 from locdiff.infer.neighbours import MAX_SCORES
-from locdiff.methods.base import BaselineConfig
+from locdiff.methods.configs import RetrievalConfig
 from locdiff.methods.retrieval import RetrievalLocator
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     latlon = np.stack([rng.uniform(-90, 90, args.gallery), rng.uniform(-180, 180, args.gallery)], 1)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
     start = time.perf_counter()
-    locator = RetrievalLocator(gallery, latlon, BaselineConfig())
+    locator = RetrievalLocator(gallery, latlon, RetrievalConfig())
     setup_s = time.perf_counter() - start
     locator.predict(queries[:10])  # warm up
     tracemalloc.start()

@@ -24,6 +24,7 @@ from locdiff.data import splits
 from locdiff.evaluation import metrics
 from locdiff.io import files
 from locdiff.io.provenance import git_revision, machine
+from locdiff.methods.configs import BaselineConfig
 from locdiff.training.early_stopping import validation_split
 
 REVISION = git_revision()  # the code as this run loaded it
@@ -177,9 +178,10 @@ CURVE_ROWS = 500  # validation rows scored at each evaluation for the learning c
 
 
 def _budget_settings(config) -> tuple[float, int]:
-    """``(validation_fraction, batch_size)`` of a LocDiff ``Config`` or a baseline's."""
-    t = getattr(config, "train", config)
-    return t.validation_fraction, t.batch_size
+    """``(validation_fraction, batch_size)`` of a learned method's config (0, 0 for one
+    that learns nothing)."""
+    t = getattr(config, "train", None)
+    return (t.validation_fraction, t.batch_size) if t is not None else (0.0, 0)
 
 
 def train_with_curve(method: str, train_npz: str, workdir: str, config, *, progress: bool):
@@ -188,9 +190,11 @@ def train_with_curve(method: str, train_npz: str, workdir: str, config, *, progr
     the validation rows goes into ``<workdir>/curve.jsonl``."""
     from locdiff.methods import train_or_load
 
+    if isinstance(config, BaselineConfig):
+        config = config.for_method(method)
     fraction, batch_size = _budget_settings(config)
     on_eval = None
-    if fraction > 0 and method != "retrieval":
+    if fraction > 0:  # a learned method
         arrays = data.load_npz(train_npz)
         val = validation_split(len(arrays["latlon"]), fraction)[1][:CURVE_ROWS]
         x, truth = arrays["embeddings"][val], arrays["latlon"][val].astype(np.float64)

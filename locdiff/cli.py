@@ -1,6 +1,7 @@
 """The ``locdiff`` command line: thin sub-commands that call one library function each.
 
     locdiff train --train DATA --workdir DIR [--method METHOD] [--config FILE] [--L 32]
+                  [--set SECTION.KEY=VALUE ...]
                   [--steps N] [--batch-size B] [--seed S] [--loss mse|kl|mse+kl]
                   [--gallery DATA]
     locdiff evaluate --checkpoint DIR --data DATA [--json OUT] [--gallery DATA]
@@ -45,6 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         config, steps=args.steps, batch_size=args.batch_size, seed=args.seed, L=args.L,
         loss=args.loss,
     )  # fmt: skip
+    config = methods.set_fields(config, args.set)
     if args.distributed:
         from locdiff.training import sharding
 
@@ -56,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
         sharding.initialize_distributed(**{k: v for k, v in cluster.items() if v is not None})
     options = {}
     if args.gallery:
-        if args.method != "locdiff-h":
+        if not methods.module(args.method).TAKES_GALLERY:
             raise ValueError("--gallery goes with --method locdiff-h")
         gallery = _gallery(args.gallery)
         options["gallery"] = (gallery.unit, gallery.latlon)
@@ -258,7 +260,11 @@ def _add_train(sub) -> None:
         "--gallery", help="locdiff-h: gallery dataset (embeddings, latlon; default: train)"
     )
     p.add_argument("--workdir", required=True, help="run directory (resumes if it holds a run)")
-    p.add_argument("--config", help="JSON config: a Config, or a BaselineConfig for baselines")
+    p.add_argument("--config", help="JSON config of the method (locdiff.methods.configs)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one config field, e.g. --set train.steps=20000 (repeatable)",
+    )  # fmt: skip
     p.add_argument("--L", type=int, help="LocDiff: band limit of the SHDD vectors")
     p.add_argument("--steps", type=int, help="total training steps")
     p.add_argument("--batch-size", type=int, help="global batch size")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from typing import Any
 
@@ -148,7 +149,7 @@ class TrainConfig:
         in samples seen is ``steps * batch_size``.
       batch_size: global batch size (divisible by the number of devices).
       learning_rate, warmup_steps, weight_decay, grad_clip: AdamW with linear warm-up
-        and cosine decay, gradients clipped by global norm.
+        and cosine decay, gradients clipped by global norm (None: not clipped).
       ema_decay: exponential moving average of the parameters (0: none; the EMA is then
         the parameters themselves).
       condition_noise: standard deviation of Gaussian noise added to every training
@@ -185,7 +186,7 @@ class TrainConfig:
     learning_rate: float = 3e-4
     warmup_steps: int = 200
     weight_decay: float = 1e-4
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     ema_decay: float = 0.999
     condition_noise: float = 0.0
     data_on_device: bool = False
@@ -204,7 +205,7 @@ class TrainConfig:
         _check(self.learning_rate > 0, "train.learning_rate must be > 0")
         _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
-        _check(self.grad_clip > 0, "train.grad_clip must be > 0")
+        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0 or None")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1)")
         _check(self.condition_noise >= 0, "train.condition_noise must be >= 0")
         _check(self.steps_per_call >= 1, "train.steps_per_call must be >= 1")
@@ -218,27 +219,28 @@ class TrainConfig:
         _check(self.patience >= 0, "train.patience must be >= 0")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """A whole run: ``model``, ``diffusion`` and ``train`` sub-configs."""
-
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+class Sections:
+    """A config made of sections, each a frozen validated dataclass: ``to_dict``,
+    ``from_dict`` (unknown sections and keys refused), ``save`` and ``load`` (JSON).
+    LocDiff's :class:`Config` and every baseline's config are such configs."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` in the current format (a config written by an earlier version)."""
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        data = cls.upgrade(data)
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         _check(not unknown, f"unknown config sections: {sorted(unknown)}")
         parts = {}
         for field in dataclasses.fields(cls):
             sub_cls = typing.get_type_hints(cls)[field.name]
             values = dict(data.get(field.name, {}))
-            if field.name == "model" and "embed_dim" in values:  # its name before 0.2
-                values["film_dim"] = values.pop("embed_dim")
             names = {f.name for f in dataclasses.fields(sub_cls)}
             bad = set(values) - names
             _check(not bad, f"unknown keys in config section {field.name!r}: {sorted(bad)}")
@@ -249,12 +251,31 @@ class Config:
         files.write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str) -> Config:
+    def load(cls, path: str):
         return cls.from_dict(files.read_json(path))
 
 
-def override(config: Config, **changes: Any) -> Config:
-    """Replace fields by dotted name, e.g. ``override(c, **{"model.L": 16})``; None is skipped."""
+@dataclasses.dataclass(frozen=True)
+class Config(Sections):
+    """A whole LocDiff run: ``model``, ``diffusion`` and ``train`` sub-configs."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        model = data.get("model", {})
+        if "embed_dim" in model:  # its name before 0.2
+            model = {**model, "film_dim": model["embed_dim"]}
+            del model["embed_dim"]
+            data = {**data, "model": model}
+        return data
+
+
+def override(config, **changes: Any):
+    """Replace fields of a :class:`Sections` config by dotted name, e.g. ``override(c,
+    **{"model.L": 16})``; None is skipped."""
     sections: dict[str, dict[str, Any]] = {}
     for name, value in changes.items():
         if value is None:
@@ -267,3 +288,67 @@ def override(config: Config, **changes: Any) -> Config:
         config,
         **{s: dataclasses.replace(getattr(config, s), **kv) for s, kv in sections.items()},
     )
+
+
+def assign(config: Sections, **changes: Any) -> Sections:
+    """``config`` with fields replaced by dotted name (``assign(c, **{"train.steps":
+    20000})``). A value given as text (the command line's ``--set``) is read as the
+    field's type: ``true``/``false`` for a flag, an integer, a float, ``null`` for an
+    optional field, JSON for a tuple (``[[25, 1000]]``).
+
+    Raises:
+      ValueError: a field the config does not have, or a value its type cannot take.
+    """
+    _check(isinstance(config, Sections), f"assign takes a method's config, not {config!r}")
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in changes.items():
+        section, _, key = name.partition(".")
+        fields = {}
+        if section in {f.name for f in dataclasses.fields(config)}:
+            part = getattr(config, section)
+            fields = {f.name: f for f in dataclasses.fields(part)}
+            hints = typing.get_type_hints(type(part))
+        if key not in fields:
+            known = [f"{f.name}.{g.name}" for f in dataclasses.fields(config)
+                     for g in dataclasses.fields(getattr(config, f.name))]  # fmt: skip
+            raise ValueError(
+                f"{name!r} is not a setting of {type(config).__name__}; it has {', '.join(known)}"
+            )
+        if isinstance(value, str):
+            value = _parse(value, hints[key], name)
+        sections.setdefault(section, {})[key] = value
+    return dataclasses.replace(
+        config,
+        **{s: dataclasses.replace(getattr(config, s), **kv) for s, kv in sections.items()},
+    )
+
+
+def _parse(text: str, kind, name: str):
+    """``text`` as a value of type ``kind`` (the field ``name``'s)."""
+    import json
+
+    options = (
+        typing.get_args(kind)
+        if typing.get_origin(kind) in (typing.Union, types.UnionType)
+        else (kind,)
+    )
+    if type(None) in options and text.strip().lower() in ("null", "none"):
+        return None
+    kind = next(k for k in options if k is not type(None))
+    text = text.strip()
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        return json.loads(text)  # tuples and the rest: JSON
+    except ValueError:
+        what = getattr(kind, "__name__", str(kind))
+        raise ValueError(f"{name}={text!r} cannot be read as {what}") from None

@@ -39,10 +39,10 @@ def get_config(profile: str = "demo") -> AblationConfig:
     check_profile(profile)
     base = oracle_mp16.get_config(profile)
     if profile == "demo":
-        # The base is setting B's LocDiff (the truncated delta at L = 32), with early
-        # stopping under the cap of CAP_STEPS steps of 256 for every variant (its
-        # learning rate's cosine decays over the cap).
-        models = oracle_mp16.demo_models(steps=CAP_STEPS)
+        # The base is the truncated delta at L = 32 (setting B's LocDiff before the
+        # rule read far validation), with early stopping under the cap of CAP_STEPS
+        # steps of 256 for every variant (its learning rate's cosine decays over the cap).
+        models = oracle_mp16.demo_models(steps=CAP_STEPS, smoothed=False)
         base = dataclasses.replace(base, models=models)
     config = AblationConfig(base=base)
     if profile == "smoke":

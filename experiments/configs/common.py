@@ -11,6 +11,7 @@ import dataclasses
 
 from locdiff.config import Config, override
 from locdiff.methods import BaselineConfig
+from locdiff.methods.configs import CONFIGS
 
 PROFILES = ("demo", "smoke", "full")
 
@@ -44,7 +45,8 @@ class Methods:
     baseline: BaselineConfig
 
     def for_method(self, method: str):
-        return self.locdiff if method in ("locdiff", "locdiff-h") else self.baseline
+        """``method``'s config: LocDiff's, or the baselines' settings for ``method``."""
+        return self.baseline.for_method(method) if method in CONFIGS else self.locdiff
 
     def to_dict(self) -> dict:
         return {"locdiff": self.locdiff.to_dict(), "baseline": self.baseline.to_dict()}

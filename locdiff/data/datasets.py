@@ -344,7 +344,9 @@ def locations(source) -> np.ndarray:
         return np.asarray(source.latlon)
     if isinstance(source, ShardedSource):
         return np.concatenate([shard.latlon for shard in source.shards])
-    return all_rows(source)["latlon"]
+    blocks = range(0, len(source), 1 << 16)  # block by block: the embeddings are dropped
+    return np.concatenate([source.take(np.arange(a, min(len(source), a + (1 << 16))))["latlon"]
+                           for a in blocks])  # fmt: skip
 
 
 def synthetic_clustered(

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 import shdd
@@ -30,8 +28,7 @@ from locdiff.infer.snapping import LocationPrior
 from locdiff.io import files
 from locdiff.io.rundir import RunDir
 from locdiff.model.sampling import sample_coefficients
-from locdiff.training.step import init_state, make_optimizer
-from locdiff.training.trainer import checkpoint_manager, read_progress
+from locdiff.training.checkpoints import restore_params
 
 KEEP = object()  # an argument left as the geolocator has it
 
@@ -84,29 +81,9 @@ class Geolocator:
         if not run.is_locdiff:
             raise RunError(f"{workdir}: not a LocDiff run directory (no config.json)")
         config = Config.load(run.config)
-        meta = files.read_json(run.data)
-        embed_dim = int(meta["embed_dim"])
-        manager = checkpoint_manager(workdir)
-        try:
-            if step is None:  # the best validation step where there is one, else the latest
-                best = read_progress(workdir).get("best_step")
-                step = best if best in manager.all_steps() else manager.latest_step()
-                if best is not None and step != best:
-                    warnings.warn(
-                        f"{workdir}: the checkpoint of the best validation loss (step "
-                        f"{best}) is gone; restoring the latest (step {step})",
-                        stacklevel=2,
-                    )
-            if step is None:
-                raise RunError(f"{workdir}: no checkpoint yet")
-            tx, _ = make_optimizer(config)
-            graphdef, abstract = _abstract_state(config, embed_dim, tx)
-            restored = manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-            )["state"]
-        finally:
-            manager.close()
-        return cls.from_params(workdir, graphdef, restored.ema if ema else restored.params)
+        embed_dim = int(files.read_json(run.data)["embed_dim"])
+        graphdef, params = restore_params(workdir, config, embed_dim, step=step, ema=ema)
+        return cls.from_params(workdir, graphdef, params)
 
     @classmethod
     def from_params(cls, workdir: str, graphdef, params):
@@ -281,21 +258,3 @@ class Geolocator:
 def _pad(rows: np.ndarray, size: int) -> np.ndarray:
     """``rows [n, E]`` padded to ``[size, E]`` by repeating the last row."""
     return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
-
-
-def _abstract_state(config: Config, embed_dim: int, tx):
-    """``(graphdef, state)`` where the state holds only shapes, dtypes and a one-device
-    sharding: the restore target, with nothing allocated (AdamW moments included)."""
-    graphdefs = []
-
-    def build():
-        graphdef, state = init_state(config, embed_dim, tx)
-        graphdefs.append(graphdef)
-        return state
-
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # this process's
-    shapes = jax.eval_shape(build)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes
-    )
-    return graphdefs[0], abstract

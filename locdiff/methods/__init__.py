@@ -22,11 +22,11 @@ and the training seconds (:mod:`locdiff.io.rundir`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from types import ModuleType
 
+from locdiff.config import assign
 from locdiff.data import datasets as data
 from locdiff.errors import RunError
 from locdiff.io.rundir import RunDir
@@ -38,7 +38,8 @@ from locdiff.methods import (
     shdd_diffusion,
     shdd_hybrid,
 )
-from locdiff.methods.base import BaselineConfig, Locator
+from locdiff.methods.base import Locator
+from locdiff.methods.configs import BaselineConfig
 
 REGISTRY: dict[str, ModuleType] = {
     "locdiff": shdd_diffusion,
@@ -59,7 +60,7 @@ def module(method: str) -> ModuleType:
 
 
 def default_config(method: str):
-    """The default config of ``method`` (a LocDiff ``Config`` or a ``BaselineConfig``)."""
+    """The default config of ``method`` (``module(method).Config``)."""
     return module(method).Config()
 
 
@@ -75,7 +76,8 @@ def train_method(
 
     Args:
       method: one of :data:`METHODS`.
-      config: the method's config (``module(method).Config``; None: its defaults).
+      config: the method's config (``module(method).Config``; None: its defaults; a
+        :class:`BaselineConfig` gives a baseline its share of the shared settings).
       options: ``on_eval(step, locator)``, called after each validation evaluation of
         a learned method (for learning curves); ``gallery=(embeddings, latlon)`` for
         ``locdiff-h`` (default: the training set).
@@ -85,12 +87,15 @@ def train_method(
     """
     mod = module(method)
     config = mod.Config() if config is None else config
+    if isinstance(config, BaselineConfig):
+        config = config.for_method(method)  # the baselines' shared settings
     if not isinstance(config, mod.Config):
         raise TypeError(f"{method} takes a {mod.Config.__name__}, got {type(config).__name__}")
     run = RunDir(workdir)
     os.makedirs(workdir, exist_ok=True)
     start = time.perf_counter()
     info = mod.train(data_path, run, config, progress=progress, **options)
+    info = {k: v for k, v in info.items() if k != "method"}  # data.json's: the network's
     meta = {"method": method, "config": config.to_dict(), **info}
     meta.setdefault("train_seconds", time.perf_counter() - start)
     run.write_method(meta)
@@ -101,23 +106,34 @@ def train_or_load(
     method: str, data_path: str, workdir: str, config=None, *, progress=True, on_eval=None
 ):
     """The run in ``workdir`` if it finished with the same method and config, else
-    :func:`train_method` (a LocDiff run cut off mid-way resumes from its checkpoint;
-    ``on_eval`` is then called only for the evaluations still to come).
+    :func:`train_method`: a run cut off mid-way, or a finished one given a higher cap,
+    resumes from its checkpoint (``on_eval`` is then called only for the evaluations
+    still to come); a baseline run written before the one trainer (no checkpoints) is
+    replaced.
 
     Raises:
-      RunError: ``workdir`` holds a finished run trained on other data (a run is never
-        reused, nor resumed, on data it did not train on).
+      RunError: ``workdir`` holds a finished run of another method, or trained on other
+        data (a run is never reused, nor resumed, on data it did not train on).
+      ValueError: ``workdir`` holds a trainer's run of another config (the trainer's
+        refusal: resume with the same settings or use a new directory).
     """
     mod = module(method)
     config = mod.Config() if config is None else config
+    if isinstance(config, BaselineConfig):
+        config = config.for_method(method)
     run = RunDir(workdir)
     if run.finished:
         meta = run.read_method()
         _check_same_data(workdir, meta, data_path)
-        stored = meta.get("config")  # absent in runs written before locdiff 0.2: retrain
-        if meta["method"] == method and stored and mod.Config.from_dict(stored) == config:
+        if meta["method"] != method:
+            raise RunError(f"{workdir} holds a {meta['method']} run; train {method} elsewhere")
+        stored = meta.get("config")  # absent in runs written before locdiff 0.2
+        current = stored and mod.Config.upgrade(stored) == stored
+        if current and mod.Config.from_dict(stored) == config:
             calibrate_run(workdir)  # a run calibrated by an earlier version: choose again
             return mod.load(run, meta)
+        if not run.started:  # no checkpoints to resume: trained before the one trainer
+            run.clear()
     options = {} if on_eval is None else {"on_eval": on_eval}
     return train_method(method, data_path, workdir, config=config, progress=progress, **options)
 
@@ -145,10 +161,10 @@ def calibrate_run(workdir: str) -> None:
     earlier version. Other methods choose nothing after training."""
     run = RunDir(workdir)
     meta = run.read_method()
-    if meta["method"] not in ("locdiff", "locdiff-h"):
+    if not module(meta["method"]).GIVES_MAPS:  # calibration is of maps
         return
     shdd_diffusion.recalibrate(run, meta)
-    if meta["method"] == "locdiff-h":
+    if module(meta["method"]).TAKES_GALLERY:
         shdd_hybrid.rule_for(run, shdd_diffusion.load(run, meta), meta["data"])
 
 
@@ -165,26 +181,35 @@ def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
     meta = run.read_method()
     method = meta["method"]
     if gallery is not None:
-        if method not in ("locdiff", "locdiff-h"):
+        if not module(method).GIVES_MAPS:  # LocDiff's density re-ranks the gallery
             raise ValueError(f"a gallery goes with LocDiff runs; {workdir} is {method}")
         return shdd_hybrid.load(run, meta, gallery=gallery, **options)
     return module(method).load(run, meta, **options)
 
 
+FLAGS = {  # the command line's shorthands, as dotted config fields
+    "steps": "train.steps",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "L": "model.L",
+    "loss": "diffusion.loss",
+}
+
+
 def apply_flags(config, **flags):
     """``config`` with the command line's flags (None: unchanged): ``steps``,
-    ``batch_size``, ``seed`` for every method; ``L`` and ``loss`` for LocDiff only."""
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if isinstance(config, BaselineConfig):
-        extra = sorted(set(flags) - {"steps", "batch_size", "seed"})
-        if extra:
-            raise ValueError(f"--{extra[0].replace('_', '-')} goes with LocDiff, not a baseline")
-        return dataclasses.replace(config, **flags)
-    from locdiff.config import override
+    ``batch_size``, ``seed`` for every learned method; ``L`` and ``loss`` for LocDiff."""
+    flags = {FLAGS[k]: v for k, v in flags.items() if v is not None}
+    return assign(config, **flags)
 
-    names = {"steps": "train.steps", "batch_size": "train.batch_size", "seed": "train.seed"}
-    names |= {"L": "model.L", "loss": "diffusion.loss"}
-    return override(config, **{names[k]: v for k, v in flags.items()})
+
+def set_fields(config, assignments: list[str]):
+    """``config`` with ``SECTION.KEY=VALUE`` assignments (``locdiff train --set``)."""
+    settings = [text.partition("=") for text in assignments]
+    bad = [k for k, eq, _ in settings if not eq]
+    if bad:
+        raise ValueError(f"--set takes SECTION.KEY=VALUE, got {bad[0]!r}")
+    return assign(config, **{k: v for k, _, v in settings})
 
 
 __all__ = [
@@ -193,6 +218,8 @@ __all__ = [
     "BaselineConfig",
     "Locator",
     "apply_flags",
+    "assign",
+    "set_fields",
     "config_from_dict",
     "default_config",
     "load_locator",

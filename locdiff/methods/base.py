@@ -1,10 +1,16 @@
-"""The fixed surface every method shares: its baseline config, and the locator base class.
+"""The fixed surface every method shares: the locator base class, and the training data.
 
 A method module (``locdiff/methods/<name>.py``) defines
 
-* ``Config``: the dataclass its ``--config`` file holds;
-* ``train(data_path, run, config, *, progress) -> dict``: trains into the run directory
-  and returns what ``method.json`` records about it (data rows, width, encoder, ...);
+* ``Config``: the dataclass of sections its ``--config`` file holds
+  (:mod:`locdiff.methods.configs`; LocDiff's is :class:`locdiff.config.Config`);
+* ``LEARNED``, ``GIVES_MAPS``, ``TAKES_GALLERY``: what the method is (the registry and
+  the command line read these, never the method's name);
+* ``train(data_path, run, config, *, progress, on_eval) -> dict``: trains into the run
+  directory and returns what ``method.json`` records about it (data rows, width,
+  encoder, training budget, ...);
+* ``objective_for(config, data_path)``, for a learned method: its network and loss for
+  the one trainer (:class:`locdiff.training.step.Objective`);
 * ``load(run, meta, **options) -> Locator``: restores the trained run.
 
 :mod:`locdiff.methods` keeps the registry and writes ``method.json``; a locator's
@@ -13,7 +19,6 @@ A method module (``locdiff/methods/<name>.py``) defines
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -21,69 +26,6 @@ import numpy as np
 
 from locdiff.data import datasets as data
 from locdiff.infer.prediction import Prediction, check_embeddings
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineConfig:
-    """Settings of the classic baselines (each reads only its own fields).
-
-    Attributes:
-      hidden, depth: width and number of hidden layers of the MLP trunk.
-      steps, batch_size, learning_rate, weight_decay, seed: the AdamW loop (warm-up of
-        5% of the steps, cosine decay).
-      retrieval_k, radius_km: ``retrieval``: neighbours searched and the cluster radius
-        for the densest-of-top-k rule (``retrieval_k = 1``: plain nearest neighbour).
-      partitions: ``cells``: ``(min_count, max_count)`` of each adaptive partition.
-      num_samples, flow_steps, kde_km: ``coords-diffusion``: samples per input, Euler
-        steps, and the kernel width that ranks the samples.
-      validation_fraction, eval_every, patience: early stopping, as LocDiff's
-        (:mod:`locdiff.training.early_stopping`): ``steps`` is then a cap.
-    """
-
-    hidden: int = 512
-    depth: int = 2
-    steps: int = 2000
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    retrieval_k: int = 1
-    radius_km: float = 200.0
-    partitions: tuple[tuple[int, int], ...] = ((20, 400),)
-    num_samples: int = 32
-    flow_steps: int = 50
-    kde_km: float = 150.0
-    validation_fraction: float = 0.05
-    eval_every: int = 250
-    patience: int = 4
-
-    def __post_init__(self):
-        checks = {
-            "hidden >= 1 and depth >= 1": self.hidden >= 1 and self.depth >= 1,
-            "steps >= 1 and batch_size >= 1": self.steps >= 1 and self.batch_size >= 1,
-            "learning_rate > 0": self.learning_rate > 0,
-            "retrieval_k >= 1 and radius_km > 0": self.retrieval_k >= 1 and self.radius_km > 0,
-            "partitions non-empty, 1 <= min <= max": bool(self.partitions)
-            and all(1 <= lo <= hi for lo, hi in self.partitions),
-            "num_samples >= 1 and flow_steps >= 1": self.num_samples >= 1 and self.flow_steps >= 1,
-            "kde_km > 0": self.kde_km > 0,
-            "0 <= validation_fraction < 1": 0 <= self.validation_fraction < 1,
-            "eval_every >= 1 and patience >= 0": self.eval_every >= 1 and self.patience >= 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"bad baseline config: need {', '.join(bad)}")
-        object.__setattr__(self, "partitions", tuple(tuple(p) for p in self.partitions))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> BaselineConfig:
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown baseline config keys: {sorted(unknown)}")
-        return cls(**values)
 
 
 class Locator:

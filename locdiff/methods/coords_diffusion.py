@@ -18,22 +18,26 @@ from flax import nnx
 
 import shdd
 from locdiff.infer.prediction import Prediction, check_embeddings
-from locdiff.methods.base import BaselineConfig
+from locdiff.methods.configs import FlowConfig
 from locdiff.methods.network import (
     NetworkLocator,
     Trunk,
-    load_network,
-    train_on_unit_vectors,
+    plain_method,
 )
 
-Config = BaselineConfig
+Config = FlowConfig
+
+# What the method is (read by the registry and the command line, never its name):
+LEARNED = True  # trains a network (with the one trainer)
+GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 
 class FlowNet(nnx.Module):
     """Velocity field ``v(x_t, t | condition)`` on R^3: trunk features + ``x_t`` + Fourier(t)."""
 
-    def __init__(self, embed_dim, hidden, depth, *, rngs):
-        self.trunk = Trunk(embed_dim, hidden, depth, rngs=rngs)
+    def __init__(self, embed_dim, hidden, depth, *, rngs, standardise: bool = True):
+        self.trunk = Trunk(embed_dim, hidden, depth, rngs=rngs, standardise=standardise)
         self.mix1 = nnx.Linear(hidden + 3 + 32, hidden, rngs=rngs)
         self.mix2 = nnx.Linear(hidden, hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, 3, rngs=rngs)
@@ -48,8 +52,9 @@ class FlowNet(nnx.Module):
         return self.out(jax.nn.gelu(self.mix2(jax.nn.gelu(self.mix1(z)))))
 
 
-def loss(model, x, xyz, key):
+def loss(model, x, latlon, key):
     """Conditional flow matching: ``|v(x_t, t) - (x1 - x0)|^2`` on ``x_t = (1-t) x0 + t x1``."""
+    xyz = shdd.sphere.latlon_to_xyz(latlon.astype(jnp.float32))
     k_noise, k_t = jax.random.split(key)
     x0 = jax.random.normal(k_noise, xyz.shape)
     t = jax.random.uniform(k_t, (xyz.shape[0],))
@@ -65,7 +70,7 @@ class FlowLocator(NetworkLocator):
 
     def __init__(self, *args):
         super().__init__(*args)
-        c, graphdef = self.config, self._graphdef
+        c, graphdef = self.config.model, self._graphdef
 
         @jax.jit
         def sample(state, cond, key):
@@ -98,10 +103,10 @@ class FlowLocator(NetworkLocator):
 
     def _predict(self, embeddings, *, top_k: int, seed: int) -> Prediction:
         xyz = self._samples(embeddings, seed).astype(np.float64)  # [N, K, 3]
-        kappa = 1.0 / shdd.sphere.km_to_radians(self.config.kde_km) ** 2
+        kappa = 1.0 / shdd.sphere.km_to_radians(self.config.model.kde_km) ** 2
         density = np.exp(kappa * (np.einsum("nkd,njd->nkj", xyz, xyz) - 1.0)).sum(-1)  # [N, K]
         out = np.empty((len(xyz), top_k, 2))
-        radius = math.cos(2 * shdd.sphere.km_to_radians(self.config.kde_km))
+        radius = math.cos(2 * shdd.sphere.km_to_radians(self.config.model.kde_km))
         for i in range(len(xyz)):  # greedy: densest sample, then suppress its neighbourhood
             d = density[i].copy()
             for r in range(top_k):
@@ -113,17 +118,11 @@ class FlowLocator(NetworkLocator):
         return Prediction(latlon=out)
 
 
-def _model(config: BaselineConfig, embed_dim: int) -> FlowNet:
-    return FlowNet(embed_dim, config.hidden, config.depth, rngs=nnx.Rngs(config.seed))
+def _build(config: FlowConfig, embed_dim: int, rngs, *, standardise: bool = True):
+    m = config.model
+    return FlowNet(embed_dim, m.hidden, m.depth, rngs=rngs, standardise=standardise)
 
 
-def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval=None) -> dict:
-    make = None if on_eval is None else (lambda m: FlowLocator(m, config, m.trunk.mean.shape[0]))
-    return train_on_unit_vectors(
-        "coords-diffusion", data_path, run, config, _model, loss, progress=progress,
-        on_eval=on_eval, locator=make,
-    )  # fmt: skip
-
-
-def load(run, meta: dict, **options) -> FlowLocator:
-    return load_network("coords-diffusion", run, meta, _model, FlowLocator, options)
+objective, objective_for, train, load = plain_method(
+    "coords-diffusion", FlowConfig, _build, loss, FlowLocator
+)

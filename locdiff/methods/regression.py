@@ -9,22 +9,26 @@ from flax import nnx
 
 import shdd
 from locdiff.infer.prediction import Prediction, broadcast_top_k
-from locdiff.methods.base import BaselineConfig
+from locdiff.methods.configs import RegressionConfig
 from locdiff.methods.network import (
     NetworkLocator,
     Trunk,
-    load_network,
-    train_on_unit_vectors,
+    plain_method,
 )
 
-Config = BaselineConfig
+Config = RegressionConfig
+
+# What the method is (read by the registry and the command line, never its name):
+LEARNED = True  # trains a network (with the one trainer)
+GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 
 class Regressor(nnx.Module):
     """Trunk + a unit 3-vector."""
 
-    def __init__(self, embed_dim, hidden, depth, *, rngs):
-        self.trunk = Trunk(embed_dim, hidden, depth, rngs=rngs)
+    def __init__(self, embed_dim, hidden, depth, *, rngs, standardise: bool = True):
+        self.trunk = Trunk(embed_dim, hidden, depth, rngs=rngs, standardise=standardise)
         self.head = nnx.Linear(hidden, 3, rngs=rngs)
 
     def __call__(self, x):
@@ -32,8 +36,9 @@ class Regressor(nnx.Module):
         return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
 
 
-def loss(model, x, xyz, key):
+def loss(model, x, latlon, key):
     """``1 - cos`` between the predicted and the true unit vectors ``[B, 3]``."""
+    xyz = shdd.sphere.latlon_to_xyz(latlon.astype(jnp.float32))
     return jnp.mean(1.0 - jnp.sum(model(x) * xyz, axis=-1))
 
 
@@ -53,19 +58,11 @@ class RegressionLocator(NetworkLocator):
         return Prediction(latlon=broadcast_top_k(latlon, top_k))
 
 
-def _model(config: BaselineConfig, embed_dim: int) -> Regressor:
-    return Regressor(embed_dim, config.hidden, config.depth, rngs=nnx.Rngs(config.seed))
+def _build(config: RegressionConfig, embed_dim: int, rngs, *, standardise: bool = True):
+    m = config.model
+    return Regressor(embed_dim, m.hidden, m.depth, rngs=rngs, standardise=standardise)
 
 
-def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval=None) -> dict:
-    make = (
-        None if on_eval is None else (lambda m: RegressionLocator(m, config, m.trunk.mean.shape[0]))
-    )
-    return train_on_unit_vectors(
-        "regression", data_path, run, config, _model, loss, progress=progress, on_eval=on_eval,
-        locator=make,
-    )  # fmt: skip
-
-
-def load(run, meta: dict, **options) -> RegressionLocator:
-    return load_network("regression", run, meta, _model, RegressionLocator, options)
+objective, objective_for, train, load = plain_method(
+    "regression", RegressionConfig, _build, loss, RegressionLocator
+)

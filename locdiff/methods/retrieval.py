@@ -4,8 +4,8 @@ The gallery is the training set's own embeddings and locations (image-to-image
 retrieval), or any gallery whose embeddings are comparable to the queries. Similarity
 is cosine; the gallery is normalised once, when the locator is made, and queries are
 scored in chunks so that memory stays bounded for a gallery of any size (the 100K
-MP16 gallery included). ``retrieval_k = 1`` answers with the nearest neighbour;
-``retrieval_k > 1`` with the densest cluster of the top ``k``: the neighbour with most
+MP16 gallery included). ``search.k = 1`` answers with the nearest neighbour;
+``search.k > 1`` with the densest cluster of the top ``k``: the neighbour with most
 others within ``radius_km``, averaged with them.
 """
 
@@ -17,10 +17,16 @@ import shdd
 from locdiff.infer.neighbours import normalise, search
 from locdiff.infer.prediction import Prediction, broadcast_top_k
 from locdiff.io import files
-from locdiff.methods.base import BaselineConfig, Locator, no_options, read_training_data
+from locdiff.methods.base import Locator, no_options, read_training_data
 from locdiff.methods.cells import spherical_mean
+from locdiff.methods.configs import RetrievalConfig
 
-Config = BaselineConfig
+Config = RetrievalConfig
+
+# What the method is (read by the registry and the command line, never its name):
+LEARNED = False  # trains a network (with the one trainer)
+GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 
 def densest(points, radius_km: float) -> np.ndarray:
@@ -51,10 +57,10 @@ class RetrievalLocator(Locator):
 
     method = "retrieval"
 
-    def __init__(self, embeddings, latlon, config: BaselineConfig, meta=None):
+    def __init__(self, embeddings, latlon, config: RetrievalConfig | None = None, meta=None):
         self.gallery_unit = normalise(embeddings)  # [G, E], normalised once
         self.latlon = np.asarray(latlon, np.float64)
-        self.config = config
+        self.config = RetrievalConfig() if config is None else config
         self.embed_dim = self.gallery_unit.shape[1]
         self.meta = meta or {}
 
@@ -63,12 +69,12 @@ class RetrievalLocator(Locator):
         return search(normalise(embeddings), self.gallery_unit, k=k)
 
     def _predict(self, embeddings, *, top_k: int, seed: int) -> Prediction:
-        index = self.neighbours(embeddings, self.config.retrieval_k)
-        best = answer(index, self.latlon, self.config.radius_km)
+        index = self.neighbours(embeddings, self.config.search.k)
+        best = answer(index, self.latlon, self.config.search.radius_km)
         return Prediction(latlon=broadcast_top_k(best, top_k))
 
 
-def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval=None) -> dict:
+def train(data_path: str, run, config: RetrievalConfig, *, progress=True, on_eval=None) -> dict:
     """Keep the training set as the gallery (nothing is learned: no learning curve)."""
     x, latlon, info = read_training_data(data_path)
     files.save_npz(run.params, embeddings=x, latlon=latlon)
@@ -78,5 +84,5 @@ def train(data_path: str, run, config: BaselineConfig, *, progress=True, on_eval
 def load(run, meta: dict, **options) -> RetrievalLocator:
     no_options("retrieval", options)
     arrays = files.load_npz(run.require(run.params, "gallery"))
-    config = BaselineConfig.from_dict(meta["config"])
+    config = RetrievalConfig.from_dict(meta["config"])
     return RetrievalLocator(arrays["embeddings"], arrays["latlon"], config, meta)

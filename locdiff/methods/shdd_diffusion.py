@@ -24,8 +24,15 @@ from locdiff.infer.reference import REFERENCE_ROWS, Reference
 from locdiff.infer.snapping import LocationPrior
 from locdiff.io import files
 from locdiff.methods.base import Locator
+from locdiff.model.loss import LocDiffObjective
 from locdiff.training import trainer
+from locdiff.training.checkpoints import training_record
 from locdiff.training.early_stopping import validation_split
+
+# What the method is (read by the registry and the command line, never its name):
+LEARNED = True  # trains a network (with the one trainer)
+GIVES_MAPS = True  # predict(maps=True): probability maps, calibrated credible regions
+TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 
 class LocDiffLocator(Locator):
@@ -70,6 +77,11 @@ class LocDiffLocator(Locator):
         )
 
 
+def objective_for(config: Config, data_path: str) -> LocDiffObjective:
+    """The trainer's objective: the CS-UNet and its SHDD diffusion loss."""
+    return LocDiffObjective(config)
+
+
 def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -> dict:
     """Train (or resume) into ``run``; ``on_eval(step, locator)`` after each validation
     evaluation. Returns the data (``data.json``) and the training record (steps, best
@@ -82,18 +94,7 @@ def train(data_path: str, run, config: Config, *, progress=True, on_eval=None) -
 
     trainer.train(config, data_path, run.path, progress=progress, on_eval=callback)
     calibrate(run, data_path, Geolocator.from_checkpoint(run.path))
-    record = trainer.read_progress(run.path)
-    steps = record["step"]
-    return {
-        **files.read_json(run.data),  # data, rows, embed_dim, encoder
-        "steps": steps,
-        "best_step": record.get("best_step") or steps,
-        "samples_seen": record["samples_seen"],
-        "epochs": record["epochs"],
-        "evals": record.get("evals", []),
-        "stopped_early": record.get("stopped_early", False),
-        "train_seconds": record["train_seconds"],
-    }
+    return {**files.read_json(run.data), **training_record(run.path)}  # data, rows, width
 
 
 CALIBRATION_ROWS = 1000  # validation rows that choose, in distribution and far away each

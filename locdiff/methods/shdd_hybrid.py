@@ -23,6 +23,14 @@ MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
 # how choose_rule picks (kept in hybrid.json; a rule chosen another way is chosen again)
 SELECTION = "parents-per-threshold"
 
+# What the method is (read by the registry and the command line, never its name):
+LEARNED = True  # trains a network (with the one trainer)
+GIVES_MAPS = True  # predict(maps=True): probability maps, calibrated credible regions
+TAKES_GALLERY = True  # searches a gallery of (embedding, location) pairs given to it
+
+
+objective_for = locdiff_method.objective_for  # it trains LocDiff
+
 
 class LocDiffHLocator(locdiff_method.LocDiffLocator):
     """LocDiff's prediction with its first location chosen by the hybrid's rule."""

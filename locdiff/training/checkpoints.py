@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import grain
 import jax
@@ -12,9 +13,11 @@ import orbax.checkpoint as ocp
 import orbax.checkpoint.checkpoint_managers as ocp_policies
 
 from locdiff.config import Config
+from locdiff.errors import RunError
 from locdiff.io import files
 from locdiff.io.rundir import RunDir
 from locdiff.training.early_stopping import EarlyStopping
+from locdiff.training.step import init_state, make_optimizer
 
 
 @dataclasses.dataclass
@@ -111,3 +114,70 @@ def restore(manager: ocp.CheckpointManager, state, iterator):
         ),
     )
     return restored["state"]
+
+
+def training_record(workdir: str) -> dict:
+    """What ``method.json`` records of a run's training (``training.json``)."""
+    record = read_progress(workdir)
+    steps = record["step"]
+    return {
+        "steps": steps,
+        "best_step": record.get("best_step") or steps,
+        "samples_seen": record["samples_seen"],
+        "epochs": record["epochs"],
+        "evals": record.get("evals", []),
+        "stopped_early": record.get("stopped_early", False),
+        "train_seconds": record["train_seconds"],
+    }
+
+
+def _abstract_state(config, embed_dim: int, tx, objective):
+    """``(graphdef, state)`` where the state holds only shapes, dtypes and a one-device
+    sharding: the restore target, with nothing allocated (AdamW moments included)."""
+    graphdefs = []
+
+    def build():
+        graphdef, state = init_state(config, embed_dim, tx, objective)
+        graphdefs.append(graphdef)
+        return state
+
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # this process's
+    shapes = jax.eval_shape(build)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes
+    )
+    return graphdefs[0], abstract
+
+
+def restore_params(
+    workdir: str, config, embed_dim: int, *, objective=None, step: int | None = None,
+    ema: bool = True,
+):  # fmt: skip
+    """``(graphdef, params)`` of a run's checkpoint: ``step``, or by default the step of
+    the lowest validation loss (``training.json``), else the latest; its EMA parameters
+    (``ema=False``: the raw ones). ``objective`` is the run's method (default: LocDiff).
+
+    Raises:
+      RunError: no checkpoint in ``workdir``.
+    """
+    manager = checkpoint_manager(workdir)
+    try:
+        if step is None:  # the best validation step where there is one, else the latest
+            best = read_progress(workdir).get("best_step")
+            step = best if best in manager.all_steps() else manager.latest_step()
+            if best is not None and step != best:
+                warnings.warn(
+                    f"{workdir}: the checkpoint of the best validation loss (step "
+                    f"{best}) is gone; restoring the latest (step {step})",
+                    stacklevel=3,
+                )
+        if step is None:
+            raise RunError(f"{workdir}: no checkpoint yet")
+        tx, _ = make_optimizer(config)
+        graphdef, abstract = _abstract_state(config, embed_dim, tx, objective)
+        restored = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )["state"]
+    finally:
+        manager.close()
+    return graphdef, restored.ema if ema else restored.params

@@ -9,7 +9,10 @@ feeds its local share of the global batch (``make_pipeline(process_index=...)``)
 
 from __future__ import annotations
 
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -43,13 +46,31 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def replicate_arrays(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Host arrays (the same on every process) as global arrays on every device."""
+def replicate_blocks(n: int, take, mesh: Mesh, *, block: int = 1 << 18) -> dict[str, jax.Array]:
+    """Rows ``0 .. n`` of a dataset as global arrays replicated on every device, read
+    ``block`` rows at a time by ``take(start, stop) -> {name: [rows, ...]}``: the host
+    holds one block, never the whole set (each block is written into the device arrays
+    in place)."""
     sharding = replicated(mesh)
-    return {
-        k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
-        for k, v in arrays.items()
-    }
+    first = take(0, min(block, n))
+    shapes = {k: ((n, *v.shape[1:]), v.dtype) for k, v in first.items()}
+    table = jax.jit(
+        lambda: {k: jnp.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()},
+        out_shardings=sharding,
+    )()
+
+    @functools.partial(jax.jit, donate_argnums=0, out_shardings=sharding)
+    def put(table, part, start):
+        return {k: jax.lax.dynamic_update_slice_in_dim(table[k], part[k], start, 0) for k in table}
+
+    for start in range(0, n, block):
+        part = first if start == 0 else take(start, min(n, start + block))
+        part = {  # a global array from each process's identical block (multi-host safe)
+            k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in part.items()
+        }
+        table = put(table, part, np.int32(start))
+    return table
 
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh, *, stacked: bool = False) -> dict:

@@ -1,6 +1,6 @@
 """The train state and the one jitted ``train_step(state, batch, key) -> (state, metrics)``.
 
-The state is a pytree: ``step``, ``params`` (the CS-UNet's ``nnx.Param`` state as a pure
+The state is a pytree: ``step``, ``params`` (the network's ``nnx.Param`` state as a pure
 dict of arrays), ``ema`` (their exponential moving average) and ``opt_state`` (AdamW).
 Pure dicts rather than ``nnx.State`` keep the jitted call's host-side flattening cheap
 (with ``nnx.Variable`` nodes it took about half as long as the step itself on 2 CPU
@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-import shdd
 from locdiff.config import Config
-from locdiff.model import diffusion
-from locdiff.model.csunet import CSUNet
+from locdiff.model.loss import LocDiffObjective
 
 NOISE_STREAM = 7  # fold_in tag of the condition-noise draws (independent of the loss's)
 
@@ -37,7 +36,8 @@ class TrainState:
 
 
 def make_optimizer(config: Config) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with linear warm-up, cosine decay over ``train.steps`` and global-norm clipping."""
+    """AdamW with linear warm-up, cosine decay over ``train.steps`` and global-norm clipping
+    (``train.grad_clip``; None: none)."""
     t = config.train
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
@@ -46,16 +46,42 @@ def make_optimizer(config: Config) -> tuple[optax.GradientTransformation, optax.
         decay_steps=max(t.steps, t.warmup_steps + 1),
         end_value=0.1 * t.learning_rate,
     )
-    tx = optax.chain(
-        optax.clip_by_global_norm(t.grad_clip),
-        optax.adamw(schedule, weight_decay=t.weight_decay),
-    )
+    tx = optax.adamw(schedule, weight_decay=t.weight_decay)
+    if t.grad_clip is not None:
+        tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), tx)
     return tx, schedule
 
 
-def init_state(config: Config, cond_dim: int, tx: optax.GradientTransformation):
-    """``(graphdef, state)`` for a freshly initialised model (seeded by ``train.seed``)."""
-    model = CSUNet(config.model, cond_dim, rngs=nnx.Rngs(config.train.seed))
+class Objective(Protocol):
+    """What a learned method gives the trainer: its network and its loss. The trainer
+    gives everything else (data, optimiser, checkpoints, devices, early stopping).
+
+    ``loss_terms`` sees batches ``{"embedding" [B, E] float32, standardised (and noised
+    with ``train.condition_noise``), "latlon" [B, 2]}`` and returns ``(loss, terms)``,
+    ``terms`` a dict of scalars logged beside it; ``train=False`` is the validation loss
+    (no dropout, no condition dropping). ``method`` names the method (``data.json``).
+    """
+
+    method: str
+
+    def init(self, embed_dim: int, rngs: nnx.Rngs) -> nnx.Module: ...
+
+    def loss_terms(self, model, batch, key, *, train: bool = True): ...
+
+
+def objective_of(config, objective: Objective | None = None) -> Objective:
+    """``objective``, or LocDiff's for a LocDiff :class:`Config`."""
+    if objective is not None:
+        return objective
+    if not isinstance(config, Config):
+        raise TypeError(f"a {type(config).__name__} needs its method's objective")
+    return LocDiffObjective(config)
+
+
+def init_state(config, cond_dim: int, tx: optax.GradientTransformation, objective=None):
+    """``(graphdef, state)`` for a freshly initialised model (seeded by ``train.seed``);
+    the network is ``objective``'s (default: LocDiff's CS-UNet of ``config``)."""
+    model = objective_of(config, objective).init(cond_dim, nnx.Rngs(config.train.seed))
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
     state = TrainState(
@@ -65,12 +91,6 @@ def init_state(config: Config, cond_dim: int, tx: optax.GradientTransformation):
         opt_state=tx.init(params),
     )
     return graphdef, state
-
-
-def shdd_target(latlon, config: Config):
-    """Scaled SHDD vectors ``[B, D]`` of ``latlon [B, 2]`` (inside jit: no value checks)."""
-    m = config.model
-    return shdd.encode(latlon, L=m.L, sigma_km=m.sigma_km) * config.diffusion.scale  # [B, D]
 
 
 def standardise(batch, cond_stats):
@@ -92,48 +112,17 @@ def add_condition_noise(batch, noise: float, key):
     return {**batch, "embedding": emb + noise * jax.random.normal(key, emb.shape)}
 
 
-def loss_terms(model: CSUNet, batch, key, config: Config, *, train: bool = True):
-    """Per-batch ``(loss, {"mse", "kl"})`` for one noisy draw of every example.
-
-    ``train=False`` (the validation loss) keeps every condition and turns dropout off.
-    """
-    d = config.diffusion
-    B = batch["latlon"].shape[0]
-    k_t, k_eps, k_drop, k_dropout = jax.random.split(key, 4)
-    x0 = shdd_target(batch["latlon"], config)
-    t = diffusion.sample_time(k_t, B, d.timesteps)
-    eps = jax.random.normal(k_eps, x0.shape)
-    x_t = diffusion.q_sample(x0, t, eps)
-    if train:
-        drop = jax.random.bernoulli(k_drop, config.model.cond_drop, (B,))
-        out = model(x_t, t, batch["embedding"], drop=drop, dropout_key=k_dropout)
-    else:
-        out = model(x_t, t, batch["embedding"])
-    mse = jnp.mean((out - diffusion.target(d.prediction, x0, eps, t)) ** 2)
-    kl = jnp.zeros(())
-    if d.loss in ("kl", "mse+kl"):
-        x0_hat, _ = diffusion.to_x0_eps(d.prediction, out, x_t, t)
-        kl = jnp.mean(
-            shdd.delta_kl_divergence(
-                x0 / d.scale, x0_hat / d.scale, L=config.model.L,
-                sigma_km=config.model.sigma_km, temperature=d.kl_temperature,
-            )
-        )  # fmt: skip
-    loss = {"mse": mse, "kl": kl, "mse+kl": mse + d.kl_weight * kl}[d.loss]
-    return loss, {"mse": mse, "kl": kl}
-
-
 def train_step(
-    state: TrainState, batch, key, *, graphdef, tx, schedule, config: Config, cond_stats=None
+    state: TrainState, batch, key, *, graphdef, tx, schedule, config, objective, cond_stats=None
 ):
-    """One optimiser step; pure, to be jitted with the state donated."""
+    """One optimiser step of ``objective``; pure, to be jitted with the state donated."""
     step_key = jax.random.fold_in(key, state.step)
     noise_key = jax.random.fold_in(step_key, NOISE_STREAM)
     batch = add_condition_noise(batch, config.train.condition_noise, noise_key)
     batch = standardise(batch, cond_stats)
 
     def loss_fn(params):
-        return loss_terms(nnx.merge(graphdef, params), batch, step_key, config)
+        return objective.loss_terms(nnx.merge(graphdef, params), batch, step_key)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -153,8 +142,8 @@ def train_step(
 
 
 def jit_train_step(
-    graphdef, tx, schedule, config: Config, state_sharding, batch_sharding, cond_stats=None,
-    *, on_device: bool = False, steps: int = 1,
+    graphdef, tx, schedule, config, state_sharding, batch_sharding, cond_stats=None,
+    *, on_device: bool = False, steps: int = 1, objective: Objective | None = None,
 ):  # fmt: skip
     """``train_step`` jitted with explicit shardings and the state donated; ``cond_stats``
     (mean, std) standardise the raw conditions of every batch inside the step.
@@ -177,7 +166,7 @@ def jit_train_step(
         cond_stats = tuple(jnp.asarray(x, jnp.float32) for x in cond_stats)
     one = functools.partial(
         train_step, graphdef=graphdef, tx=tx, schedule=schedule, config=config,
-        cond_stats=cond_stats,
+        objective=objective_of(config, objective), cond_stats=cond_stats,
     )  # fmt: skip
     if on_device:
 
@@ -207,10 +196,13 @@ def jit_train_step(
     )
 
 
-def make_validation_loss(graphdef, config: Config, cond_stats=None, *, draws: int = 4):
+def make_validation_loss(
+    graphdef, config, cond_stats=None, *, draws: int = 4, objective: Objective | None = None
+):
     """``loss(params, batch) -> float``: the loss of ``params`` on a validation batch,
     averaged over ``draws`` fixed noise draws per example (the same draws at every call,
     so that successive evaluations differ only by the parameters)."""
+    objective = objective_of(config, objective)
     if cond_stats is not None:
         cond_stats = tuple(jnp.asarray(x, jnp.float32) for x in cond_stats)
 
@@ -222,7 +214,7 @@ def make_validation_loss(graphdef, config: Config, cond_stats=None, *, draws: in
         model = nnx.merge(graphdef, params)
         keys = jax.random.split(key, draws)
         return jnp.mean(
-            jax.lax.map(lambda k: loss_terms(model, batch, k, config, train=False)[0], keys)
+            jax.lax.map(lambda k: objective.loss_terms(model, batch, k, train=False)[0], keys)
         )
 
     return loss

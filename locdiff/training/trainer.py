@@ -1,7 +1,10 @@
-"""Training: ``train(config, data_path, workdir)`` runs, checkpoints and resumes a LocDiff run.
+"""Training: ``train(config, data_path, workdir)`` runs, checkpoints and resumes a run.
 
-The run directory holds ``config.json``, ``versions.json`` and ``data.json`` (the
-training data's path, rows and embedding width; written at the start),
+One loop for every learned method: a method gives its network and its loss (an
+:class:`locdiff.training.step.Objective`; LocDiff's by default), the loop gives the rest,
+the same for all. The run directory holds ``config.json``, ``versions.json`` and
+``data.json`` (the method, the training data's path, rows and embedding width; written
+at the start),
 ``condition_stats.npz`` (per-feature mean and standard deviation of the training
 conditions, which standardise every condition in training and in inference),
 ``metrics.jsonl`` (one line every ``log_every`` steps: loss, its terms, gradient norm,
@@ -25,9 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from locdiff.config import Config
 from locdiff.data import datasets as data
-from locdiff.errors import NonFiniteLossError
+from locdiff.errors import NonFiniteLossError, RunError
 from locdiff.io import files
 from locdiff.io.provenance import versions
 from locdiff.io.rundir import RunDir
@@ -41,17 +43,19 @@ from locdiff.training.checkpoints import (
 )
 from locdiff.training.early_stopping import validation_split
 from locdiff.training.step import (
+    Objective,
     init_state,
     jit_train_step,
     make_optimizer,
     make_validation_loss,
+    objective_of,
 )
 
 # Train settings a resumed run may change: the cap, and how (not what) the steps run.
 RESUMABLE = ("steps", "steps_per_call", "data_on_device")
 
 
-def resolve_config(workdir: str, config: Config) -> Config:
+def resolve_config(workdir: str, config):
     """The config of a run: ``config``, or the one stored in ``workdir`` when resuming.
 
     On resume only ``train.steps`` (to train longer) and the settings of how the steps
@@ -61,7 +65,7 @@ def resolve_config(workdir: str, config: Config) -> Config:
     path = RunDir(workdir).config
     if not os.path.exists(path):
         return config
-    stored = Config.load(path)
+    stored = type(config).load(path)
     mine, theirs = config.to_dict(), stored.to_dict()
     for name in RESUMABLE:
         mine["train"][name] = theirs["train"].get(name, mine["train"][name])
@@ -77,7 +81,7 @@ def resolve_config(workdir: str, config: Config) -> Config:
             "resume with the same settings or use a new --workdir"
         )
     given = {name: getattr(config.train, name) for name in RESUMABLE}
-    return Config.from_dict({**theirs, "train": {**theirs["train"], **given}})
+    return type(config).from_dict({**theirs, "train": {**theirs["train"], **given}})
 
 
 def _condition_stats(run: RunDir, source, noise: float) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +126,7 @@ def _check_batch_size(batch_size: int, mesh) -> None:
         )
 
 
-def _write_run_files(run: RunDir, config: Config, data_path, source, mesh, rows) -> None:
+def _write_run_files(run: RunDir, config, method: str, data_path, source, mesh, rows) -> None:
     """``config.json``, ``versions.json`` and ``data.json`` (on the first process)."""
     if jax.process_index() != 0:
         return
@@ -132,6 +136,7 @@ def _write_run_files(run: RunDir, config: Config, data_path, source, mesh, rows)
     files.write_json(
         run.data,
         {
+            "method": method,
             "data": os.path.abspath(data_path),
             "rows": len(source),
             "train_rows": len(train_rows),
@@ -155,19 +160,24 @@ class _Loop:
     """One training run in motion: the state, the data iterator, the checkpoints and the
     history, and the steps that move them (:func:`train` drives it)."""
 
-    def __init__(self, config: Config, data_path: str, workdir: str, mesh):
+    def __init__(self, config, data_path: str, workdir: str, mesh, objective: Objective | None):
         os.makedirs(workdir, exist_ok=True)
         self.workdir, self.run = workdir, RunDir(workdir)
+        objective = objective_of(config, objective)
+        started = self.run.trained_method
+        if started is not None and started != objective.method:
+            raise RunError(f"{workdir} holds a {started} run; train {objective.method} elsewhere")
         self.config = config = resolve_config(workdir, config)
         self.source = source = data.open_dataset(data_path)  # checked before anything else
         self.mesh = mesh = sharding.make_mesh() if mesh is None else mesh
         self.t = t = config.train
         _check_batch_size(t.batch_size, mesh)
         self.train_rows, val_rows = validation_split(len(source), t.validation_fraction)
-        _write_run_files(self.run, config, data_path, source, mesh, (self.train_rows, val_rows))
+        rows = (self.train_rows, val_rows)
+        _write_run_files(self.run, config, objective.method, data_path, source, mesh, rows)
         cond_stats = _condition_stats(self.run, source, t.condition_noise)
         tx, schedule = make_optimizer(config)
-        self.graphdef, state = init_state(config, source.embed_dim, tx)
+        self.graphdef, state = init_state(config, source.embed_dim, tx, objective)
         state = jax.device_put(state, sharding.replicated(mesh))
         self.iterator = iter(
             data.make_pipeline(
@@ -181,8 +191,9 @@ class _Loop:
             )
         )
         self.table = ()
-        if t.data_on_device:  # the whole data set, replicated on every device
-            self.table = (sharding.replicate_arrays(data.all_rows(source), mesh),)
+        if t.data_on_device:  # the whole data set on every device, filled block by block
+            take = lambda a, b: source.take(np.arange(a, b))  # noqa: E731
+            self.table = (sharding.replicate_blocks(len(source), take, mesh),)
         record = read_progress(workdir)
         keep = KeepStep(record.get("best_step"))  # updated before each save
         self.manager = checkpoint_manager(workdir, config, keep)
@@ -192,12 +203,14 @@ class _Loop:
         self.val_batch = _validation_batch(source, val_rows)
         self.val_loss = None
         if self.val_batch:
-            self.val_loss = make_validation_loss(self.graphdef, config, cond_stats)
+            self.val_loss = make_validation_loss(
+                self.graphdef, config, cond_stats, objective=objective
+            )
         self.val_key, self.key = jax.random.key(t.seed + 1), jax.random.key(t.seed)
         shardings = (sharding.replicated(mesh), sharding.batch_sharded(mesh))
         args = (self.graphdef, tx, schedule, config, *shardings, cond_stats)
         self.step_fns = {  # the single step, and train.steps_per_call of them in one call
-            k: jit_train_step(*args, on_device=t.data_on_device, steps=k)
+            k: jit_train_step(*args, on_device=t.data_on_device, steps=k, objective=objective)
             for k in {1, t.steps_per_call}
         }
         self.events = [t.log_every, t.checkpoint_every] + ([t.eval_every] if self.val_loss else [])
@@ -268,16 +281,20 @@ class _Loop:
 
 
 def train(
-    config: Config,
+    config,
     data_path: str,
     workdir: str,
     *,
+    objective: Objective | None = None,
     mesh=None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
     on_eval: Callable[[int, object, object], None] | None = None,
 ):
-    """Train (or resume) a LocDiff run; returns the final ``(graphdef, state)``.
+    """Train (or resume) a run of any learned method; returns the final ``(graphdef,
+    state)``. The method is ``objective`` (:class:`locdiff.training.step.Objective`: its
+    network and its loss), by default LocDiff's for a LocDiff :class:`Config`; ``config``
+    is the method's config, whose ``train`` section the loop reads.
 
     With ``train.validation_fraction > 0`` a validation slice of the data is held out,
     its loss (EMA parameters, fixed noise draws) is computed every ``train.eval_every``
@@ -287,6 +304,7 @@ def train(
 
     Args:
       config: the run's configuration (compared with the stored one on resume).
+      objective: the method's network and loss (default: LocDiff's, from ``config``).
       data_path: training data, an ``.npz`` file or a directory of shards.
       workdir: run directory (created if missing).
       mesh: device mesh (default: all devices, data-parallel).
@@ -297,7 +315,7 @@ def train(
       on_eval: called after every validation evaluation with ``(step, graphdef, ema)``
         (for learning curves); its time is not counted as training time.
     """
-    loop = _Loop(config, data_path, workdir, mesh)
+    loop = _Loop(config, data_path, workdir, mesh, objective)
     t, step, metrics = loop.t, loop.start, None
     bar = tqdm(total=t.steps, initial=step, disable=not progress, desc="train", unit="step")
     window = [time.perf_counter(), 0]  # start and steps of the samples/s window

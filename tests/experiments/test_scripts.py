@@ -311,6 +311,30 @@ def test_unseen_study_and_ablations(run_script, tmp_path):
     assert other["val_mean_diff"] == pytest.approx(other["val_mean"] - base["val_mean"])
     mean = sum(other[f"val_acc_{k}km"] for k in (25, 200, 750, 2500)) / 4
     assert other["val_mean"] == pytest.approx(mean)
+    # The rule's score reads the validation and far-validation rows in equal shares.
+    assert other["score"] == pytest.approx(0.5 * (other["val_mean"] + other["far_mean"]))
+    assert other["score_diff"] == pytest.approx(other["score"] - base["score"])
+
+
+def test_the_recipe_rule_reads_far_validation_in_equal_shares():
+    from experiments.ablations import _verdict, equal_shares
+
+    def row(name, val, far, val_se=0.5, far_se=0.5):
+        r = {"setting": name, "val_mean": 70.0 + val, "far_mean": 20.0 + far}
+        r.update(val_mean_diff=val, far_mean_diff=far)
+        r.update(val_mean_diff_se=val_se, far_mean_diff_se=far_se)
+        return r | equal_shares(r)
+
+    incumbent = row("truncated", 0.0, 0.0, 0.0, 0.0)
+    # Worse in distribution, better far away by more: the score's difference is +2.65
+    # with a standard error of 0.5 * hypot(0.7, 0.5) = 0.43, so it replaces the incumbent.
+    smoothed = row("smoothed", -3.5, 8.8, 0.7, 0.5)
+    assert smoothed["score_diff"] == pytest.approx(2.65)
+    assert smoothed["score_diff_se"] == pytest.approx(0.5 * np.hypot(0.7, 0.5))
+    assert "**smoothed** replaces **truncated**" in _verdict([incumbent, smoothed], incumbent)
+    # A win inside twice its standard error is noise: the incumbent stays.
+    small = row("small", 0.5, 0.3)
+    assert "**truncated** stays" in _verdict([incumbent, small], incumbent)
 
 
 def test_auc_is_the_share_of_positive_negative_pairs_ranked_right():

@@ -52,20 +52,22 @@ def test_baseline_learns_restores_and_evaluates(clusters, trained, method):
     assert set(result["by_scene"]) == {"indoor", "natural", "urban"}
 
 
-def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters, tmp_path):
+def test_train_or_load_reuses_a_finished_run_and_trains_on_a_longer_one(clusters, tmp_path):
     workdir = str(tmp_path / "cells")
     config = methods.BaselineConfig(hidden=16, steps=20, partitions=((10, 120),))
     first = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
     again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
     assert again.meta["train_seconds"] == first.meta["train_seconds"]  # reused, not retrained
-    changed = methods.train_or_load(
-        "cells",
-        clusters.train,
-        workdir,
-        methods.BaselineConfig(hidden=16, steps=21),
-        progress=False,
-    )
-    assert changed.meta["config"]["steps"] == 21
+    longer = methods.BaselineConfig(hidden=16, steps=21, partitions=((10, 120),))
+    changed = methods.train_or_load("cells", clusters.train, workdir, longer, progress=False)
+    assert changed.meta["config"]["train"]["steps"] == 21  # a higher cap: trained on
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f][-2:] == [20, 21]  # from step 20
+    other = methods.BaselineConfig(hidden=16, steps=21, partitions=((20, 400),))
+    with pytest.raises(ValueError, match="holds a run with a different config"):
+        methods.train_or_load("cells", clusters.train, workdir, other, progress=False)
+    with pytest.raises(RunError, match="holds a cells run; train regression elsewhere"):
+        methods.train_or_load("regression", clusters.train, workdir, longer, progress=False)
     # A run written before method.json recorded its config is trained again, not trusted.
     meta_path = os.path.join(workdir, "method.json")
     with open(meta_path) as f:
@@ -73,10 +75,19 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
     with open(meta_path, "w") as f:
         json.dump(old, f)
     again = methods.train_or_load("cells", clusters.train, workdir, config, progress=False)
-    assert again.meta["config"]["steps"] == 20
+    assert again.meta["config"]["train"]["steps"] == 20
     # A finished run is never reused on other data, whatever its config.
     with pytest.raises(RunError, match=r"trained on .*train.npz \(1000 rows\), not .*test.npz"):
         methods.train_or_load("cells", clusters.test, workdir, config, progress=False)
+    # A baseline run of the loop before the one trainer (params.npz, no checkpoints) is
+    # replaced: there is nothing to resume from.
+    old_run = tmp_path / "old"
+    old_run.mkdir()
+    legacy = {"method": "cells", "config": {"hidden": 16, "steps": 7}, "rows": 1000}
+    (old_run / "method.json").write_text(json.dumps({**legacy, "data": clusters.train}))
+    (old_run / "params.npz").write_bytes(b"stale")
+    new = methods.train_or_load("cells", clusters.train, str(old_run), config, progress=False)
+    assert new.meta["config"]["train"]["steps"] == 20 and (old_run / "config.json").exists()
     fewer = tmp_path / "other" / "train.npz"  # the same name, other rows
     fewer.parent.mkdir()
     arrays = data.load_npz(clusters.train)
@@ -86,16 +97,25 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_a_changed_one(clusters
 
 
 def test_cli_trains_a_baseline_with_flags(clusters, tmp_path):
-    config = tmp_path / "baseline.json"
-    config.write_text(json.dumps({"hidden": 32, "steps": 999, "retrieval_k": 5}))
+    config = tmp_path / "regression.json"
+    config.write_text(json.dumps({"model": {"hidden": 32}, "train": {"steps": 999}}))
     workdir = tmp_path / "reg"
     args = ["train", "--method", "regression", "--train", clusters.train]
-    args += ["--workdir", str(workdir), "--config", str(config), "--steps", "20", "--no-progress"]
-    assert cli.main(args) == 0
+    args += ["--workdir", str(workdir), "--config", str(config), "--no-progress"]
+    assert cli.main([*args, "--steps", "20", "--set", "model.depth=1"]) == 0
     meta = json.loads((workdir / "method.json").read_text())
-    assert meta["config"]["steps"] == 20 and meta["config"]["hidden"] == 32  # flag over file
+    assert meta["config"]["train"]["steps"] == 20  # the flag over the file
+    assert meta["config"]["model"] == {"hidden": 32, "depth": 1}  # the file, then --set
     assert meta["rows"] == 1000 and meta["embed_dim"] == 8 and "jax" in meta["versions"]
+    assert meta["steps"] <= 20 and os.path.isdir(workdir / "checkpoints")  # the one trainer
     assert cli.main([*args, "--L", "16"]) == 2  # a LocDiff flag on a baseline
+    assert cli.main([*args, "--set", "model.width=3"]) == 2  # no such field
+    assert cli.main([*args, "--set", "train.steps"]) == 2  # no value
+    assert cli.main([*args, "--set", "train.steps=0", "--workdir", str(tmp_path / "z")]) == 2
+    # A config written before locdiff 0.3 (one flat BaselineConfig) still reads.
+    config.write_text(json.dumps({"hidden": 32, "steps": 999, "retrieval_k": 5}))
+    legacy = methods.config_from_dict("regression", json.loads(config.read_text()))
+    assert legacy.model.hidden == 32 and legacy.train.steps == 999
 
 
 def test_bad_inputs_are_clear_errors(clusters, trained, tmp_path):
@@ -105,7 +125,7 @@ def test_bad_inputs_are_clear_errors(clusters, trained, tmp_path):
         methods.BaselineConfig(partitions=((50, 10),))
     with pytest.raises(ValueError, match="unknown baseline config keys"):
         methods.BaselineConfig.from_dict({"hiden": 3})
-    with pytest.raises(TypeError, match="takes a BaselineConfig"):
+    with pytest.raises(TypeError, match="takes a CellsConfig"):
         methods.train_method("cells", clusters.train, str(tmp_path / "y"), config=object())
     locator = methods.load_locator(trained["retrieval"])
     with pytest.raises(ValueError, match=r"embeddings must be \[N, 8\] for this run"):

@@ -7,7 +7,7 @@ import shdd
 from locdiff.data import datasets as data
 from locdiff.infer import neighbours
 from locdiff.methods import retrieval
-from locdiff.methods.base import BaselineConfig
+from locdiff.methods.configs import RetrievalConfig
 
 
 def test_retrieval_top1_and_densest_cluster():
@@ -34,6 +34,6 @@ def test_chunked_search_is_exact_and_the_gallery_is_normalised_once(rng):
     np.testing.assert_array_equal(chunked[:, 0], whole)
     top5 = neighbours.search(q, g, k=5, max_scores=3000)
     np.testing.assert_array_equal(np.sort(top5, 1), np.sort(np.argsort(-(q @ g.T), 1)[:, :5], 1))
-    locator = retrieval.RetrievalLocator(gallery * 7.0, np.zeros((1000, 2)), BaselineConfig())
+    locator = retrieval.RetrievalLocator(gallery * 7.0, np.zeros((1000, 2)), RetrievalConfig())
     np.testing.assert_allclose(np.linalg.norm(locator.gallery_unit, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(locator.neighbours(query, 1)[:, 0], whole)
