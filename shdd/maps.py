@@ -186,23 +186,45 @@ def credible_area_km2(pmap, *, resolution_deg: float, levels=(0.5, 0.9)) -> np.n
         if not 0 < level <= 1:
             raise ValueError(f"levels must lie in (0, 1], got {level}")
     grid, batch, mass, area = _flat_cells(pmap, resolution_deg)
-    cells = mass.shape[1]
+    out = _region_areas(mass, area, tuple(levels))
+    return out.reshape(*batch, len(levels)) * sphere.EARTH_RADIUS_KM**2
+
+
+_BINS = 4096  # log-density bins of _region_areas
+_SPAN = 64.0  # the bins span densities down to exp(-_SPAN) of the peak's; lower: the last
+
+
+def _region_areas(mass, area, levels) -> np.ndarray:
+    """``[B, len(levels)]`` the region areas of ``mass [B, C]`` on cells of ``area [C]``
+    (steradians), exactly as a full sort by decreasing density would give them (equal
+    densities in the cells' order), in linear time: the cells are binned by log
+    density, the masses and areas of each bin summed, and only the cells of the bin
+    where a level is crossed are sorted."""
+    rows, cells = mass.shape
     dens = mass / area[None, :]
-    # NumPy's quicksort, many times faster than XLA's sort on a CPU; rows where cells of
-    # equal positive density make the order matter are sorted again, stably.
-    order = np.argsort(-dens, axis=-1)
-    ranked = np.take_along_axis(dens, order, -1)
-    tied = ((ranked[:, 1:] == ranked[:, :-1]) & (ranked[:, 1:] > 0)).any(axis=-1)
-    if tied.any():
-        order[tied] = np.argsort(-dens[tied], axis=-1, kind="stable")
-    cum_mass = np.cumsum(np.take_along_axis(mass, order, -1), axis=-1)
-    cum_area = np.cumsum(area[order], axis=-1)
-    out = []
-    for level in levels:
-        count = np.sum(cum_mass < level * cum_mass[:, -1:], axis=-1, keepdims=True)
-        count = np.minimum(count, cells - 1)  # cells before the one that crosses
-        out.append(np.take_along_axis(cum_area, count, -1)[:, 0])
-    return np.stack(out, -1).reshape(*batch, len(levels)) * sphere.EARTH_RADIUS_KM**2
+    top = dens.max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        depth = -np.log(dens / np.where(top > 0, top, 1.0))  # >= 0; inf where empty
+    which = np.minimum(depth * ((_BINS - 1) / _SPAN), _BINS - 1).astype(np.int32)
+    flat = (which + _BINS * np.arange(rows, dtype=np.int32)[:, None]).ravel()
+    size = rows * _BINS
+    bin_mass = np.bincount(flat, weights=mass.ravel(), minlength=size).reshape(rows, _BINS)
+    weights = np.broadcast_to(area, mass.shape).ravel()
+    bin_area = np.bincount(flat, weights=weights, minlength=size).reshape(rows, _BINS)
+    cum_mass, cum_area = np.cumsum(bin_mass, axis=1), np.cumsum(bin_area, axis=1)
+    out = np.empty((rows, len(levels)))
+    for j, level in enumerate(levels):
+        target = level * cum_mass[:, -1]
+        reached = (cum_mass >= target[:, None]) & (bin_area > 0)  # at a bin with cells
+        crossing = np.where(reached.any(axis=1), np.argmax(reached, axis=1), _BINS - 1)
+        for i, k in enumerate(crossing):
+            inside = np.flatnonzero(which[i] == k)  # in the cells' order
+            order = inside[np.argsort(-dens[i, inside], kind="stable")]
+            before = cum_mass[i, k] - bin_mass[i, k]
+            count = np.sum(before + np.cumsum(mass[i, order]) < target[i])
+            count = min(int(count), len(order) - 1)  # cells before the one that crosses
+            out[i, j] = cum_area[i, k] - bin_area[i, k] + area[order[: count + 1]].sum()
+    return out
 
 
 def credible_level(pmap, latlon, *, resolution_deg: float) -> np.ndarray:

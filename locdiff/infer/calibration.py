@@ -86,13 +86,14 @@ def coverage(
         )
         for name, fn in also.items():
             extra[name].append(np.asarray(fn(prediction.maps, rows)))
-        areas.append(
-            np.asarray(
+        if tuple(levels) == (0.5, 0.9) and prediction.credible_km2 is not None:
+            areas.append(prediction.credible_km2)  # the prediction's own, computed already
+        else:
+            areas.append(
                 shdd.credible_area_km2(
                     prediction.maps, resolution_deg=resolution_deg, levels=tuple(levels)
                 )
             )
-        )
     true_levels, areas = np.concatenate(true_levels), np.concatenate(areas)
     out = {name: np.concatenate(values) for name, values in extra.items()}
     for j, level in enumerate(levels):

@@ -1,8 +1,8 @@
 """The notebooks run top to bottom (nbclient), from the repository alone.
 
 Without any environment variable a notebook trains its model at full size; the test
-sets only the sizes (``LOCDIFF_NB_STEPS``, ``LOCDIFF_NB_POINTS``) so that it runs in
-seconds: every cell and code path is the same. The kernel inherits the conftest's
+sets only the sizes (``LOCDIFF_NB_STEPS``, ``LOCDIFF_NB_POINTS``, ``LOCDIFF_NB_LAND``) so
+that it runs in seconds: every cell and code path is the same. The kernel inherits the conftest's
 compilation settings.
 """
 
@@ -34,6 +34,7 @@ def test_notebook_executes(name, demo, monkeypatch):
         monkeypatch.delenv(variable)
     monkeypatch.setenv("LOCDIFF_NB_STEPS", "30")
     monkeypatch.setenv("LOCDIFF_NB_POINTS", "3000")
+    monkeypatch.setenv("LOCDIFF_NB_LAND", "300")  # land points drawn for far validation
     if demo and not os.path.isdir(DEMO_RUN):
         pytest.skip("needs the demo's run: make demo trains it")
     if not demo:

@@ -177,14 +177,15 @@ def test_credible_area_is_the_stable_highest_density_region(rng):
     res = 10.0
     grid = shdd.latlon_grid(res)
     area = np.repeat(grid.area, grid.shape[1])
-    dens = rng.integers(0, 4, size=(6, area.size)).astype(np.float64)  # ties, and zeros
-    dens[3:] = rng.random((3, area.size))  # no ties
+    dens = rng.integers(0, 4, size=(7, area.size)).astype(np.float64)  # ties, and zeros
+    dens[3:6] = rng.random((3, area.size))  # no ties
+    dens[6] = 10.0 ** rng.uniform(-40, 0, area.size)  # beyond the log-density bins' span
     pmap = dens * area
     pmap /= pmap.sum(axis=1, keepdims=True)
-    got = shdd.credible_area_km2(pmap.reshape(6, *grid.shape), resolution_deg=res)
+    got = shdd.credible_area_km2(pmap.reshape(7, *grid.shape), resolution_deg=res)
     density = pmap / area  # as the maps' own: equal within a row, where areas are
     assert (np.diff(np.sort(density[:3]), axis=1) == 0).sum() > 100
-    for i in range(6):
+    for i in range(7):
         order = sorted(range(area.size), key=lambda c: (-density[i, c], c))
         for j, level in enumerate((0.5, 0.9)):
             mass, region = 0.0, 0.0
