@@ -50,7 +50,7 @@ def bench(L: int, batch: int, dtype: str, num_samples: int, steps: int, repeats:
     config = override(
         Config(),
         **{"model.L": L, "model.compute_dtype": dtype, "diffusion.num_samples": num_samples,
-           "diffusion.steps": steps},
+           "diffusion.sample_steps": steps},
     )  # fmt: skip
     tx, _ = make_optimizer(config)
     graphdef, state = init_state(config, COND_DIM, tx)

@@ -90,7 +90,7 @@ TRAINED = {
     ],
     "noise_draw": lambda c: [("fixed per row", {}), ("fresh every step", {"fresh": True})],
 }
-SAMPLING = {"K": "num_samples", "steps": "steps", "guidance": "guidance"}
+SAMPLING = {"K": "num_samples", "steps": "sample_steps", "guidance": "guidance"}
 RECIPE_GROUPS = {"loss", "L", *SAMPLING}  # the groups --base recipe can vary
 
 

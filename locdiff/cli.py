@@ -91,7 +91,7 @@ def _sampling(args: argparse.Namespace) -> dict:
     """LocDiff's sampling options from ``evaluate``/``predict``'s flags."""
     return {
         "num_samples": args.num_samples,
-        "steps": args.sample_steps,
+        "sample_steps": args.sample_steps,
         "batch_size": args.batch_size,
         "snap_km": args.snap_km,
     }

@@ -105,8 +105,8 @@ class DiffusionConfig:
       kl_weight, kl_temperature: weight and softmax temperature of the SHDD-KL term.
       scale: multiplies the SHDD vector before diffusion; ``sqrt(4 pi)`` gives the
         truncated delta unit mean-square entries.
-      sampler, steps, guidance: defaults for sampling (DDIM, 50 steps, guidance 1 =
-        plain conditional).
+      sampler, sample_steps, guidance: defaults for sampling (DDIM, 50 sampler steps,
+        guidance 1 = plain conditional); ``train.steps`` are optimiser steps.
       num_samples: default K, the samples drawn per condition.
     """
 
@@ -117,7 +117,7 @@ class DiffusionConfig:
     kl_temperature: float = 0.1
     scale: float = math.sqrt(4 * math.pi)
     sampler: str = "ddim"
-    steps: int = 50
+    sample_steps: int = 50
     guidance: float = 1.0
     num_samples: int = 4
 
@@ -135,7 +135,7 @@ class DiffusionConfig:
             self.sampler in SAMPLERS,
             f"diffusion.sampler must be one of {SAMPLERS}, got {self.sampler!r}",
         )
-        _check(self.steps >= 1, "diffusion.steps must be >= 1")
+        _check(self.sample_steps >= 1, "diffusion.sample_steps must be >= 1")
         _check(self.guidance >= 0, "diffusion.guidance must be >= 0")
         _check(self.num_samples >= 1, "diffusion.num_samples must be >= 1")
 
@@ -270,6 +270,11 @@ class Config(Sections):
             model = {**model, "film_dim": model["embed_dim"]}
             del model["embed_dim"]
             data = {**data, "model": model}
+        diffusion = data.get("diffusion", {})
+        if "steps" in diffusion:  # its name before 0.3
+            diffusion = {**diffusion, "sample_steps": diffusion["steps"]}
+            del diffusion["steps"]
+            data = {**data, "diffusion": diffusion}
         return data
 
 

@@ -47,7 +47,7 @@ TINY = {
     "train.ema_decay": 0.9,
     "train.log_every": 50,
     "train.checkpoint_every": 100,
-    "diffusion.steps": 10,
+    "diffusion.sample_steps": 10,
     "diffusion.num_samples": 2,
 }
 

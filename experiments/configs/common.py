@@ -28,7 +28,7 @@ SMOKE_LOCDIFF = override(
         "train.batch_size": 64,
         "train.checkpoint_every": 4,
         "train.warmup_steps": 1,
-        "diffusion.steps": 2,
+        "diffusion.sample_steps": 2,
         "diffusion.num_samples": 2,
     },
 )
@@ -73,7 +73,7 @@ def cpu_models(*, L: int, steps: int, partitions) -> Methods:
             "train.checkpoint_every": 500,
             "train.data_on_device": True,  # the data sets are small: rows gathered in the step
             "train.steps_per_call": 10,  # less host work per step on 2 cores, the same steps
-            "diffusion.steps": 25,
+            "diffusion.sample_steps": 25,
         },
     )
     baseline = BaselineConfig(

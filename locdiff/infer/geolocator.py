@@ -153,7 +153,7 @@ class Geolocator:
         *,
         top_k: int = 5,
         num_samples: int | None = None,
-        steps: int | None = None,
+        sample_steps: int | None = None,
         guidance: float | None = None,
         seed: int = 0,
         maps: bool = False,
@@ -164,7 +164,7 @@ class Geolocator:
     ) -> Prediction:
         """Top-``k`` locations of each embedding ``[N, E]`` (deterministic for a ``seed``).
 
-        Unset ``num_samples`` (K), ``steps`` and ``guidance`` take the run's defaults.
+        Unset ``num_samples`` (K), ``sample_steps`` and ``guidance`` take the run's defaults.
         ``doubt``: also each answer's doubt (``Prediction.doubt_km``, where the run has
         a reference: a search of its training conditions); it is computed, and given,
         anyway where the run's snapping gate or its maps' bins need it.
@@ -179,7 +179,8 @@ class Geolocator:
         if self.condition_stats is not None:
             mean, std = self.condition_stats
             embeddings = (embeddings - mean[None, :]) / std[None, :]
-        kwargs = dict(num_samples=num_samples, steps=steps, guidance=guidance, top_k=top_k)
+        kwargs = dict(num_samples=num_samples, sample_steps=sample_steps, guidance=guidance)
+        kwargs["top_k"] = top_k
         kwargs |= dict(maps=maps, map_resolution=map_resolution, doubt=doubt)
         n = len(embeddings)
         if n <= batch_size:  # one batch, padded to a power of two: few shapes to compile

@@ -174,7 +174,7 @@ def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
     Args:
       gallery: a :class:`locdiff.infer.hybrid.Gallery`: a LocDiff run becomes LocDiff-H
         searching it (a ``locdiff-h`` run's own gallery is replaced).
-      options: LocDiff's sampling options (``num_samples``, ``steps``, ``guidance``,
+      options: LocDiff's sampling options (``num_samples``, ``sample_steps``, ``guidance``,
         ``batch_size``); None leaves the run's default.
     """
     run = RunDir(workdir)

@@ -36,7 +36,7 @@ TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given
 
 
 class LocDiffLocator(Locator):
-    """A trained LocDiff run; ``num_samples``, ``steps``, ``guidance`` (None: the run's
+    """A trained LocDiff run; ``num_samples``, ``sample_steps``, ``guidance`` (None: the run's
     defaults) and ``batch_size`` set how it samples."""
 
     method = "locdiff"

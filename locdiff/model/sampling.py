@@ -18,11 +18,11 @@ from flax import nnx
 from locdiff.config import Config
 from locdiff.model import diffusion
 
+_STATIC = ("graphdef", "config", "num_samples", "sample_steps", "sampler", "guidance")
 
-@functools.partial(
-    jax.jit, static_argnames=("graphdef", "config", "num_samples", "steps", "sampler", "guidance")
-)
-def _sample(graphdef, params, cond, key, *, config, num_samples, steps, sampler, guidance):
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _sample(graphdef, params, cond, key, *, config, num_samples, sample_steps, sampler, guidance):
     model = nnx.merge(graphdef, params)
     B = cond.shape[0]
     cond_k = jnp.repeat(cond, num_samples, axis=0)  # [B*K, E]
@@ -35,7 +35,7 @@ def _sample(graphdef, params, cond, key, *, config, num_samples, steps, sampler,
         model_fn,
         key,
         (B * num_samples, config.model.num_coeffs),
-        steps=steps,
+        steps=sample_steps,
         prediction=config.diffusion.prediction,
         sampler=sampler,
         guidance=guidance,
@@ -51,7 +51,7 @@ def sample_coefficients(
     config: Config,
     *,
     num_samples: int | None = None,
-    steps: int | None = None,
+    sample_steps: int | None = None,
     sampler: str | None = None,
     guidance: float | None = None,
 ):
@@ -68,7 +68,7 @@ def sample_coefficients(
         key,
         config=config,
         num_samples=num_samples or d.num_samples,
-        steps=steps or d.steps,
+        sample_steps=sample_steps or d.sample_steps,
         sampler=sampler or d.sampler,
         guidance=d.guidance if guidance is None else guidance,
     )

@@ -143,7 +143,7 @@ def test_predict_from_image_files(tmp_path, capsys):
         Config(),
         **{"model.L": 4, "model.hidden": 16, "model.depth": 1, "model.film_dim": 8},
         **{"model.time_dim": 4, "train.steps": 2, "train.batch_size": 16},
-        **{"diffusion.steps": 2, "diffusion.num_samples": 1},
+        **{"diffusion.sample_steps": 2, "diffusion.num_samples": 1},
     )
     run = str(tmp_path / "run")
     methods.train_method("locdiff", embedded, run, config=config, progress=False)

@@ -49,6 +49,16 @@ def test_old_name_of_the_film_width_is_read(tmp_path):
         Config.from_dict({"model": {"film_width": 3}})
 
 
+def test_old_name_of_the_sampler_steps_is_read():
+    """``diffusion.steps`` (before the sampler's steps were named apart from training's)
+    still loads, as ``diffusion.sample_steps``; the new name is what is written."""
+    config = Config.from_dict({"diffusion": {"steps": 7}, "train": {"steps": 5}})
+    assert config.diffusion.sample_steps == 7 and config.train.steps == 5
+    assert "steps" not in config.to_dict()["diffusion"]
+    with pytest.raises(ValueError, match="diffusion.sample_steps must be >= 1"):
+        Config.from_dict({"diffusion": {"sample_steps": 0}})
+
+
 def test_the_mp16_recipe_is_a_valid_config():
     """The README's recipe for MP16-sized runs loads as it is documented."""
     import os

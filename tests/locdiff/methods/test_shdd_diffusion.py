@@ -57,7 +57,7 @@ def test_a_locdiff_h_run_keeps_its_gallery(clusters, tmp_path):
         Config(),
         **{"model.L": 4, "model.hidden": 16, "model.depth": 1, "model.film_dim": 8},
         **{"model.time_dim": 4, "train.steps": 2, "train.batch_size": 32},
-        **{"diffusion.steps": 2, "diffusion.num_samples": 1},
+        **{"diffusion.sample_steps": 2, "diffusion.num_samples": 1},
     )
     emb = np.eye(8)[:2].astype(np.float32)
     gallery = (emb, np.array([[10.0, 20.0], [-30.0, 40.0]]))
@@ -87,7 +87,7 @@ def test_a_run_trained_further_is_calibrated_again(clusters, tmp_path):
     tiny = {"model.L": 4, "model.hidden": 16, "model.depth": 1, "model.film_dim": 8}
     tiny |= {"model.time_dim": 4, "train.batch_size": 32, "train.eval_every": 5}
     tiny |= {"train.warmup_steps": 2, "train.learning_rate": 3e-3}
-    tiny |= {"train.checkpoint_every": 5, "diffusion.steps": 2, "diffusion.num_samples": 1}
+    tiny |= {"train.checkpoint_every": 5, "diffusion.sample_steps": 2, "diffusion.num_samples": 1}
     workdir = str(tmp_path / "run")
     config = override(Config(), **tiny, **{"train.steps": 10})
     methods.train_or_load("locdiff", clusters.train, workdir, config, progress=False)

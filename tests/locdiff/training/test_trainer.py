@@ -238,8 +238,8 @@ def test_conditions_are_standardised_with_the_runs_statistics(tmp_path):
     a = Geolocator.from_checkpoint(str(tmp_path / "a"))
     b = Geolocator.from_checkpoint(str(tmp_path / "b"))
     # Same seed, same initialisation, same standardised batches: the same model.
-    pa = a.predict(emb[:5], top_k=1, num_samples=1, steps=3, seed=0)
-    pb = b.predict(scaled[:5], top_k=1, num_samples=1, steps=3, seed=0)
+    pa = a.predict(emb[:5], top_k=1, num_samples=1, sample_steps=3, seed=0)
+    pb = b.predict(scaled[:5], top_k=1, num_samples=1, sample_steps=3, seed=0)
     np.testing.assert_allclose(pa.coeffs, pb.coeffs, atol=2e-4)
 
 

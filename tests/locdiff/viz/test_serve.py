@@ -57,7 +57,7 @@ def run(tmp_path_factory):
         **{"model.L": 6, "model.hidden": 32, "model.depth": 1, "model.film_dim": 16},
         **{"model.time_dim": 8, "train.steps": 150, "train.batch_size": 64},
         **{"train.learning_rate": 3e-3, "train.warmup_steps": 10, "train.eval_every": 50},
-        **{"diffusion.steps": 5, "diffusion.num_samples": 2},
+        **{"diffusion.sample_steps": 5, "diffusion.num_samples": 2},
     )
     workdir = str(root / "run")
     methods.train_method("locdiff", path, workdir, config=config, progress=False)
@@ -96,7 +96,7 @@ def test_the_app_refuses_what_it_cannot_answer(run, clusters, tmp_path):
 
     tiny = override(Config(), **{"model.L": 4, "model.hidden": 16, "model.depth": 1},
                     **{"model.film_dim": 8, "model.time_dim": 4, "train.steps": 4},
-                    **{"train.validation_fraction": 0.0, "diffusion.steps": 2})  # fmt: skip
+                    **{"train.validation_fraction": 0.0, "diffusion.sample_steps": 2})  # fmt: skip
     with pytest.warns(UserWarning, match="calibrated"):  # not calibrated: no validation rows
         methods.train_method("locdiff", clusters.train, workdir, config=tiny, progress=False)
         plain = App(workdir)
