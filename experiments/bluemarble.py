@@ -60,7 +60,10 @@ from experiments.bluemarble_maps import write_maps
 from experiments.configs.bluemarble import get_config
 from experiments.configs.common import PROFILES
 
-METHODS = ("retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion", "locdiff")
+METHODS = (
+    "retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion", "geotoken",
+    "locdiff",
+)  # fmt: skip
 CONFIRM_SEED = 1000  # added to --seed: the confirmation set's centres
 
 

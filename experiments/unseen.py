@@ -46,7 +46,7 @@ from experiments.common import (
 from experiments.configs.common import PROFILES
 from experiments.configs.unseen import get_config
 
-METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "locdiff")
+METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "geotoken", "locdiff")
 
 
 def random_boxes(latlon, n: int, *, min_points: int, seed: int, avoid) -> dict:

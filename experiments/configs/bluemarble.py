@@ -8,6 +8,7 @@ from locdiff.config import Config, override
 from locdiff.methods import BaselineConfig
 
 from experiments.configs.common import (
+    FULL_TOKENS,
     SMOKE_BASELINE,
     SMOKE_LOCDIFF,
     Methods,
@@ -67,7 +68,7 @@ def get_config(profile: str = "demo") -> BlueMarbleConfig:
             Config(), **{"model.L": 32, "train.steps": 20000, "train.checkpoint_every": 2000}
         )
         baseline = BaselineConfig(partitions=PARTITIONS, steps=20000)
-        return BlueMarbleConfig(40000, 10000, 40, 10, Methods(locdiff, baseline))
+        return BlueMarbleConfig(40000, 10000, 40, 10, Methods(locdiff, baseline, FULL_TOKENS))
     return BlueMarbleConfig(12000, 3000, 20, 10, demo_models())
 
 

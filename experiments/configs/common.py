@@ -11,7 +11,7 @@ import dataclasses
 
 from locdiff.config import Config, override
 from locdiff.methods import BaselineConfig
-from locdiff.methods.configs import CONFIGS
+from locdiff.methods.configs import CONFIGS, GeoTokenConfig, TokenModelConfig
 
 PROFILES = ("demo", "smoke", "full")
 
@@ -35,21 +35,35 @@ SMOKE_LOCDIFF = override(
 SMOKE_BASELINE = BaselineConfig(
     hidden=8, depth=1, steps=4, batch_size=64, num_samples=4, flow_steps=2
 )
+SMOKE_TOKENS = TokenModelConfig(width=8, layers=1, heads=2, memory=1, levels=4, beam_width=2)
+# GeoToken's decoder in the full profiles: its public code's (d_model 512, 10 layers of 8
+# heads, feed-forward twice d_model)
+FULL_TOKENS = TokenModelConfig(width=512, layers=10, heads=8, feedforward=2, memory=4)
 
 
 @dataclasses.dataclass(frozen=True)
 class Methods:
-    """The models of an experiment: LocDiff's config and the baselines' shared one."""
+    """The models of an experiment: LocDiff's config, the baselines' shared one, and
+    GeoToken's decoder (its trunk and its training are the baselines')."""
 
     locdiff: Config
     baseline: BaselineConfig
+    geotoken: TokenModelConfig = TokenModelConfig()
 
     def for_method(self, method: str):
         """``method``'s config: LocDiff's, or the baselines' settings for ``method``."""
+        if method == "geotoken":
+            b = self.baseline
+            model = dataclasses.replace(self.geotoken, hidden=b.hidden, depth=b.depth)
+            return GeoTokenConfig(model, b.train_section())
         return self.baseline.for_method(method) if method in CONFIGS else self.locdiff
 
     def to_dict(self) -> dict:
-        return {"locdiff": self.locdiff.to_dict(), "baseline": self.baseline.to_dict()}
+        return {
+            "locdiff": self.locdiff.to_dict(),
+            "baseline": self.baseline.to_dict(),
+            "geotoken": dataclasses.asdict(self.geotoken),
+        }
 
 
 def check_profile(profile: str) -> None:

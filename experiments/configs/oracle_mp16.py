@@ -8,8 +8,10 @@ from locdiff.config import Config, override
 from locdiff.methods import BaselineConfig
 
 from experiments.configs.common import (
+    FULL_TOKENS,
     SMOKE_BASELINE,
     SMOKE_LOCDIFF,
+    SMOKE_TOKENS,
     Methods,
     check_profile,
     cpu_models,
@@ -79,7 +81,9 @@ def get_config(profile: str = "demo") -> OracleConfig:
     check_profile(profile)
     if profile == "smoke":
         models = Methods(
-            SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((25, 1000),))
+            SMOKE_LOCDIFF,
+            dataclasses.replace(SMOKE_BASELINE, partitions=((25, 1000),)),
+            SMOKE_TOKENS,
         )
         return OracleConfig(
             gallery_n=1500,
@@ -95,9 +99,8 @@ def get_config(profile: str = "demo") -> OracleConfig:
         locdiff = override(
             Config(), **{"model.L": 64, "train.steps": 30000, "train.checkpoint_every": 2000}
         )
-        return OracleConfig(
-            None, None, Methods(locdiff, BaselineConfig(partitions=PARTITIONS, steps=30000))
-        )
+        baseline = BaselineConfig(partitions=PARTITIONS, steps=30000)
+        return OracleConfig(None, None, Methods(locdiff, baseline, FULL_TOKENS))
     return OracleConfig(None, 5000, demo_models())
 
 

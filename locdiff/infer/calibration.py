@@ -107,7 +107,7 @@ GUIDANCE = (1.0, 1.5, 2.0, 3.0)
 THRESHOLDS_KM = (25.0, 200.0, 750.0, 2500.0)
 
 
-def _accuracies(top1, truth) -> dict:
+def accuracies(top1, truth) -> dict:
     """``{acc_<t>km: percent, ..., mean}`` of top-1 answers over :data:`THRESHOLDS_KM`."""
     from locdiff.evaluation.metrics import summarize
 
@@ -124,7 +124,7 @@ def choose_guidance(
     1 needs one network pass per step, more need two), and each scale's accuracies."""
     table = [
         {"guidance": g}
-        | _accuracies(geolocator.predict(embeddings, top_k=1, guidance=g, seed=seed).top1, truth)
+        | accuracies(geolocator.predict(embeddings, top_k=1, guidance=g, seed=seed).top1, truth)
         for g in sorted(grid)
     ]
     best = max(table, key=lambda r: (r["mean"], -r["guidance"]))
@@ -170,6 +170,6 @@ def choose_snap(
         snapped = prior.snap(modes, km)
         if limit is not None:
             snapped = np.where((doubts <= limit)[:, None], snapped, modes)
-        table.append({"snap_km": km, "snap_max_doubt_km": limit} | _accuracies(snapped, truth))
+        table.append({"snap_km": km, "snap_max_doubt_km": limit} | accuracies(snapped, truth))
     best = max(enumerate(table), key=lambda r: (r[1]["mean"], -r[1]["snap_km"], r[0]))[1]
     return {k: best[k] for k in ("snap_km", "snap_max_doubt_km")}, table

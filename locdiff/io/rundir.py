@@ -19,6 +19,8 @@
                            seconds
       calibration.json     LocDiff: the guidance scale, the map rules (power, tail, by
                            bin of doubt) and the snapping radius chosen on validation
+      decoding.json        geotoken: the decoding (beam width or sampling) chosen on
+                           validation
       location_prior.npz   LocDiff: the training locations' occupied cells (centroids,
                            density) that modes snap to (locdiff.infer.snapping)
       reference.npz        LocDiff: training conditions and places, for the doubt of

@@ -15,6 +15,7 @@ One module per method, each with ``Config``, ``train`` and ``load``
 * ``cells`` (:mod:`.cells`): classification over PlaNet-style adaptive cells, ISN-style.
 * ``regression`` (:mod:`.regression`): a unit vector with the cosine loss.
 * ``coords-diffusion`` (:mod:`.coords_diffusion`): flow matching on raw 3-D coordinates.
+* ``geotoken`` (:mod:`.geotoken`): S2 cell tokens predicted by a transformer decoder.
 
 Every finished run's ``method.json`` records the method, its config, the training data
 and the training seconds (:mod:`locdiff.io.rundir`).
@@ -33,6 +34,7 @@ from locdiff.io.rundir import RunDir
 from locdiff.methods import (
     cells,
     coords_diffusion,
+    geotoken,
     regression,
     retrieval,
     shdd_diffusion,
@@ -48,6 +50,7 @@ REGISTRY: dict[str, ModuleType] = {
     "cells": cells,
     "regression": regression,
     "coords-diffusion": coords_diffusion,
+    "geotoken": geotoken,
 }
 METHODS = tuple(REGISTRY)
 

@@ -84,6 +84,55 @@ class FlowModelConfig(MLPConfig):
         _check(checks, "model")
 
 
+DECODERS = ("beam", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenModelConfig(MLPConfig):
+    """GeoToken's decoder (:class:`locdiff.model.token_decoder.TokenDecoder`).
+
+    The condition goes through the MLP trunk (``hidden``, ``depth``) into ``memory``
+    tokens of ``width``; ``layers`` pre-norm blocks of ``heads`` heads (their MLPs
+    ``feedforward`` times as wide) predict a
+    location's S2 cell of level ``levels`` as tokens of ``per_token`` levels each
+    (:mod:`locdiff.data.s2`; 20 in pairs: GeoToken's 11). The loss weights position
+    ``t`` of ``T`` by ``coarse_weight ** (1 - t / (T - 1))`` (normalised to mean 1; 1:
+    every position alike). Decoding: ``"beam"`` search of ``beam_width``, or
+    ``"sample"``: ``samples`` sequences at ``temperature``, the most probable kept.
+    """
+
+    hidden: int = 256
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    feedforward: int = 4
+    memory: int = 2
+    levels: int = 20
+    per_token: int = 2
+    coarse_weight: float = 1.0
+    decode: str = "beam"
+    beam_width: int = 5
+    samples: int = 16
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        levels_ok = 1 <= self.per_token <= self.levels <= 30 and self.levels % self.per_token == 0
+        checks = {
+            "width, layers, heads, feedforward, memory >= 1": min(
+                self.width, self.layers, self.heads, self.feedforward, self.memory
+            )
+            >= 1,
+            "width a multiple of heads": self.width % max(self.heads, 1) == 0,
+            "1 <= per_token <= levels <= 30, levels a multiple of per_token": levels_ok,
+            "coarse_weight > 0": self.coarse_weight > 0,
+            f"decode one of {DECODERS}": self.decode in DECODERS,
+            "1 <= beam_width <= 96": 1 <= self.beam_width <= 96,  # 6 faces x 16 at most
+            "samples >= 1 and temperature > 0": self.samples >= 1 and self.temperature > 0,
+        }
+        _check(checks, "model")
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """``k`` neighbours searched and the cluster ``radius_km`` of the densest-of-top-k
@@ -129,6 +178,13 @@ class CellsConfig(_Baseline):
 class FlowConfig(_Baseline):
     method = "coords-diffusion"
     model: FlowModelConfig = dataclasses.field(default_factory=FlowModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=_train_default)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeoTokenConfig(Sections):
+    method = "geotoken"
+    model: TokenModelConfig = dataclasses.field(default_factory=TokenModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=_train_default)
 
 

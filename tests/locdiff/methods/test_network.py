@@ -20,6 +20,8 @@ SMALL = {  # --set of each baseline: a network of seconds
     "regression": ["model.hidden=16", "model.depth=1"],
     "coords-diffusion": ["model.hidden=16", "model.depth=1", "model.num_samples=4",
                          "model.flow_steps=2"],
+    "geotoken": ["model.hidden=16", "model.depth=1", "model.width=16", "model.layers=1",
+                 "model.heads=2", "model.memory=1", "model.levels=4", "model.beam_width=3"],
 }  # fmt: skip
 
 

@@ -1,0 +1,219 @@
+"""GeoToken: a location as the sequence of its S2 cell tokens, predicted token by token.
+
+Our reconstruction of GeoToken (Hierarchical Geolocalization of Images via Next Token
+Prediction, ICDM 2025) without its retrieval memory: a location is its S2 cell of
+level 20 written as a face token then ten tokens of two levels each
+(:mod:`locdiff.data.s2`); a transformer decoder conditioned on the embedding
+(:class:`locdiff.model.token_decoder.TokenDecoder`) is trained by teacher forcing with a
+position-weighted cross-entropy, through the one trainer; it answers by beam search or
+by sampling several sequences and keeping the most probable, with the centres of the
+cells as locations and their probabilities under the model. Identical sequences (from
+sampling) are merged. The tokens of a batch are computed on the device from its
+locations, in float32 (a point within a metre of a level-20 edge may get the next
+cell: 10 m, far below any threshold scored).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from locdiff.config import assign
+from locdiff.data import s2
+from locdiff.infer import calibration
+from locdiff.infer.prediction import Prediction
+from locdiff.io import files
+from locdiff.methods.configs import GeoTokenConfig
+from locdiff.methods.network import (
+    NetworkLocator,
+    NetworkObjective,
+    load_network,
+    train_network,
+)
+from locdiff.methods.shdd_diffusion import calibration_rows
+from locdiff.model import token_decoder
+
+Config = GeoTokenConfig
+
+# What the method is (read by the registry and the command line, never its name):
+LEARNED = True  # trains a network (with the one trainer)
+GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
+
+
+def position_weights(length: int, coarse_weight: float) -> np.ndarray:
+    """``[T]`` the loss weight of each position: ``coarse_weight ** (1 - t / (T - 1))``,
+    normalised to mean 1 (``coarse_weight`` 1: all alike)."""
+    t = np.arange(length) / max(length - 1, 1)
+    w = coarse_weight ** (1.0 - t)
+    return w / w.mean()
+
+
+def loss(model, x, latlon, key, *, levels: int, per_token: int, weights):
+    """The position-weighted cross-entropy of each location's tokens, teacher-forced."""
+    sequences = s2.tokens(latlon, levels=levels, per_token=per_token, xp=jnp)
+    logp = model(x, sequences)  # [B, T, V]
+    nll = -jnp.take_along_axis(logp, sequences[..., None], axis=-1)[..., 0]
+    return jnp.mean(nll @ jnp.asarray(weights, jnp.float32)) / len(weights)
+
+
+class GeoTokenLocator(NetworkLocator):
+    """The decoder's most probable cells (beam search, or the best of samples)."""
+
+    method = "geotoken"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        m, graphdef = self.config.model, self._graphdef
+        length = 1 + m.levels // m.per_token
+
+        @functools.partial(jax.jit, static_argnames=("decode", "width", "temperature"))
+        def decode(state, x, key, *, decode, width, temperature):
+            model = nnx.merge(graphdef, state)
+            step = token_decoder.model_step(model, model.condition_memory(x))
+            if decode == "beam":
+                return token_decoder.beam_search(step, len(x), length, width)
+            return token_decoder.sample(step, key, len(x), length, width, temperature)
+
+        self._decode = decode
+
+    def sequences(self, embeddings, *, seed: int = 0, decode=None, width=None,
+                  temperature=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """``(sequences [N, W, T], log-probabilities [N, W])``, most probable first: the
+        run's decoding, or ``decode`` ("beam", "sample") with ``width`` (beam width, or
+        number of samples) and ``temperature`` given."""
+        m = self.config.model
+        decode = decode or m.decode
+        if width is None:
+            width = m.beam_width if decode == "beam" else m.samples
+        temperature = float(m.temperature if temperature is None else temperature)
+        key = jax.random.key(seed)
+        seqs, scores = [], []
+        for start in range(0, len(embeddings), 256):
+            s, p = self._decode(
+                self._state, embeddings[start : start + 256], jax.random.fold_in(key, start),
+                decode=decode, width=int(width), temperature=temperature,
+            )  # fmt: skip
+            seqs.append(np.asarray(s)), scores.append(np.asarray(p))
+        return np.concatenate(seqs), np.concatenate(scores)
+
+    def _predict(self, embeddings, *, top_k: int, seed: int, **decoding) -> Prediction:
+        seqs, scores = self.sequences(embeddings, seed=seed, **decoding)
+        seqs, scores = distinct(seqs, scores)
+        latlon = s2.centres(seqs, self.config.model.per_token)  # [N, W, 2]
+        prob = np.exp(scores)
+        if latlon.shape[1] < top_k:  # fewer answers than top_k: repeat the last
+            pad = top_k - latlon.shape[1]
+            latlon = np.concatenate([latlon, np.repeat(latlon[:, -1:], pad, axis=1)], axis=1)
+            prob = np.concatenate([prob, np.zeros((len(prob), pad))], axis=1)
+        return Prediction(latlon=latlon[:, :top_k], prob=prob[:, :top_k])
+
+
+def distinct(sequences, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's sequences ``[N, W, T]`` (most probable first) with repeats moved to
+    the end, where they repeat the row's last distinct sequence with log-probability
+    ``-inf``: identical cells merged, the shapes kept."""
+    sequences, scores = np.array(sequences), np.array(scores, np.float64)
+    for i in range(len(sequences)):
+        _, first = np.unique(sequences[i], axis=0, return_index=True)
+        keep = np.sort(first)
+        n = len(keep)
+        sequences[i, :n], scores[i, :n] = sequences[i, keep], scores[i, keep]
+        sequences[i, n:], scores[i, n:] = sequences[i, n - 1], -np.inf
+    return sequences, scores
+
+
+def _build(config: GeoTokenConfig, embed_dim: int, rngs, *, standardise: bool = True):
+    m = config.model
+    return token_decoder.TokenDecoder(
+        embed_dim, s2.vocabularies(m.levels, m.per_token), hidden=m.hidden, depth=m.depth,
+        width=m.width, layers=m.layers, heads=m.heads, memory=m.memory,
+        feedforward=m.feedforward, rngs=rngs,
+        standardise=standardise,
+    )  # fmt: skip
+
+
+def objective(config: GeoTokenConfig) -> NetworkObjective:
+    """The decoder and its loss, for the one trainer (the data play no part in it)."""
+    m = config.model
+    weights = position_weights(1 + m.levels // m.per_token, m.coarse_weight)
+    goal = functools.partial(loss, levels=m.levels, per_token=m.per_token, weights=weights)
+    return NetworkObjective("geotoken", config, _build, goal)
+
+
+def objective_for(config: GeoTokenConfig, data_path: str) -> NetworkObjective:
+    return objective(config)
+
+
+def train(data_path: str, run, config: GeoTokenConfig, *, progress=True, on_eval=None) -> dict:
+    """The decoder trained on ``data_path`` by the one trainer, then its decoding chosen
+    on the validation queries (:func:`choose_decoding`, kept in ``decoding.json``)."""
+
+    def make(model):
+        return GeoTokenLocator(model, config, model.trunk.mean.shape[0])
+
+    info = train_network(objective(config), data_path, run, make, progress=progress,
+                         on_eval=on_eval)  # fmt: skip
+    fraction = config.train.validation_fraction
+    x, truth, far = calibration_rows(data_path, fraction) if fraction > 0 else ((), (), ())
+    if len(x):
+        locator = load(run, {"config": config.to_dict(), "embed_dim": info["embed_dim"]})
+        chosen, table = choose_decoding(locator, x, truth, far)
+        files.write_json(run.file(DECODING_FILE), chosen | {"validation": table})
+    return info
+
+
+def load(run, meta: dict, **options) -> GeoTokenLocator:
+    """The trained decoder, decoding as ``decoding.json`` chose (else as its config)."""
+
+    def objective_of(values):
+        config = GeoTokenConfig.from_dict(values)
+        path = run.file(DECODING_FILE)
+        if os.path.exists(path):
+            chosen = files.read_json(path)
+            config = assign(config, **{f"model.{k}": chosen[k] for k in DECODING_KEYS})
+        return objective(config)
+
+    return load_network("geotoken", run, meta, objective_of, GeoTokenLocator, options)
+
+
+DECODING_FILE = "decoding.json"
+DECODING_KEYS = ("decode", "beam_width", "samples", "temperature")
+# The decodings choose_decoding tries, cheapest first (ties go to the first)
+DECODINGS = (
+    {"decode": "beam", "beam_width": 1},
+    {"decode": "beam", "beam_width": 5},
+    {"decode": "beam", "beam_width": 10},
+    {"decode": "sample", "samples": 16, "temperature": 0.7},
+    {"decode": "sample", "samples": 16, "temperature": 1.0},
+)
+
+
+def choose_decoding(locator, embeddings, truth, far, *, grid=DECODINGS, seed: int = 0):
+    """The decoding (beam search of a width, or sampling at a temperature) of highest
+    mean top-1 accuracy over 25, 200, 750 and 2500 km on validation queries, their
+    random and far-from-training rows (``far [N]`` bool) in equal shares (a part with
+    no rows left out; ties go to the cheaper, earlier in ``grid``): ``({"decode",
+    "beam_width", "samples", "temperature"}, each decoding's accuracies)``."""
+    far = np.asarray(far, bool)
+    m, table = locator.config.model, []
+    for option in grid:
+        decoding = {k: option.get(k, getattr(m, k)) for k in DECODING_KEYS}
+        width = decoding["beam_width" if decoding["decode"] == "beam" else "samples"]
+        top1 = locator._predict(
+            embeddings, top_k=1, seed=seed, decode=decoding["decode"], width=width,
+            temperature=decoding["temperature"],
+        ).top1  # fmt: skip
+        row = dict(decoding)
+        parts = [p for p in (("random", ~far), ("far", far)) if p[1].any()]
+        for part, sel in parts:
+            row[part] = calibration.accuracies(top1[sel], truth[sel])
+        row["mean"] = float(np.mean([row[part]["mean"] for part, _ in parts]))
+        table.append(row)
+    best = max(enumerate(table), key=lambda r: (r[1]["mean"], -r[0]))[1]
+    return {k: best[k] for k in DECODING_KEYS}, table

@@ -1,0 +1,150 @@
+"""GeoToken's network and its decoders: next-token prediction over S2 cell tokens.
+
+:class:`TokenDecoder` is a small pre-norm transformer decoder: the condition (an image
+embedding, through the baselines' MLP :class:`~locdiff.methods.network.Trunk`) becomes
+``memory`` tokens that every layer cross-attends to (with retrieval, the neighbours'
+embeddings and their token sequences join them); causal self-attention runs over a
+learned start token and the tokens so far; each position has its own head over its
+own vocabulary (:func:`locdiff.data.s2.vocabularies`: 6 faces, then 16 per pair of
+levels). :func:`beam_search` and :func:`sample` decode with fixed shapes (one decoder
+pass per position, every sequence padded to the full length), so both jit once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from locdiff.methods.network import Trunk
+
+MASKED = -1e9  # the logit of a token outside its position's vocabulary
+
+
+class Block(nnx.Module):
+    """Pre-norm causal self-attention, cross-attention to the memory, and an MLP."""
+
+    def __init__(self, width: int, heads: int, feedforward: int, *, rngs: nnx.Rngs):
+        self.norms = nnx.List([nnx.LayerNorm(width, rngs=rngs) for _ in range(3)])
+        self.attend = nnx.MultiHeadAttention(heads, width, decode=False, rngs=rngs)
+        self.cross = nnx.MultiHeadAttention(heads, width, decode=False, rngs=rngs)
+        self.up = nnx.Linear(width, feedforward * width, rngs=rngs)
+        self.down = nnx.Linear(feedforward * width, width, rngs=rngs)
+
+    def __call__(self, h, memory, causal):
+        h = h + self.attend(self.norms[0](h), mask=causal, deterministic=True)
+        h = h + self.cross(self.norms[1](h), memory, deterministic=True)
+        return h + self.down(jax.nn.gelu(self.up(self.norms[2](h))))
+
+
+class TokenDecoder(nnx.Module):
+    """``model(x [B, E], sequences [B, T]) -> [B, T, V]`` log-probabilities of each
+    token given the condition and the tokens before it (teacher forcing); ``V`` is the
+    largest vocabulary, the tokens outside a position's own get :data:`MASKED`."""
+
+    def __init__(
+        self, embed_dim: int, vocabularies: tuple[int, ...], *, hidden: int, depth: int,
+        width: int, layers: int, heads: int, memory: int, feedforward: int = 4,
+        rngs: nnx.Rngs, standardise: bool = True,
+    ):  # fmt: skip
+        self.trunk = Trunk(embed_dim, hidden, depth, rngs=rngs, standardise=standardise)
+        self.memory_tokens, self.width = memory, width
+        self.to_memory = nnx.Linear(hidden, memory * width, rngs=rngs)
+        self.vocabularies = tuple(int(v) for v in vocabularies)
+        length, top = len(self.vocabularies), max(self.vocabularies)
+        self.offsets = tuple(int(o) for o in np.cumsum((0,) + self.vocabularies[:-1]))
+        self.embed = nnx.Embed(sum(self.vocabularies), width, rngs=rngs)
+        init = nnx.initializers.normal(0.02)
+        self.start = nnx.Param(init(rngs.params(), (width,)))
+        self.position = nnx.Param(init(rngs.params(), (length, width)))
+        self.blocks = nnx.List([Block(width, heads, feedforward, rngs=rngs) for _ in range(layers)])
+        self.norm = nnx.LayerNorm(width, rngs=rngs)
+        self.head = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (length, width, top)))
+        self.head_bias = nnx.Param(jnp.zeros((length, top)))
+
+    @property
+    def length(self) -> int:
+        return len(self.vocabularies)
+
+    def condition_memory(self, x) -> jax.Array:
+        """``[B, memory, width]``: what the decoder attends to, from the condition."""
+        return self.to_memory(self.trunk(x)).reshape(len(x), self.memory_tokens, self.width)
+
+    def embed_tokens(self, sequences) -> jax.Array:
+        """``[B, T, width]`` each token's embedding (its position's table) plus its position's."""
+        index = sequences + jnp.asarray(self.offsets)[None, :]
+        return self.embed(index) + self.position[...][None]
+
+    def log_probs(self, memory, sequences) -> jax.Array:
+        """``[B, T, V]`` from ``memory [B, M, width]`` and ``sequences [B, T]`` (position
+        ``t`` reads the start token and ``sequences[:, :t]``)."""
+        tokens = self.embed_tokens(sequences)[:, :-1]
+        start = jnp.broadcast_to(self.start[...], (len(sequences), 1, self.width))
+        h = jnp.concatenate([start, tokens], axis=1)  # [B, T, width]
+        causal = nnx.make_causal_mask(sequences)
+        for block in self.blocks:
+            h = block(h, memory, causal)
+        logits = (
+            jnp.einsum("btw,twv->btv", self.norm(h), self.head[...]) + self.head_bias[...][None]
+        )
+        valid = jnp.arange(logits.shape[-1])[None, :] < jnp.asarray(self.vocabularies)[:, None]
+        return jax.nn.log_softmax(jnp.where(valid[None], logits, MASKED), axis=-1)
+
+    def __call__(self, x, sequences) -> jax.Array:
+        return self.log_probs(self.condition_memory(x), sequences)
+
+
+# step(sequences [B, W, T], t) -> [B, W, V] log-probabilities of token t given the rest
+Step = Callable[[jax.Array, int], jax.Array]
+
+
+def beam_search(step: Step, batch: int, length: int, width: int):
+    """The ``width`` most probable sequences of ``length`` tokens each of ``batch`` rows
+    keeps, extending every kept prefix by every token at each position:
+    ``(sequences [B, W, T] int32, log-probabilities [B, W])``, best first. Exact where
+    ``width`` is at least the number of prefixes one token short of the full length
+    (then every prefix is kept)."""
+    sequences = jnp.zeros((batch, width, length), jnp.int32)
+    scores = jnp.full((batch, width), MASKED).at[:, 0].set(0.0)  # one live beam at first
+    for t in range(length):
+        logp = step(sequences, t)  # [B, W, V]
+        vocab = logp.shape[-1]
+        total = (scores[:, :, None] + logp).reshape(batch, width * vocab)
+        scores, flat = jax.lax.top_k(total, width)
+        beam, token = flat // vocab, (flat % vocab).astype(jnp.int32)
+        sequences = jnp.take_along_axis(sequences, beam[:, :, None], axis=1)
+        sequences = sequences.at[:, :, t].set(token)
+    return sequences, scores
+
+
+def sample(step: Step, key, batch: int, length: int, count: int, temperature: float):
+    """``count`` sequences per row drawn token by token at ``temperature``, with their
+    log-probabilities under the model (temperature 1): ``(sequences [B, S, T],
+    log-probabilities [B, S])``, most probable first."""
+    sequences = jnp.zeros((batch, count, length), jnp.int32)
+    scores = jnp.zeros((batch, count))
+    for t, k in enumerate(jax.random.split(key, length)):
+        logp = step(sequences, t)  # [B, S, V]
+        token = jax.random.categorical(k, logp / temperature, axis=-1).astype(jnp.int32)
+        scores = scores + jnp.take_along_axis(logp, token[..., None], axis=-1)[..., 0]
+        sequences = sequences.at[:, :, t].set(token)
+    order = jnp.argsort(-scores, axis=1)
+    return jnp.take_along_axis(sequences, order[..., None], axis=1), jnp.take_along_axis(
+        scores, order, axis=1
+    )
+
+
+def model_step(model: TokenDecoder, memory) -> Step:
+    """The decoders' ``step`` over ``model`` for ``memory [B, M, width]`` (each of a
+    row's ``W`` sequences reads that row's memory)."""
+
+    def step(sequences, t):
+        b, w, length = sequences.shape
+        rows = jnp.repeat(memory, w, axis=0)  # [B * W, M, width]
+        logp = model.log_probs(rows, sequences.reshape(b * w, length))
+        return logp[:, t].reshape(b, w, -1)
+
+    return step

@@ -1,0 +1,65 @@
+"""GeoToken on the one surface: it learns the clusters, merges repeated cells, checks its config."""
+
+import numpy as np
+import pytest
+
+import shdd
+from locdiff import methods
+from locdiff.io import files
+from locdiff.methods import geotoken
+
+SMALL = {
+    "model.hidden": 64, "model.depth": 1, "model.width": 32, "model.layers": 1,
+    "model.heads": 2, "model.memory": 1, "model.levels": 8, "model.beam_width": 4,
+    "model.samples": 8, "train.steps": 300, "train.batch_size": 64,
+    "train.validation_fraction": 0.1,
+}  # fmt: skip
+
+
+def test_geotoken_learns_the_clusters_by_beam_and_by_sampling(clusters, tmp_path):
+    config = methods.assign(geotoken.Config(), **SMALL)
+    locator = methods.train_method("geotoken", clusters.train, str(tmp_path / "gt"),
+                                   config=config, progress=False)  # fmt: skip
+    prediction = locator.predict(clusters.test_emb, top_k=3)
+    assert prediction.latlon.shape == (200, 3, 2)
+    assert np.all(np.diff(prediction.prob, axis=1) <= 0) and (prediction.prob[:, 0] > 0).all()
+    error = shdd.haversine_km_np(prediction.top1, clusters.test_latlon)
+    assert np.mean(error < 1000) > 0.95, np.median(error)  # clusters ~50 km wide, far apart
+    seqs, scores = locator.sequences(clusters.test_emb[:20], decode="sample", width=8)
+    assert seqs.shape == (20, 8, 5) and np.all(np.diff(scores, axis=1) <= 0)
+    again = methods.load_locator(str(tmp_path / "gt")).predict(clusters.test_emb, top_k=3)
+    np.testing.assert_allclose(again.latlon, prediction.latlon, atol=1e-6)
+    # the decoding was chosen on the validation split, and the run decodes so
+    chosen = files.read_json(str(tmp_path / "gt" / geotoken.DECODING_FILE))
+    assert len(chosen["validation"]) == len(geotoken.DECODINGS)
+    best = max(row["mean"] for row in chosen["validation"])
+    first = next(row for row in chosen["validation"] if row["mean"] == best)
+    assert {k: chosen[k] for k in geotoken.DECODING_KEYS} == {
+        k: first[k] for k in geotoken.DECODING_KEYS
+    }
+    model = methods.load_locator(str(tmp_path / "gt")).config.model
+    assert {k: getattr(model, k) for k in geotoken.DECODING_KEYS} == {
+        k: chosen[k] for k in geotoken.DECODING_KEYS
+    }
+
+
+def test_repeated_sequences_are_merged():
+    seqs = np.array([[[0, 1], [0, 1], [2, 3], [0, 1]]])
+    scores = np.array([[-1.0, -1.0, -2.0, -1.0]])
+    merged, merged_scores = geotoken.distinct(seqs, scores)
+    np.testing.assert_array_equal(merged[0], [[0, 1], [2, 3], [2, 3], [2, 3]])
+    np.testing.assert_array_equal(merged_scores[0], [-1.0, -2.0, -np.inf, -np.inf])
+
+
+def test_position_weights_and_bad_configs():
+    np.testing.assert_allclose(geotoken.position_weights(11, 1.0), np.ones(11))
+    w = geotoken.position_weights(11, 4.0)
+    assert w.mean() == pytest.approx(1.0) and w[0] / w[-1] == pytest.approx(4.0)
+    for bad, message in (
+        ({"model.levels": 7}, "multiple of per_token"),
+        ({"model.decode": "greedy"}, "decode one of"),
+        ({"model.beam_width": 0}, "beam_width"),
+        ({"model.width": 30, "model.heads": 4}, "multiple of heads"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            methods.assign(geotoken.Config(), **bad)

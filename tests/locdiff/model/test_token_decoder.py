@@ -1,0 +1,58 @@
+"""GeoToken's decoder: beam search is exact where it can be enumerated, samples are scored."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from locdiff.data import s2
+from locdiff.model import token_decoder as td
+
+
+def _decoder(vocabularies):
+    return td.TokenDecoder(8, vocabularies, hidden=16, depth=1, width=16, layers=2, heads=2,
+                           memory=2, rngs=nnx.Rngs(0))  # fmt: skip
+
+
+def _every_sequence(model, memory, vocabularies):
+    """Each row's log-probability of every sequence: ``(sequences [S, T], [B, S])``."""
+    every = jnp.array(list(itertools.product(*map(range, vocabularies))), jnp.int32)
+    out = []
+    for row in memory:
+        logp = model.log_probs(jnp.repeat(row[None], len(every), axis=0), every)
+        out.append(jnp.take_along_axis(logp, every[..., None], axis=-1)[..., 0].sum(-1))
+    return np.asarray(every), np.asarray(jnp.stack(out))
+
+
+def test_beam_search_returns_the_exact_top_sequences_when_it_keeps_every_prefix():
+    vocabularies = s2.vocabularies(levels=4, per_token=2)  # 6 x 16 x 16 = 1,536 sequences
+    model = _decoder(vocabularies)
+    memory = model.condition_memory(jax.random.normal(jax.random.key(1), (3, 8)))
+    every, total = _every_sequence(model, memory, vocabularies)
+    np.testing.assert_allclose(np.exp(total).sum(axis=1), 1.0, rtol=1e-5)  # a distribution
+    width = 6 * 16  # every prefix one token short
+    seqs, scores = td.beam_search(td.model_step(model, memory), 3, 3, width)
+    for b in range(3):
+        order = np.argsort(-total[b], kind="stable")[:width]
+        np.testing.assert_array_equal(np.asarray(seqs[b, 0]), every[order[0]])
+        np.testing.assert_allclose(np.asarray(scores[b]), total[b, order], atol=1e-5)
+        found = {tuple(s) for s in np.asarray(seqs[b])}
+        assert found == {tuple(every[i]) for i in order}
+    greedy, _ = td.beam_search(td.model_step(model, memory), 3, 3, 1)
+    assert np.all(np.asarray(greedy)[:, 0, 0] < 6)  # the face's own vocabulary only
+
+
+def test_samples_are_sorted_and_scored_by_the_model():
+    vocabularies = s2.vocabularies(levels=4, per_token=2)
+    model = _decoder(vocabularies)
+    memory = model.condition_memory(jax.random.normal(jax.random.key(2), (2, 8)))
+    every, total = _every_sequence(model, memory, vocabularies)
+    index = {tuple(s): i for i, s in enumerate(every)}
+    seqs, scores = td.sample(td.model_step(model, memory), jax.random.key(0), 2, 3, 40, 0.7)
+    seqs, scores = np.asarray(seqs), np.asarray(scores)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    for b in range(2):
+        want = [total[b, index[tuple(s)]] for s in seqs[b]]
+        np.testing.assert_allclose(scores[b], want, atol=1e-4)
