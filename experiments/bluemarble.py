@@ -62,7 +62,7 @@ from experiments.configs.common import PROFILES
 
 METHODS = (
     "retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion", "geotoken",
-    "locdiff",
+    "geotoken-rag", "locdiff",
 )  # fmt: skip
 CONFIRM_SEED = 1000  # added to --seed: the confirmation set's centres
 

@@ -67,7 +67,9 @@ from experiments import common
 from experiments.configs.common import PROFILES
 from experiments.configs.oracle_mp16 import get_config
 
-METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "geotoken", "locdiff")
+METHODS = (
+    "retrieval", "cells", "regression", "coords-diffusion", "geotoken", "geotoken-rag", "locdiff",
+)  # fmt: skip
 # Paired comparisons: LocDiff's rows, each against the best of its baselines.
 COMPARED = {
     "locdiff": METHODS[:-1],

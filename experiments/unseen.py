@@ -46,7 +46,9 @@ from experiments.common import (
 from experiments.configs.common import PROFILES
 from experiments.configs.unseen import get_config
 
-METHODS = ("retrieval", "cells", "regression", "coords-diffusion", "geotoken", "locdiff")
+METHODS = (
+    "retrieval", "cells", "regression", "coords-diffusion", "geotoken", "geotoken-rag", "locdiff",
+)  # fmt: skip
 
 
 def random_boxes(latlon, n: int, *, min_points: int, seed: int, avoid) -> dict:

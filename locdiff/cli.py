@@ -14,11 +14,12 @@
     locdiff serve --checkpoint DIR [--port 8000] [--top-k 5] [--max-mb 10]
 
 ``--method`` is ``locdiff`` (default), ``locdiff-h``, or a baseline: ``retrieval``,
-``cells``, ``regression``, ``coords-diffusion``, ``geotoken`` (:mod:`locdiff.methods`); ``evaluate``
-and ``predict`` take a run of any of them. ``synthetic`` writes MP16-like shards of any
-size for trying the streamed data path (:mod:`locdiff.data.synthetic`). ``--steps`` is
+``cells``, ``regression``, ``coords-diffusion``, ``geotoken``, ``geotoken-rag``
+(:mod:`locdiff.methods`); ``evaluate`` and ``predict`` take a run of any of them.
+``synthetic`` writes MP16-like shards of any size for trying the streamed data path
+(:mod:`locdiff.data.synthetic`). ``--steps`` is
 training steps; ``--sample-steps`` is the sampler's. Flags override the config file;
-running ``train`` again on the same ``--workdir`` resumes a LocDiff run. Errors print one
+running ``train`` again on the same ``--workdir`` resumes its run. Errors print one
 line and exit with status 2.
 """
 

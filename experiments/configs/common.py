@@ -11,7 +11,12 @@ import dataclasses
 
 from locdiff.config import Config, override
 from locdiff.methods import BaselineConfig
-from locdiff.methods.configs import CONFIGS, GeoTokenConfig, TokenModelConfig
+from locdiff.methods.configs import (
+    CONFIGS,
+    GeoTokenConfig,
+    GeoTokenRagConfig,
+    TokenModelConfig,
+)
 
 PROFILES = ("demo", "smoke", "full")
 
@@ -44,7 +49,8 @@ FULL_TOKENS = TokenModelConfig(width=512, layers=10, heads=8, feedforward=2, mem
 @dataclasses.dataclass(frozen=True)
 class Methods:
     """The models of an experiment: LocDiff's config, the baselines' shared one, and
-    GeoToken's decoder (its trunk and its training are the baselines')."""
+    GeoToken's decoder (its trunk and its training are the baselines'; ``geotoken-rag``
+    reads its default number of neighbours)."""
 
     locdiff: Config
     baseline: BaselineConfig
@@ -52,10 +58,13 @@ class Methods:
 
     def for_method(self, method: str):
         """``method``'s config: LocDiff's, or the baselines' settings for ``method``."""
-        if method == "geotoken":
+        if method in ("geotoken", "geotoken-rag"):
             b = self.baseline
             model = dataclasses.replace(self.geotoken, hidden=b.hidden, depth=b.depth)
-            return GeoTokenConfig(model, b.train_section())
+            if method == "geotoken":
+                return GeoTokenConfig(model, b.train_section())
+            model = dataclasses.replace(model, neighbours=GeoTokenRagConfig().model.neighbours)
+            return GeoTokenRagConfig(model, b.train_section())
         return self.baseline.for_method(method) if method in CONFIGS else self.locdiff
 
     def to_dict(self) -> dict:

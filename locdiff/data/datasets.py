@@ -247,8 +247,10 @@ class BatchSource:
     shards), which is what keeps the input pipeline far faster than the train step. A process of a
     multi-host run takes its contiguous share ``process_index`` of every global batch.
     ``rows`` restricts the stream to those rows of the source (the training rows when a
-    validation slice is held out). With ``indices`` a batch is only its row numbers
-    ``{"rows": int32 [B]}``, for data held on the device (:func:`all_rows`).
+    validation slice is held out). Every batch carries its row numbers in the source,
+    ``"rows": int32 [B]`` (what a method that looks rows up by number reads, e.g.
+    ``geotoken-rag``'s neighbours); with ``indices`` a batch is only those, for data
+    held on the device (:func:`all_rows`).
     """
 
     def __init__(self, source, *, global_batch: int, seed: int, rows=None, process_index: int = 0,
@@ -286,7 +288,8 @@ class BatchSource:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rows = self.rows(int(index))
-        return {"rows": rows.astype(np.int32)} if self.indices else self.source.take(rows)
+        numbers = {"rows": rows.astype(np.int32)}
+        return numbers if self.indices else {**self.source.take(rows), **numbers}
 
 
 # Row numbers need no reading ahead: Grain's default 16 threads and 500 batches in flight

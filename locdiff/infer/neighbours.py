@@ -37,3 +37,34 @@ def search(query_unit, gallery_unit, *, k: int = 1, max_scores: int = MAX_SCORES
         else:
             out[start : start + chunk] = np.argpartition(-sim, k - 1, axis=1)[:, :k]
     return out
+
+
+def most_similar(query_unit, gallery_unit, *, k: int, exclude=None, max_scores: int = MAX_SCORES):
+    """``(indices [Q, k], similarities [Q, k])`` of the ``k`` most similar gallery rows to
+    each of ``query_unit [Q, E]`` (unit rows, as ``gallery_unit [G, E]``), most similar
+    first. ``exclude [Q]``: a gallery row each query may not take (the query itself, in
+    the gallery it is searched in), or -1; in chunks of at most ``max_scores``
+    similarities."""
+    query_unit = np.asarray(query_unit, np.float32)
+    gallery_unit = np.asarray(gallery_unit, np.float32)
+    if query_unit.shape[1] != gallery_unit.shape[1]:
+        raise ValueError(
+            f"query width {query_unit.shape[1]} differs from gallery width {gallery_unit.shape[1]}"
+        )
+    room = len(gallery_unit) - (exclude is not None)
+    if not 1 <= k <= room:
+        raise ValueError(f"need 1 <= k <= {room} (the gallery's rows to choose from), got {k}")
+    chunk = max(1, max_scores // len(gallery_unit))
+    index, value = np.empty((len(query_unit), k), np.int64), np.empty((len(query_unit), k))
+    for start in range(0, len(query_unit), chunk):
+        sim = query_unit[start : start + chunk] @ gallery_unit.T  # [q, G]
+        if exclude is not None:
+            own = np.asarray(exclude[start : start + chunk])
+            rows = np.flatnonzero(own >= 0)
+            sim[rows, own[rows]] = -np.inf
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        top_sim = np.take_along_axis(sim, top, axis=1)
+        order = np.argsort(-top_sim, axis=1, kind="stable")
+        index[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+        value[start : start + chunk] = np.take_along_axis(top_sim, order, axis=1)
+    return index, value.astype(np.float32)

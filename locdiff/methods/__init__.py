@@ -16,6 +16,8 @@ One module per method, each with ``Config``, ``train`` and ``load``
 * ``regression`` (:mod:`.regression`): a unit vector with the cosine loss.
 * ``coords-diffusion`` (:mod:`.coords_diffusion`): flow matching on raw 3-D coordinates.
 * ``geotoken`` (:mod:`.geotoken`): S2 cell tokens predicted by a transformer decoder.
+* ``geotoken-rag`` (:mod:`.geotoken_rag`): the same, reading the query's nearest training
+  photos and their cells.
 
 Every finished run's ``method.json`` records the method, its config, the training data
 and the training seconds (:mod:`locdiff.io.rundir`).
@@ -35,6 +37,7 @@ from locdiff.methods import (
     cells,
     coords_diffusion,
     geotoken,
+    geotoken_rag,
     regression,
     retrieval,
     shdd_diffusion,
@@ -51,6 +54,7 @@ REGISTRY: dict[str, ModuleType] = {
     "regression": regression,
     "coords-diffusion": coords_diffusion,
     "geotoken": geotoken,
+    "geotoken-rag": geotoken_rag,
 }
 METHODS = tuple(REGISTRY)
 

@@ -95,10 +95,12 @@ class TokenModelConfig(MLPConfig):
     tokens of ``width``; ``layers`` pre-norm blocks of ``heads`` heads (their MLPs
     ``feedforward`` times as wide) predict a
     location's S2 cell of level ``levels`` as tokens of ``per_token`` levels each
-    (:mod:`locdiff.data.s2`; 20 in pairs: GeoToken's 11). The loss weights position
-    ``t`` of ``T`` by ``coarse_weight ** (1 - t / (T - 1))`` (normalised to mean 1; 1:
-    every position alike). Decoding: ``"beam"`` search of ``beam_width``, or
+    (:mod:`locdiff.data.s2`; 20 in pairs: GeoToken's 11). The loss weights the
+    positions linearly from ``coarse_weight`` (the face) to 1 (the finest), as GeoToken's
+    public code does from 2 (normalised to mean 1; 1: every position alike). Decoding: ``"beam"`` search of ``beam_width``, or
     ``"sample"``: ``samples`` sequences at ``temperature``, the most probable kept.
+    ``neighbours``: ``geotoken-rag``'s nearest training photos read as memory (0 for
+    ``geotoken``).
     """
 
     hidden: int = 256
@@ -109,11 +111,12 @@ class TokenModelConfig(MLPConfig):
     memory: int = 2
     levels: int = 20
     per_token: int = 2
-    coarse_weight: float = 1.0
+    coarse_weight: float = 2.0
     decode: str = "beam"
     beam_width: int = 5
     samples: int = 16
     temperature: float = 1.0
+    neighbours: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -125,10 +128,11 @@ class TokenModelConfig(MLPConfig):
             >= 1,
             "width a multiple of heads": self.width % max(self.heads, 1) == 0,
             "1 <= per_token <= levels <= 30, levels a multiple of per_token": levels_ok,
-            "coarse_weight > 0": self.coarse_weight > 0,
+            "coarse_weight >= 1": self.coarse_weight >= 1,
             f"decode one of {DECODERS}": self.decode in DECODERS,
             "1 <= beam_width <= 96": 1 <= self.beam_width <= 96,  # 6 faces x 16 at most
             "samples >= 1 and temperature > 0": self.samples >= 1 and self.temperature > 0,
+            "neighbours >= 0": self.neighbours >= 0,
         }
         _check(checks, "model")
 
@@ -186,6 +190,24 @@ class GeoTokenConfig(Sections):
     method = "geotoken"
     model: TokenModelConfig = dataclasses.field(default_factory=TokenModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=_train_default)
+
+    def __post_init__(self):
+        _check({"model.neighbours = 0 (geotoken-rag reads neighbours)":
+                self.model.neighbours == 0}, "config")  # fmt: skip
+
+
+def _rag_model() -> TokenModelConfig:
+    return TokenModelConfig(neighbours=15)  # GeoToken's public code retrieves 15
+
+
+@dataclasses.dataclass(frozen=True)
+class GeoTokenRagConfig(Sections):
+    method = "geotoken-rag"
+    model: TokenModelConfig = dataclasses.field(default_factory=_rag_model)
+    train: TrainConfig = dataclasses.field(default_factory=_train_default)
+
+    def __post_init__(self):
+        _check({"model.neighbours >= 1": self.model.neighbours >= 1}, "config")
 
 
 @dataclasses.dataclass(frozen=True)

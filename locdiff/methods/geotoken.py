@@ -15,6 +15,7 @@ cell: 10 m, far below any threshold scored).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
@@ -26,6 +27,7 @@ from flax import nnx
 from locdiff.config import assign
 from locdiff.data import s2
 from locdiff.infer import calibration
+from locdiff.infer.neighbours import most_similar, normalise
 from locdiff.infer.prediction import Prediction
 from locdiff.io import files
 from locdiff.methods.configs import GeoTokenConfig
@@ -47,35 +49,56 @@ TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given
 
 
 def position_weights(length: int, coarse_weight: float) -> np.ndarray:
-    """``[T]`` the loss weight of each position: ``coarse_weight ** (1 - t / (T - 1))``,
-    normalised to mean 1 (``coarse_weight`` 1: all alike)."""
+    """``[T]`` the loss weight of each position, falling linearly from ``coarse_weight``
+    at the face to 1 at the finest token (GeoToken's public code: 2 to 1), normalised to
+    mean 1 (``coarse_weight`` 1: all alike)."""
     t = np.arange(length) / max(length - 1, 1)
-    w = coarse_weight ** (1.0 - t)
+    w = 1.0 + (coarse_weight - 1.0) * (1.0 - t)
     return w / w.mean()
 
 
-def loss(model, x, latlon, key, *, levels: int, per_token: int, weights):
-    """The position-weighted cross-entropy of each location's tokens, teacher-forced."""
+def loss(model, x, latlon, key, *, levels: int, per_token: int, weights, neighbours=None):
+    """The position-weighted cross-entropy of each location's tokens, teacher-forced
+    (``neighbours``: ``geotoken-rag``'s, :meth:`TokenDecoder.memory_of`)."""
     sequences = s2.tokens(latlon, levels=levels, per_token=per_token, xp=jnp)
-    logp = model(x, sequences)  # [B, T, V]
+    logp = model(x, sequences, neighbours)  # [B, T, V]
     nll = -jnp.take_along_axis(logp, sequences[..., None], axis=-1)[..., 0]
     return jnp.mean(nll @ jnp.asarray(weights, jnp.float32)) / len(weights)
 
 
+@dataclasses.dataclass(frozen=True)
+class Gallery:
+    """``geotoken-rag``'s training photos: unit embeddings ``unit [G, E]`` and their cells'
+    token sequences ``tokens [G, T]``."""
+
+    unit: np.ndarray
+    tokens: np.ndarray
+
+    def neighbours(self, embeddings, k: int, exclude=None):
+        """The ``k`` most similar photos of each of ``embeddings [B, E]`` as the decoder
+        reads them: ``(unit [B, k, E], tokens [B, k, T], similarity [B, k])``."""
+        index, similarity = most_similar(normalise(embeddings), self.unit, k=k, exclude=exclude)
+        return np.asarray(self.unit[index], np.float32), self.tokens[index], similarity
+
+
 class GeoTokenLocator(NetworkLocator):
-    """The decoder's most probable cells (beam search, or the best of samples)."""
+    """The decoder's most probable cells (beam search, or the best of samples); with a
+    ``gallery``, ``geotoken-rag``: the query's nearest photos in the decoder's memory."""
 
     method = "geotoken"
 
-    def __init__(self, *args):
-        super().__init__(*args)
+    def __init__(self, model, config, embed_dim: int, meta=None, gallery: Gallery | None = None):
+        super().__init__(model, config, embed_dim, meta)
+        self.gallery = gallery
+        if gallery is not None:
+            self.method = "geotoken-rag"
         m, graphdef = self.config.model, self._graphdef
         length = 1 + m.levels // m.per_token
 
         @functools.partial(jax.jit, static_argnames=("decode", "width", "temperature"))
-        def decode(state, x, key, *, decode, width, temperature):
+        def decode(state, x, neighbours, key, *, decode, width, temperature):
             model = nnx.merge(graphdef, state)
-            step = token_decoder.model_step(model, model.condition_memory(x))
+            step = token_decoder.model_step(model, model.memory_of(x, neighbours))
             if decode == "beam":
                 return token_decoder.beam_search(step, len(x), length, width)
             return token_decoder.sample(step, key, len(x), length, width, temperature)
@@ -95,9 +118,13 @@ class GeoTokenLocator(NetworkLocator):
         key = jax.random.key(seed)
         seqs, scores = [], []
         for start in range(0, len(embeddings), 256):
+            x = embeddings[start : start + 256]
+            neighbours = None
+            if self.gallery is not None:
+                neighbours = self.gallery.neighbours(x, m.neighbours)
             s, p = self._decode(
-                self._state, embeddings[start : start + 256], jax.random.fold_in(key, start),
-                decode=decode, width=int(width), temperature=temperature,
+                self._state, x, neighbours, jax.random.fold_in(key, start), decode=decode,
+                width=int(width), temperature=temperature,
             )  # fmt: skip
             seqs.append(np.asarray(s)), scores.append(np.asarray(p))
         return np.concatenate(seqs), np.concatenate(scores)
@@ -133,7 +160,7 @@ def _build(config: GeoTokenConfig, embed_dim: int, rngs, *, standardise: bool = 
     return token_decoder.TokenDecoder(
         embed_dim, s2.vocabularies(m.levels, m.per_token), hidden=m.hidden, depth=m.depth,
         width=m.width, layers=m.layers, heads=m.heads, memory=m.memory,
-        feedforward=m.feedforward, rngs=rngs,
+        feedforward=m.feedforward, neighbours=m.neighbours, rngs=rngs,
         standardise=standardise,
     )  # fmt: skip
 
@@ -152,32 +179,43 @@ def objective_for(config: GeoTokenConfig, data_path: str) -> NetworkObjective:
 
 def train(data_path: str, run, config: GeoTokenConfig, *, progress=True, on_eval=None) -> dict:
     """The decoder trained on ``data_path`` by the one trainer, then its decoding chosen
-    on the validation queries (:func:`choose_decoding`, kept in ``decoding.json``)."""
+    on the validation queries (:func:`keep_decoding`)."""
 
     def make(model):
         return GeoTokenLocator(model, config, model.trunk.mean.shape[0])
 
     info = train_network(objective(config), data_path, run, make, progress=progress,
                          on_eval=on_eval)  # fmt: skip
+    meta = {"config": config.to_dict(), "embed_dim": info["embed_dim"]}
+    keep_decoding(run, data_path, config, lambda: load(run, meta))
+    return info
+
+
+def keep_decoding(run, data_path: str, config, locator) -> None:
+    """Choose the run's decoding on its validation queries (:func:`choose_decoding`;
+    ``locator()`` gives the trained locator) and keep it in ``decoding.json``; nothing
+    without a validation split."""
     fraction = config.train.validation_fraction
     x, truth, far = calibration_rows(data_path, fraction) if fraction > 0 else ((), (), ())
     if len(x):
-        locator = load(run, {"config": config.to_dict(), "embed_dim": info["embed_dim"]})
-        chosen, table = choose_decoding(locator, x, truth, far)
+        chosen, table = choose_decoding(locator(), x, truth, far)
         files.write_json(run.file(DECODING_FILE), chosen | {"validation": table})
-    return info
+
+
+def as_decoded(run, config):
+    """``config`` with the decoding its run chose (``decoding.json``), where it chose one."""
+    path = run.file(DECODING_FILE)
+    if not os.path.exists(path):
+        return config
+    chosen = files.read_json(path)
+    return assign(config, **{f"model.{k}": chosen[k] for k in DECODING_KEYS})
 
 
 def load(run, meta: dict, **options) -> GeoTokenLocator:
     """The trained decoder, decoding as ``decoding.json`` chose (else as its config)."""
 
     def objective_of(values):
-        config = GeoTokenConfig.from_dict(values)
-        path = run.file(DECODING_FILE)
-        if os.path.exists(path):
-            chosen = files.read_json(path)
-            config = assign(config, **{f"model.{k}": chosen[k] for k in DECODING_KEYS})
-        return objective(config)
+        return objective(as_decoded(run, GeoTokenConfig.from_dict(values)))
 
     return load_network("geotoken", run, meta, objective_of, GeoTokenLocator, options)
 

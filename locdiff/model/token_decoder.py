@@ -6,7 +6,9 @@ embedding, through the baselines' MLP :class:`~locdiff.methods.network.Trunk`) b
 embeddings and their token sequences join them); causal self-attention runs over a
 learned start token and the tokens so far; each position has its own head over its
 own vocabulary (:func:`locdiff.data.s2.vocabularies`: 6 faces, then 16 per pair of
-levels). :func:`beam_search` and :func:`sample` decode with fixed shapes (one decoder
+levels). With ``neighbours`` (GeoToken's retrieval augmentation) each of the query's
+nearest training photos adds a memory token: its embedding, its cell's tokens and its
+similarity. :func:`beam_search` and :func:`sample` decode with fixed shapes (one decoder
 pass per position, every sequence padded to the full length), so both jit once.
 """
 
@@ -48,9 +50,13 @@ class TokenDecoder(nnx.Module):
     def __init__(
         self, embed_dim: int, vocabularies: tuple[int, ...], *, hidden: int, depth: int,
         width: int, layers: int, heads: int, memory: int, feedforward: int = 4,
-        rngs: nnx.Rngs, standardise: bool = True,
+        neighbours: int = 0, rngs: nnx.Rngs, standardise: bool = True,
     ):  # fmt: skip
         self.trunk = Trunk(embed_dim, hidden, depth, rngs=rngs, standardise=standardise)
+        self.neighbours = neighbours
+        if neighbours:  # retrieval: the neighbours' embeddings, sequences and similarities
+            self.neighbour_in = nnx.Linear(embed_dim, width, rngs=rngs)
+            self.similarity_in = nnx.Linear(1, width, rngs=rngs)
         self.memory_tokens, self.width = memory, width
         self.to_memory = nnx.Linear(hidden, memory * width, rngs=rngs)
         self.vocabularies = tuple(int(v) for v in vocabularies)
@@ -73,6 +79,28 @@ class TokenDecoder(nnx.Module):
         """``[B, memory, width]``: what the decoder attends to, from the condition."""
         return self.to_memory(self.trunk(x)).reshape(len(x), self.memory_tokens, self.width)
 
+    def neighbour_memory(self, unit, sequences, similarity) -> jax.Array:
+        """``[B, K, width]``: one memory token per neighbour, from its unit embedding
+        ``unit [B, K, E]``, its token sequence ``sequences [B, K, T]`` (the mean of its
+        tokens' embeddings) and its similarity to the query ``similarity [B, K]``."""
+        b, k, length = sequences.shape
+        tokens = self.embed_tokens(sequences.reshape(b * k, length)).mean(axis=1)
+        return (
+            self.neighbour_in(unit)
+            + tokens.reshape(b, k, self.width)
+            + self.similarity_in(similarity[..., None])
+        )
+
+    def memory_of(self, x, neighbours=None) -> jax.Array:
+        """``[B, M (+ K), width]``: the condition's memory tokens, then (with retrieval)
+        the neighbours' (``neighbours = (unit, sequences, similarity)``)."""
+        memory = self.condition_memory(x)
+        if not self.neighbours:
+            return memory
+        if neighbours is None:
+            raise ValueError("this decoder reads the query's neighbours: give them")
+        return jnp.concatenate([memory, self.neighbour_memory(*neighbours)], axis=1)
+
     def embed_tokens(self, sequences) -> jax.Array:
         """``[B, T, width]`` each token's embedding (its position's table) plus its position's."""
         index = sequences + jnp.asarray(self.offsets)[None, :]
@@ -93,8 +121,8 @@ class TokenDecoder(nnx.Module):
         valid = jnp.arange(logits.shape[-1])[None, :] < jnp.asarray(self.vocabularies)[:, None]
         return jax.nn.log_softmax(jnp.where(valid[None], logits, MASKED), axis=-1)
 
-    def __call__(self, x, sequences) -> jax.Array:
-        return self.log_probs(self.condition_memory(x), sequences)
+    def __call__(self, x, sequences, neighbours=None) -> jax.Array:
+        return self.log_probs(self.memory_of(x, neighbours), sequences)
 
 
 # step(sequences [B, W, T], t) -> [B, W, V] log-probabilities of token t given the rest

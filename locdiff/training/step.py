@@ -104,6 +104,18 @@ def standardise(batch, cond_stats):
     return {**batch, "embedding": (emb - mean[None, :]) / std[None, :]}
 
 
+def objective_memory(objective) -> dict | None:
+    """The arrays an objective's loss reads besides the batch (``objective.memory``, e.g.
+    a gallery it looks rows up in), or None: the trainer puts them on the devices once
+    (replicated) and hands them to every step."""
+    return getattr(objective, "memory", None) or None
+
+
+def with_memory(batch, memory):
+    """``batch`` with the objective's ``memory`` as ``batch["memory"]`` (None: as it is)."""
+    return batch if memory is None else {**batch, "memory": memory}
+
+
 def add_condition_noise(batch, noise: float, key):
     """``batch`` with Gaussian noise of deviation ``noise`` added to its raw conditions."""
     if noise == 0:
@@ -113,13 +125,16 @@ def add_condition_noise(batch, noise: float, key):
 
 
 def train_step(
-    state: TrainState, batch, key, *, graphdef, tx, schedule, config, objective, cond_stats=None
-):
-    """One optimiser step of ``objective``; pure, to be jitted with the state donated."""
+    state: TrainState, batch, key, memory=None, *, graphdef, tx, schedule, config, objective,
+    cond_stats=None,
+):  # fmt: skip
+    """One optimiser step of ``objective``; pure, to be jitted with the state donated.
+    ``memory``: the objective's own arrays (:func:`objective_memory`), seen by its loss
+    as ``batch["memory"]``."""
     step_key = jax.random.fold_in(key, state.step)
     noise_key = jax.random.fold_in(step_key, NOISE_STREAM)
     batch = add_condition_noise(batch, config.train.condition_noise, noise_key)
-    batch = standardise(batch, cond_stats)
+    batch = with_memory(standardise(batch, cond_stats), memory)
 
     def loss_fn(params):
         return objective.loss_terms(nnx.merge(graphdef, params), batch, step_key)
@@ -144,19 +159,24 @@ def train_step(
 def jit_train_step(
     graphdef, tx, schedule, config, state_sharding, batch_sharding, cond_stats=None,
     *, on_device: bool = False, steps: int = 1, objective: Objective | None = None,
+    memory: bool = False,
 ):  # fmt: skip
     """``train_step`` jitted with explicit shardings and the state donated; ``cond_stats``
     (mean, std) standardise the raw conditions of every batch inside the step.
 
     With ``on_device`` the step is ``(state, {"rows": [B]}, key, table) -> ...``: the
     whole training data ``table = {"embedding", "latlon"}`` lives on the devices
-    (replicated) and the batch is gathered from it by row number inside the step.
+    (replicated) and the batch is gathered from it by row number inside the step (the
+    row numbers stay in the batch, as in a streamed one).
 
     With ``steps > 1`` one call runs that many steps (a ``lax.scan``): every leaf of the
     batch has a leading axis of ``steps`` (``[steps, B, ...]``) and the metrics are the
     last step's. The same steps as ``steps`` calls, for a fraction of the host's work per
     step (on 2 CPU cores, where the host shares the cores with the step, about 1 ms of
     a 9 ms step).
+
+    With ``memory`` the step takes the objective's arrays (:func:`objective_memory`,
+    replicated) as its last argument.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -170,11 +190,10 @@ def jit_train_step(
     )  # fmt: skip
     if on_device:
 
-        def one(state, rows, key, table, step=one):
+        def one(state, rows, key, table, *memory, step=one):
             # jnp.take rather than v[rows]: half the time on a CPU (same rows, in bounds).
-            return step(
-                state, {k: jnp.take(v, rows["rows"], axis=0) for k, v in table.items()}, key
-            )
+            batch = {k: jnp.take(v, rows["rows"], axis=0) for k, v in table.items()}
+            return step(state, batch | rows, key, *memory)
 
     fn = one
     if steps > 1:
@@ -189,8 +208,7 @@ def jit_train_step(
         spec = batch_sharding.spec
         batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, *spec))
     shardings = (state_sharding, batch_sharding, replicated)
-    if on_device:
-        shardings = (*shardings, replicated)
+    shardings += (replicated,) * (int(on_device) + int(memory))  # the table, the memory
     return jax.jit(
         fn, in_shardings=shardings, out_shardings=(state_sharding, replicated), donate_argnums=0
     )
@@ -207,10 +225,10 @@ def make_validation_loss(
         cond_stats = tuple(jnp.asarray(x, jnp.float32) for x in cond_stats)
 
     @jax.jit
-    def loss(params, batch, key):
+    def loss(params, batch, key, memory=None):
         noise_key = jax.random.fold_in(key, NOISE_STREAM)
         batch = add_condition_noise(batch, config.train.condition_noise, noise_key)
-        batch = standardise(batch, cond_stats)
+        batch = with_memory(standardise(batch, cond_stats), memory)
         model = nnx.merge(graphdef, params)
         keys = jax.random.split(key, draws)
         return jnp.mean(

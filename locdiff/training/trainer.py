@@ -48,6 +48,7 @@ from locdiff.training.step import (
     jit_train_step,
     make_optimizer,
     make_validation_loss,
+    objective_memory,
     objective_of,
 )
 
@@ -107,11 +108,12 @@ MAX_VALIDATION_ROWS = 2048  # the validation loss is computed on at most this ma
 
 
 def _validation_batch(source, rows: np.ndarray) -> dict[str, np.ndarray] | None:
-    """The validation rows' raw conditions and locations (the first 2048 of them)."""
+    """The validation rows' raw conditions, locations and row numbers (the first
+    ``MAX_VALIDATION_ROWS`` of them)."""
     rows = rows[:MAX_VALIDATION_ROWS]
     if len(rows) == 0:
         return None
-    return source.take(rows)
+    return {**source.take(rows), "rows": np.asarray(rows, np.int32)}
 
 
 def _check_batch_size(batch_size: int, mesh) -> None:
@@ -200,6 +202,10 @@ class _Loop:
         self.state = restore(self.manager, state, self.iterator)
         self.start = int(self.state.step)
         self.history = History.resume(record, self.start, t.patience, keep)
+        self.memory = ()  # the objective's own arrays, on the devices once
+        arrays = objective_memory(objective)
+        if arrays is not None:
+            self.memory = (jax.device_put(arrays, sharding.replicated(mesh)),)
         self.val_batch = _validation_batch(source, val_rows)
         self.val_loss = None
         if self.val_batch:
@@ -210,7 +216,13 @@ class _Loop:
         shardings = (sharding.replicated(mesh), sharding.batch_sharded(mesh))
         args = (self.graphdef, tx, schedule, config, *shardings, cond_stats)
         self.step_fns = {  # the single step, and train.steps_per_call of them in one call
-            k: jit_train_step(*args, on_device=t.data_on_device, steps=k, objective=objective)
+            k: jit_train_step(
+                *args,
+                on_device=t.data_on_device,
+                steps=k,
+                objective=objective,
+                memory=bool(self.memory),
+            )  # fmt: skip
             for k in {1, t.steps_per_call}
         }
         self.events = [t.log_every, t.checkpoint_every] + ([t.eval_every] if self.val_loss else [])
@@ -227,7 +239,9 @@ class _Loop:
         position = self.iterator.get_state()  # to rewind to if interrupted mid-call
         try:
             batch = _draw(self.iterator, k, self.mesh)
-            self.state, metrics = self.step_fns[k](self.state, batch, self.key, *self.table)
+            self.state, metrics = self.step_fns[k](
+                self.state, batch, self.key, *self.table, *self.memory
+            )
         except KeyboardInterrupt:  # batches drawn for a step that did not happen
             self.iterator.set_state(position)
             raise
@@ -256,7 +270,7 @@ class _Loop:
             )
 
     def evaluate(self, step: int) -> float:
-        loss = float(self.val_loss(self.state.ema, self.val_batch, self.val_key))
+        loss = float(self.val_loss(self.state.ema, self.val_batch, self.val_key, *self.memory))
         self.history.stopper.update(step, loss)
         return loss
 

@@ -5,8 +5,10 @@ import pytest
 
 import shdd
 from locdiff import methods
+from locdiff.infer.neighbours import normalise
 from locdiff.io import files
-from locdiff.methods import geotoken
+from locdiff.methods import geotoken, geotoken_rag
+from locdiff.training.early_stopping import validation_split
 
 SMALL = {
     "model.hidden": 64, "model.depth": 1, "model.width": 32, "model.layers": 1,
@@ -63,3 +65,33 @@ def test_position_weights_and_bad_configs():
     ):
         with pytest.raises(ValueError, match=message):
             methods.assign(geotoken.Config(), **bad)
+
+
+def test_geotoken_rag_reads_neighbours_that_are_never_the_row_itself(clusters, tmp_path):
+    config = methods.assign(geotoken_rag.Config(), **SMALL, **{"model.neighbours": 3})
+    memory = geotoken_rag.retrieval_memory(clusters.train, config)
+    n = len(memory["unit"])
+    near = memory["neighbours"]
+    assert near.shape == (n, 3) and not (near == np.arange(n)[:, None]).any()
+    train_rows, val_rows = validation_split(n, 0.1)
+    assert np.isin(near, train_rows).all()  # validation rows are never retrieved
+    assert np.all(np.diff(memory["similarity"], axis=1) <= 0)
+    sims = normalise(memory["unit"]) @ normalise(memory["unit"])[train_rows].T
+    sims[train_rows[None, :] == np.arange(n)[:, None]] = -np.inf  # not itself
+    np.testing.assert_allclose(memory["similarity"][:, 0], sims.max(axis=1), atol=2e-3)
+    locator = methods.train_method("geotoken-rag", clusters.train, str(tmp_path / "rag"),
+                                   config=config, progress=False)  # fmt: skip
+    assert locator.method == "geotoken-rag" and locator.gallery.unit.shape[0] == len(train_rows)
+    error = shdd.haversine_km_np(locator.predict(clusters.test_emb).top1, clusters.test_latlon)
+    assert np.mean(error < 1000) > 0.95, np.median(error)
+    some = clusters.test_emb[:20]
+    again = methods.load_locator(str(tmp_path / "rag")).predict(some, top_k=2).latlon
+    np.testing.assert_allclose(again, locator.predict(some, top_k=2).latlon, atol=1e-6)
+
+
+def test_geotoken_configs_keep_neighbours_apart():
+    with pytest.raises(ValueError, match="geotoken-rag reads neighbours"):
+        methods.assign(geotoken.Config(), **{"model.neighbours": 2})
+    with pytest.raises(ValueError, match="neighbours >= 1"):
+        methods.assign(geotoken_rag.Config(), **{"model.neighbours": 0})
+    assert geotoken_rag.Config().model.neighbours == 15

@@ -22,6 +22,9 @@ SMALL = {  # --set of each baseline: a network of seconds
                          "model.flow_steps=2"],
     "geotoken": ["model.hidden=16", "model.depth=1", "model.width=16", "model.layers=1",
                  "model.heads=2", "model.memory=1", "model.levels=4", "model.beam_width=3"],
+    "geotoken-rag": ["model.hidden=16", "model.depth=1", "model.width=16", "model.layers=1",
+                     "model.heads=2", "model.memory=1", "model.levels=4", "model.beam_width=3",
+                     "model.neighbours=2"],
 }  # fmt: skip
 
 
