@@ -117,6 +117,7 @@ def adaptive_cells(latlon, *, min_count: int = 50, max_count: int = 5000) -> Cel
         raise ValueError(f"{len(latlon)} points are fewer than min_count={min_count}")
     points = latlon.astype(np.float32)  # the splits' precision (a batch's locations)
     lat_split, lon_split, children, label = [], [], [], []
+    leaves = [0]  # cells numbered so far
 
     def split(index: np.ndarray) -> int:
         node = len(label)
@@ -136,7 +137,8 @@ def adaptive_cells(latlon, *, min_count: int = 50, max_count: int = 5000) -> Cel
                 lat_split[node], lon_split[node] = m, tuple(meds)
                 children[node] = [split(q) for q in quarters]
                 return node
-        label[node] = sum(1 for c in label if c >= 0)  # a leaf: the next cell
+        label[node] = leaves[0]  # a leaf: the next cell
+        leaves[0] += 1
         return node
 
     split(np.arange(len(latlon)))
@@ -146,7 +148,9 @@ def adaptive_cells(latlon, *, min_count: int = 50, max_count: int = 5000) -> Cel
     )  # fmt: skip
     labels = tree.labels(points)
     counts = np.bincount(labels, minlength=int(tree.label.max()) + 1)
-    centres = np.stack([spherical_mean(latlon[labels == c]) for c in range(len(counts))])
+    xyz = shdd.sphere.latlon_to_xyz_np(latlon)  # each cell's spherical mean, in one pass
+    sums = [np.bincount(labels, weights=xyz[:, i], minlength=len(counts)) for i in range(3)]
+    centres = shdd.sphere.xyz_to_latlon_np(np.stack(sums, axis=1))
     return Cells(labels=labels.astype(np.int64), centres=centres, counts=counts, tree=tree)
 
 

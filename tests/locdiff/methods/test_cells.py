@@ -31,6 +31,9 @@ def test_adaptive_cells_respect_their_counts():
     to_cell = shdd.haversine_km_np(latlon, part.centres[part.labels])
     to_mean = shdd.haversine_km_np(latlon, cells.spherical_mean(latlon))
     assert np.median(to_cell) < 0.1 * np.median(to_mean)
+    for c in (0, len(part.counts) // 2, len(part.counts) - 1):  # each centre: its points' mean
+        mean = cells.spherical_mean(latlon[part.labels == c])
+        assert shdd.haversine_km_np(part.centres[c], mean) < 1e-6
     with pytest.raises(ValueError, match="min_count"):
         cells.adaptive_cells(latlon[:10], min_count=50)
 
