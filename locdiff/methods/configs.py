@@ -97,8 +97,9 @@ class TokenModelConfig(MLPConfig):
     location's S2 cell of level ``levels`` as tokens of ``per_token`` levels each
     (:mod:`locdiff.data.s2`; 20 in pairs: GeoToken's 11). The loss weights the
     positions linearly from ``coarse_weight`` (the face) to 1 (the finest), as GeoToken's
-    public code does from 2 (normalised to mean 1; 1: every position alike). Decoding: ``"beam"`` search of ``beam_width``, or
-    ``"sample"``: ``samples`` sequences at ``temperature``, the most probable kept.
+    public code does from 2 (normalised to mean 1; 1: every position alike). Decoding:
+    ``"beam"`` search of ``beam_width``, or ``"sample"``: ``samples`` sequences at
+    ``temperature``, the most probable kept.
     ``neighbours``: ``geotoken-rag``'s nearest training photos read as memory (0 for
     ``geotoken``).
     """

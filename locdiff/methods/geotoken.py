@@ -41,6 +41,7 @@ from locdiff.methods.shdd_diffusion import calibration_rows
 from locdiff.model import token_decoder
 
 Config = GeoTokenConfig
+BATCH = 256  # queries decoded at once
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
@@ -95,8 +96,8 @@ class GeoTokenLocator(NetworkLocator):
         m, graphdef = self.config.model, self._graphdef
         length = 1 + m.levels // m.per_token
 
-        @functools.partial(jax.jit, static_argnames=("decode", "width", "temperature"))
-        def decode(state, x, neighbours, key, *, decode, width, temperature):
+        @functools.partial(jax.jit, static_argnames=("decode", "width"))
+        def decode(state, x, neighbours, key, temperature, *, decode, width):
             model = nnx.merge(graphdef, state)
             step = token_decoder.model_step(model, model.memory_of(x, neighbours))
             if decode == "beam":
@@ -117,16 +118,19 @@ class GeoTokenLocator(NetworkLocator):
         temperature = float(m.temperature if temperature is None else temperature)
         key = jax.random.key(seed)
         seqs, scores = [], []
-        for start in range(0, len(embeddings), 256):
-            x = embeddings[start : start + 256]
+        size = min(BATCH, len(embeddings))  # one shape for every chunk: one compilation
+        for start in range(0, len(embeddings), size):
+            x = embeddings[start : start + size]
+            n = len(x)
+            x = np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
             neighbours = None
             if self.gallery is not None:
                 neighbours = self.gallery.neighbours(x, m.neighbours)
             s, p = self._decode(
-                self._state, x, neighbours, jax.random.fold_in(key, start), decode=decode,
-                width=int(width), temperature=temperature,
+                self._state, x, neighbours, jax.random.fold_in(key, start), temperature,
+                decode=decode, width=int(width),
             )  # fmt: skip
-            seqs.append(np.asarray(s)), scores.append(np.asarray(p))
+            seqs.append(np.asarray(s)[:n]), scores.append(np.asarray(p)[:n])
         return np.concatenate(seqs), np.concatenate(scores)
 
     def _predict(self, embeddings, *, top_k: int, seed: int, **decoding) -> Prediction:

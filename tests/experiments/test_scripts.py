@@ -111,7 +111,7 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
     assert len(far) and splits.nearest_km(far, data.load_npz(train_npz)["latlon"]).min() > 500
     assert not points(far) & points(latlon[split_of["buffered"].test])
     methods = {"retrieval", "retrieval-densest", "cells", "regression", "coords-diffusion"}
-    methods |= {"locdiff", "locdiff-h"}
+    methods |= {"geotoken", "geotoken-rag", "locdiff", "locdiff-h"}
     assert {r["method"] for r in result["confirm"]} == methods
     assert all(r["n"] == 50 for r in result["confirm"])
     capsys.readouterr()  # the job's own printout
