@@ -118,7 +118,7 @@ class GeoTokenLocator(NetworkLocator):
         temperature = float(m.temperature if temperature is None else temperature)
         key = jax.random.key(seed)
         seqs, scores = [], []
-        size = min(BATCH, len(embeddings))  # one shape for every chunk: one compilation
+        size = BATCH  # one shape for every chunk and every call: one compilation
         for start in range(0, len(embeddings), size):
             x = embeddings[start : start + size]
             n = len(x)
