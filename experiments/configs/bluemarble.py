@@ -11,6 +11,7 @@ from experiments.configs.common import (
     FULL_TOKENS,
     SMOKE_BASELINE,
     SMOKE_LOCDIFF,
+    SMOKE_TOKENS,
     Methods,
     check_profile,
     cpu_models,
@@ -57,7 +58,9 @@ def get_config(profile: str = "demo") -> BlueMarbleConfig:
     check_profile(profile)
     if profile == "smoke":
         models = Methods(
-            SMOKE_LOCDIFF, dataclasses.replace(SMOKE_BASELINE, partitions=((10, 150),))
+            SMOKE_LOCDIFF,
+            dataclasses.replace(SMOKE_BASELINE, partitions=((10, 150),)),
+            SMOKE_TOKENS,
         )
         return BlueMarbleConfig(
             400, 100, 3, 3, models, ("retrieval",), buffered_methods=("retrieval", "locdiff"),
