@@ -155,6 +155,9 @@ def test_bluemarble_demo_job_and_its_checkpoint_answers_images(
     assert headline["runs"] == result["runs"]  # trained once, shared through the cache
     for r in result["rows"]:
         if (r["split"], r["encoder"]) == ("random", "efficientnet-lite0"):
+            if r["method"] in bluemarble.HEADLINE_SKIPS:  # make experiments trains these
+                assert (r["split"], r["encoder"], r["method"]) not in rows
+                continue
             assert rows[r["split"], r["encoder"], r["method"]]["acc_750km"] == r["acc_750km"]
 
 
