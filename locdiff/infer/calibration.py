@@ -34,6 +34,7 @@ from locdiff.infer.map_rules import (  # noqa: F401
     bin_index,
     choose_map_rule,
     choose_map_signal,
+    fold_halves,
     held_out_levels,
     map_cells,
     require_doubt,

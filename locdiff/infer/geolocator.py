@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 import shdd
 from locdiff.config import Config, override
 from locdiff.errors import RunError
-from locdiff.infer import calibration
+from locdiff.infer import calibration, novelty
 from locdiff.infer.prediction import Prediction, check_embeddings
 from locdiff.infer.reference import Reference
 from locdiff.infer.snapping import LocationPrior
@@ -58,8 +58,9 @@ class Geolocator:
         # softmax rule at the tail temperature); these values: the plain map
         self.map_rule = {"map_power": 1.0, "map_tail": 0.0, "map_tail_temperature": 0.0}
         # rules by bin of a signal of the answer (calibration.MAP_SIGNALS: its spread or
-        # its doubt): {"signal", "edges": inner bin edges, "rules": one rule per bin};
-        # None: the one rule above for all
+        # its doubt): {"signal", "edges": inner bin edges, "rules": one rule per bin}; or
+        # signal "novelty": two rules mixed by how novel the answer looks
+        # (locdiff.infer.novelty, with "novelty": its model); None: the one rule above
         self.map_bins: dict | None = None
         # training conditions and places, for the doubt of each answer (None: no doubt)
         self.reference: Reference | None = None
@@ -102,7 +103,7 @@ class Geolocator:
             chosen = geo.calibration
             geo.map_rule = {k: float(chosen.get(k, v)) for k, v in geo.map_rule.items()}
             bins = chosen.get("map_bins")  # an older layout (no "signal"): one rule for all
-            known = bins and bins.get("signal") in calibration.MAP_SIGNALS
+            known = bins and bins.get("signal") in (*calibration.MAP_SIGNALS, novelty.MIXTURE)
             geo.map_bins = bins if known else None
             if "guidance" in chosen:
                 geo.config = override(config, **{"diffusion.guidance": chosen["guidance"]})
@@ -202,7 +203,8 @@ class Geolocator:
         """Whether the run's own choices read the doubt: its snapping gate, or (with
         maps) its map rules by bin of doubt."""
         gated = self.prior is not None and self.snap_km > 0 and self.snap_max_doubt_km is not None
-        by_doubt = maps and bool(self.map_bins) and self.map_bins["signal"] == "doubt_km"
+        signal = self.map_bins["signal"] if self.map_bins else None
+        by_doubt = maps and signal in ("doubt_km", novelty.MIXTURE)
         return gated or by_doubt
 
     def _predict_batch(
@@ -216,9 +218,9 @@ class Geolocator:
         L = self.config.model.L
         latlon, prob = shdd.decode(mean, L=L, k=top_k)
         latlon = np.asarray(latlon)
-        wanted, doubt = doubt or self._needs_doubt(maps), None
+        wanted, doubt, similarity = doubt or self._needs_doubt(maps), None, None
         if wanted and self.reference is not None:  # of the decoder's own mode, unsnapped
-            doubt = self.reference.doubt_km(latlon[:, 0], raw)
+            doubt, similarity = self.reference.doubt_and_similarity(latlon[:, 0], raw)
         if self.prior is not None and self.snap_km > 0:
             snapped = self.prior.snap(latlon, self.snap_km).astype(latlon.dtype)
             if self.snap_max_doubt_km is not None and doubt is not None:
@@ -227,11 +229,16 @@ class Geolocator:
             latlon = snapped
         out = Prediction(latlon, np.asarray(prob), np.asarray(coeffs), doubt_km=doubt)
         if maps:
-            signal = None  # the values of the map bins' signal
-            if self.map_bins and self.map_bins["signal"] == "spread_km2":
+            signal = None  # the values of the map bins' signal (a mixture: the weights)
+            kind = self.map_bins["signal"] if self.map_bins else None
+            if kind in ("spread_km2", novelty.MIXTURE):
                 signal = calibration.spread_km2(mean, L=L)
-            elif self.map_bins:
+            elif kind:
                 signal = doubt
+            if kind == novelty.MIXTURE:  # None without the reference it was fitted with
+                signal = novelty.answer_weight(
+                    self.map_bins, spread_km2=signal, doubt_km=doubt, similarity=similarity
+                )
             pmap = self._maps(mean, signal, map_resolution)
             out.maps = pmap
             out.credible_km2 = np.asarray(
@@ -248,6 +255,9 @@ class Geolocator:
         shape = (len(mean), *shdd.latlon_grid(resolution).shape)
         if not self.map_bins or signal is None:  # (no doubt without a reference)
             return calibration.rule_map(cells, self.map_rule).reshape(shape).astype(np.float32)
+        if self.map_bins["signal"] == novelty.MIXTURE:  # signal: the far rule's weights
+            masses = novelty.mixture_map(cells, self.map_bins["rules"], signal)
+            return masses.reshape(shape).astype(np.float32)
         which = calibration.bin_index(signal, self.map_bins["edges"])
         out = np.zeros((len(mean), cells[0].shape[1]), np.float32)
         for b in np.unique(which):  # every row's map by each rule in use: one shape to jit

@@ -178,6 +178,12 @@ WEIGHTS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 TRUSTS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, float("inf"))
 GATES = (0.25, 0.5, 0.75)  # quantiles of the validation queries' spreads (and no gate)
 RETRIEVAL, LOCDIFF = Rule(1, 0.0, 0.0), Rule(1, 0.0, float("inf"))  # the parents
+# A rule is admissible where, on validation, it is at least the better parent minus this
+# many standard errors of the paired difference, at every threshold and on every part.
+# 0: not below it at all; the test's target (within one standard error) then holds
+# against the test's own noise, which a rule admitted at -1 standard error on
+# validation meets only about half the time.
+ADMISSIBLE_SE = 0.0
 
 
 def choose_rule(
@@ -191,14 +197,15 @@ def choose_rule(
     The hybrid must not be worse than its parents: a rule is admissible if on each part
     of the queries (the random ones and the far ones) and at each threshold from 1 to
     2500 km its accuracy is at least that of the better parent there (retrieval, or
-    LocDiff: ``trust = inf``) minus one standard error of the paired difference. Of the
+    LocDiff: ``trust = inf``) minus :data:`ADMISSIBLE_SE` standard errors of the paired
+    difference. Of the
     admissible rules, the one with the best mean over the parts of the mean accuracy
     over the thresholds is chosen (ties: the first in the grid's order); if none is
     admissible, the one whose worst shortfall, in standard errors, is smallest. Gates
     are the ``gates`` quantiles of the queries' spreads.
     Returns the rule and every rule's scores (``mean_acc`` per part, ``shortfall``: the
-    smallest ``(difference + SE) / SE`` over parts and thresholds, < 0 where a parent
-    is ahead by more than a standard error).
+    smallest ``(difference + ADMISSIBLE_SE * SE) / SE`` over parts and thresholds, < 0
+    where a parent is ahead by more than that).
     """
     n_max = min(max(candidates_grid), len(gallery.latlon))
     latlon, sim = candidates(query, gallery, n_max)
@@ -246,7 +253,7 @@ def choose_rule(
             se = np.maximum(diff.std(axis=0) / np.sqrt(sel.sum()), 1e-9)
             row[f"mean_acc_{name}"] = float(h[sel].mean())
             row[f"vs_parents_{name}"] = [round(float(d), 3) for d in diff.mean(0)]
-            shortfall.append(float(np.min((diff.mean(0) + se) / se)))
+            shortfall.append(float(np.min((diff.mean(0) + ADMISSIBLE_SE * se) / se)))
         row["shortfall"] = min(shortfall)
         row["mean_acc"] = float(np.mean([row[f"mean_acc_{name}"] for name in parts]))
         rows.append(row)

@@ -3,7 +3,9 @@
 A rule's map is ``(1 - tail) * sharpened + tail * broad`` (:func:`choose_map_rule`),
 chosen on validation rows per bin of a signal of the answer (its spread,
 :func:`spread_km2`, or its doubt, :mod:`locdiff.infer.reference`), the signal and the number
-of bins chosen per run (:func:`choose_map_signal`). :func:`rule_map` draws a rule's map
+of bins chosen per run (:func:`choose_map_signal`), or a mixture of two rules weighted
+by how novel the condition looks (:mod:`locdiff.infer.novelty`), where that keeps the
+promise better on validation rows held out. :func:`rule_map` draws a rule's map
 for inference by the same definition the rules are chosen by (:func:`rule_levels`).
 Everything here is re-exported by :mod:`locdiff.infer.calibration`.
 """
@@ -17,6 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import shdd
+from locdiff.infer.map_signals import (  # noqa: F401  (re-exported)
+    SPREAD_CHUNK,
+    SPREAD_RESOLUTION,
+    bin_edges,
+    bin_index,
+    spread_km2,
+)
 
 LEVELS = (0.5, 0.9)
 
@@ -24,10 +33,8 @@ POWERS = (0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128
 TAILS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 # the tail's map: the plain positive part (0) or the softmax rule at that temperature
 TEMPERATURES = (0.0, 1.0)
-SPREAD_RESOLUTION = 2.0  # degrees: the grid of :func:`spread_km2`
-SPREAD_CHUNK = 2048  # answers whose maps spread_km2 holds at once
 MAP_BINS = 4  # map rules by bin of a signal (at most, where the signal is given)
-# What the map rules are binned by: "spread_km2" (spread_km2 below) or "doubt_km"
+# What the map rules are binned by: "spread_km2" (map_signals.spread_km2) or "doubt_km"
 # (locdiff.infer.reference), and into how many bins: chosen per run (choose_map_signal), by
 # the held-out miss of 2-fold calibration on the run's own validation queries.
 MAP_SIGNALS = ("spread_km2", "doubt_km")
@@ -37,44 +44,6 @@ FOLD_SEED = 1  # the two halves of the validation queries in choose_map_signal
 # about the standard error of a held-out coverage of 1,000 rows at 50% (1.6 points).
 MISS_TOLERANCE = 2.0
 MIN_BIN_ROWS = 150  # validation rows each of those bins holds at least
-
-
-def spread_km2(mean_coeffs, *, L: int) -> np.ndarray:
-    """``[B]`` how spread LocDiff's answer is: the area (km²) of the 50% credible region
-    of the plain positive-part map of the mean SHDD functions ``[B, D]``, on a 2-degree
-    grid. Small: the K samples agree on a small place; large: a broad or split answer.
-    It depends on the coefficients alone (no map rule), so the map rules can be chosen
-    by it (:data:`MAP_SIGNALS`); LocDiff-H's gate reads it too (:mod:`locdiff.infer.hybrid`)."""
-    out = []
-    for start in range(0, len(mean_coeffs), SPREAD_CHUNK):  # bounded memory, whatever B
-        pmap = shdd.probability_map(
-            mean_coeffs[start : start + SPREAD_CHUNK], L=L, resolution_deg=SPREAD_RESOLUTION
-        )
-        area = shdd.credible_area_km2(pmap, resolution_deg=SPREAD_RESOLUTION, levels=(0.5,))
-        out.append(np.asarray(area, np.float64)[..., 0])
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def bin_edges(values, bins: int, min_rows: int) -> list[float]:
-    """Inner edges cutting ``values`` at quantiles into at most ``bins`` bins of at least
-    ``min_rows`` rows each (as :func:`bin_index` assigns them: equal values stay in one
-    bin). Edges that would leave a bin short are dropped, merging it into its upper
-    neighbour; the last bin merges downwards."""
-    n = len(values)
-    n_bins = max(1, min(bins, n // max(min_rows, 1)))
-    edges = np.unique(np.quantile(values, np.arange(1, n_bins) / n_bins)) if n_bins > 1 else []
-    kept, below = [], 0
-    for edge in edges:
-        count = int(np.sum(values < edge))  # rows below: bin_index puts ties above
-        if count - below >= min_rows and n - count >= min_rows:
-            kept.append(float(edge))
-            below = count
-    return kept
-
-
-def bin_index(values, edges) -> np.ndarray:
-    """Index ``[B]`` of the bin of each value, for bin ``edges`` (inner edges, sorted)."""
-    return np.searchsorted(np.asarray(edges, np.float64), np.asarray(values), side="right")
 
 
 def choose_map_rule(
@@ -103,22 +72,28 @@ def choose_map_rule(
     holds far-from-training rows (``far [N]`` bool, :func:`locdiff.data.splits.
     far_validation`), the bins of broad or doubtful answers learn how far to trust them.
     ``signal`` None: the signal and the number of bins are chosen on these rows by
-    :func:`choose_map_signal` (by doubt only where the geolocator has a reference);
-    else that signal, in up to ``bins`` bins (by doubt, a geolocator without a
-    reference gets one rule). The K samples are drawn once and the mean function is put
-    on the grid once; each rule then only reweights the cells (a truth's credible level
-    is the mass of the cells denser than its own, as :func:`shdd.credible_level`).
-    ``prediction``: the geolocator's own of ``embeddings`` at ``seed``, drawn already
-    (the samples of a row do not depend on its batch).
+    :func:`choose_map_signal` (by doubt only where the geolocator has a reference),
+    against the mixture of two rules by novelty (:mod:`locdiff.infer.novelty`); else
+    that signal, in up to ``bins`` bins (by doubt, a geolocator without a reference
+    gets one rule). The mean function is put on the grid once; each rule then only
+    reweights the cells (a truth's credible level is the mass of the cells denser than
+    its own, as :func:`shdd.credible_level`). ``prediction``: the geolocator's own of
+    ``embeddings`` at ``seed`` with its doubt, drawn already (else drawn here).
 
     Returns:
       ``{"map_power", "map_tail", "map_tail_temperature"}`` of all rows, with
       ``"map_bins": {"signal": signal, "edges": [inner edges], "rules": [that rule |
-      {"n"} per bin]}`` (and ``"choice"``: :func:`choose_map_signal`'s table, where it
-      chose); and the table of every rule's coverage (``bin``: -1 for all rows).
+      {"n"} per bin]}`` (a mixture: :func:`locdiff.infer.novelty.choose_mixture`'s, with
+      ``"novelty"``), and ``"choice"``: :func:`choose_map_signal`'s table, where it chose;
+      and the table of every rule's coverage (``bin``: -1 for all rows).
     """
+    from locdiff.infer import novelty  # (novelty builds on this module)
+
     if signal is not None and signal not in MAP_SIGNALS:
         raise ValueError(f"signal must be one of {MAP_SIGNALS} or None, got {signal!r}")
+    if prediction is None:  # drawn here: the mixture by novelty reads its mean functions
+        prediction = geolocator.predict(embeddings, top_k=1, seed=seed, doubt=True,
+                                        batch_size=batch_size)  # fmt: skip
     found, values = rule_levels(
         geolocator, embeddings, truth, powers=powers, tails=tails, temperatures=temperatures,
         resolution_deg=resolution_deg, batch_size=batch_size, seed=seed, prediction=prediction,
@@ -131,25 +106,31 @@ def choose_map_rule(
         if far.shape != (len(truth),):
             raise ValueError(f"far must be [{len(truth)}] bool, got shape {far.shape}")
         signals = MAP_SIGNALS if has_doubt else ("spread_km2",)
+        mixture_rows, mixture = novelty.choose_for(
+            geolocator, embeddings, truth, prediction, found, values, far,
+            min_rows=min_bin_rows, **grid,
+        )  # fmt: skip
         signal, bins, choice = choose_map_signal(
             found, {name: values[name] for name in signals}, far, min_bin_rows=min_bin_rows,
-            **grid,
+            mixture=mixture_rows, **grid,
         )  # fmt: skip
     elif signal == "doubt_km" and not has_doubt:
         bins = 1  # no doubt to bin by
+    mixed = choice is not None and signal == novelty.MIXTURE
     chosen, per_bin, edges, table = rules_by_bin(
-        found, values[signal], bins=bins, min_bin_rows=min_bin_rows, **grid
-    )
-    bins_out = {"signal": signal, "edges": edges, "rules": per_bin}
+        found, values["spread_km2" if mixed else signal], bins=1 if mixed else bins,
+        min_bin_rows=min_bin_rows, **grid,
+    )  # fmt: skip
+    bins_out = mixture if mixed else {"signal": signal, "edges": edges, "rules": per_bin}
     if choice is not None:
-        bins_out["choice"] = choice
+        bins_out = bins_out | {"choice": choice}
     return chosen | {"map_bins": bins_out}, table
 
 
 def choose_map_signal(
     found, values: dict, far, *, bin_counts=MAP_BIN_COUNTS, min_bin_rows: int = MIN_BIN_ROWS,
     tolerance: float = MISS_TOLERANCE, powers=POWERS, tails=TAILS, temperatures=TEMPERATURES,
-    levels=LEVELS,
+    levels=LEVELS, mixture=(),
 ) -> tuple[str, int, list[dict]]:  # fmt: skip
     """The signal of ``values`` (``{name: [N]}``, in order of preference) and the number
     of bins (of ``bin_counts``) whose map rules keep their promise best on rows they
@@ -163,7 +144,10 @@ def choose_map_signal(
     percent: a rule that covers random rows too much and far rows too little is not
     saved by their average. The least miss wins; misses within ``tolerance`` of it tie,
     and ties go to fewer bins, then to the first signal. One bin is one rule whatever
-    the signal, so it is tried once.
+    the signal, so it is tried once. ``mixture``: rows of the same table for the
+    mixture of rules by novelty (:func:`locdiff.infer.novelty.choose_mixture`), the most
+    complex candidate: chosen (as its ``signal``, with 2 bins) only where no binned
+    candidate ties with it.
     """
     far, table = np.asarray(far, bool), []
     for name, v in values.items():
@@ -183,9 +167,11 @@ def choose_map_signal(
                     row[f"coverage_{100 * a:g}_{part}"] = cover
                     row["miss"] += abs(cover - 100 * a)
             table.append(row)
+    table += [dict(row) for row in mixture]
     least = min(row["miss"] for row in table)
     ties = [row for row in table if row["miss"] <= least + tolerance]
-    best = min(ties, key=lambda row: row["bins"])  # the first of the fewest bins
+    # the first of the fewest bins; the mixture last
+    best = min(ties, key=lambda row: ("sharpness" in row, row["bins"]))
     return best["signal"] or next(iter(values)), best["bins"], table
 
 
@@ -203,14 +189,8 @@ def held_out_levels(
     values = np.asarray(values, np.float64)
     half_rows = max(1, min_bin_rows // 2)  # half the rows: as many bins as all the rows get
     strata = np.zeros(len(values), int) if strata is None else np.asarray(strata)
-    rng, halves = np.random.default_rng(seed), ([], [])
-    for stratum in np.unique(strata):
-        rows = rng.permutation(np.flatnonzero(strata == stratum))
-        for half, part in zip(halves, np.array_split(rows, 2), strict=True):
-            half.append(part)
-    halves = [np.sort(np.concatenate(h)) for h in halves]
     out = np.empty(len(values))
-    for fit, score in (halves, halves[::-1]):
+    for fit, score in fold_halves(strata, seed):
         _, per_bin, edges, _ = rules_by_bin(
             found[..., fit], values[fit], powers=powers, tails=tails, temperatures=temperatures,
             levels=levels, bins=bins, min_bin_rows=half_rows,
@@ -223,6 +203,19 @@ def held_out_levels(
             rows = score[which == b]
             out[rows] = found[i, j, k, rows]
     return out
+
+
+def fold_halves(strata, seed: int = FOLD_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two ``(fit, score)`` folds of 2-fold cross-fitting: the rows cut in random
+    halves (at ``seed``), each value of ``strata [N]`` (e.g. far or not) split evenly."""
+    strata = np.asarray(strata)
+    rng, halves = np.random.default_rng(seed), ([], [])
+    for stratum in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == stratum))
+        for half, part in zip(halves, np.array_split(rows, 2), strict=True):
+            half.append(part)
+    halves = [np.sort(np.concatenate(h)) for h in halves]
+    return [(halves[0], halves[1]), (halves[1], halves[0])]
 
 
 def rules_by_bin(

@@ -67,23 +67,34 @@ class Reference:
     def __len__(self) -> int:
         return len(self.latlon)
 
-    def nearest_latlon(self, embeddings) -> np.ndarray:
-        """``[B, 2]`` the location of the most similar reference condition of each row."""
+    def nearest(self, embeddings) -> tuple[np.ndarray, np.ndarray]:
+        """``(latlon [B, 2], similarity [B])``: the location of the most similar reference
+        condition of each row and its cosine similarity."""
         unit = self.__dict__.get("_unit")
         if unit is None:  # float32 once, for the matrix products
             unit = np.asarray(self.conditions, np.float32)
             object.__setattr__(self, "_unit", unit)
-        index = neighbours.search(neighbours.normalise(embeddings), unit)[:, 0]
-        return np.asarray(self.latlon[index], np.float64)
+        index, similarity = neighbours.most_similar(neighbours.normalise(embeddings), unit, k=1)
+        return np.asarray(self.latlon[index[:, 0]], np.float64), similarity[:, 0]
+
+    def nearest_latlon(self, embeddings) -> np.ndarray:
+        """``[B, 2]`` the location of the most similar reference condition of each row."""
+        return self.nearest(embeddings)[0]
 
     def doubt_km(self, modes, embeddings) -> np.ndarray:
         """``[B]`` km between each mode ``modes [B, 2]`` and the location of the most
         similar reference condition to its condition ``embeddings [B, E]`` (as given to
         the model, before any standardisation)."""
+        return self.doubt_and_similarity(modes, embeddings)[0]
+
+    def doubt_and_similarity(self, modes, embeddings) -> tuple[np.ndarray, np.ndarray]:
+        """``(doubt_km [B], similarity [B])``: :meth:`doubt_km` and the cosine similarity
+        of the most similar reference condition, from one search."""
         modes = np.asarray(modes, np.float64)
         if modes.shape != (len(embeddings), 2):
             raise ValueError(f"modes must be [{len(embeddings)}, 2], got {list(modes.shape)}")
-        return metrics.distances_km(modes, self.nearest_latlon(embeddings))
+        latlon, similarity = self.nearest(embeddings)
+        return metrics.distances_km(modes, latlon), similarity
 
     def save(self, path: str) -> None:
         files.save_npz(path, conditions=np.asarray(self.conditions, np.float16), latlon=self.latlon)

@@ -17,7 +17,7 @@ import numpy as np
 from locdiff.config import Config  # the method's config type
 from locdiff.data import datasets as data
 from locdiff.data import splits
-from locdiff.infer import calibration
+from locdiff.infer import calibration, novelty
 from locdiff.infer.geolocator import Geolocator
 from locdiff.infer.prediction import Prediction
 from locdiff.infer.reference import REFERENCE_ROWS, Reference
@@ -201,8 +201,13 @@ def _searched_today(chosen: dict) -> bool:
         for r in chosen.get("validation", [])
     }
     bins = chosen.get("map_bins", {})  # signal and bins chosen per run, on its own rows
-    by_signal = bins.get("signal") in calibration.MAP_SIGNALS and "choice" in bins
-    return by_signal and searched == grid
+    by_signal = bins.get("signal") in (*calibration.MAP_SIGNALS, novelty.MIXTURE)
+    by_signal = by_signal and "choice" in bins
+    # with far rows, the mixture by novelty was a candidate (too few: none)
+    rows = chosen.get("validation_rows", {})
+    tried = any(row.get("signal") == novelty.MIXTURE for row in bins.get("choice", []))
+    mixture = tried or min(rows.get("far", 0), rows.get("random", 0)) < calibration.MIN_BIN_ROWS
+    return by_signal and searched == grid and mixture
 
 
 def model_step(run) -> int | None:
