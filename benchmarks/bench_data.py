@@ -147,9 +147,9 @@ def main() -> None:
     folder = args.data or f"experiments/cache/synthetic_{args.rows}x{args.dim}"
 
     from locdiff.data import datasets as data
-    from locdiff.data.synthetic import write_synthetic
+    from locdiff.data.synthetic import SHARD_ROWS, write_synthetic
 
-    shards = -(-args.rows // 250_000)  # write_synthetic's default shard size
+    shards = -(-args.rows // SHARD_ROWS)  # write_synthetic's default shard size
     reused = (
         os.path.isdir(folder)
         and len([name for name in os.listdir(folder) if name.endswith(".npz")]) >= shards

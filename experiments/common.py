@@ -148,7 +148,8 @@ CHOICES = {
 
 def locdiff_choices(locator) -> dict:
     """:data:`CHOICES` of a LocDiff locator: guidance, the map rule's power and tail (for
-    all inputs, and by bin of its signal where it chose so, with the bins' edges), the
+    all inputs, and by bin of its signal where it chose so, with the bins' edges, or the
+    two rules of a mixture by novelty), the
     radius its modes snap within and the largest doubt snapped (None: all)."""
     chosen = locator.geolocator.calibration
     out = {key: chosen.get(key) for key in CHOICES}
@@ -159,6 +160,10 @@ def locdiff_choices(locator) -> dict:
             + (f"@{r['map_tail_temperature']:g}" if r.get("map_tail_temperature") else "")
             for r in bins["rules"]
         )
+        if bins["signal"] == "novelty":  # two rules mixed by P(far) (locdiff.infer.novelty)
+            sharpness = bins["novelty"]["sharpness"]
+            out["map_by_bin"] = f"{rules} (random; far: mixed by novelty, s = {sharpness:g})"
+            return out
         if bins["signal"] == "spread_km2":  # areas: million km²
             edges = ", ".join(f"{e / 1e6:.3g}M km²" for e in bins["edges"])
         else:

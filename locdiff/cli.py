@@ -203,10 +203,11 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from locdiff.data.synthetic import write_synthetic
+    from locdiff.data.synthetic import SHARD_ROWS, write_synthetic
 
     paths = write_synthetic(
-        args.out, args.rows, dim=args.dim, dtype=args.dtype, shard_rows=args.shard_rows,
+        args.out, args.rows, dim=args.dim, dtype=args.dtype,
+        shard_rows=SHARD_ROWS if args.shard_rows is None else args.shard_rows,
         seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     print(f"{args.rows} rows of {args.dim}-d {args.dtype} in {len(paths)} shards in {args.out}")
@@ -349,7 +350,9 @@ def _add_synthetic(sub) -> None:
     p.add_argument("--rows", type=int, required=True)
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--dtype", choices=("float32", "float16"), default="float16")
-    p.add_argument("--shard-rows", type=int, default=250_000)
+    p.add_argument(
+        "--shard-rows", type=int, help="rows per shard (default: synthetic.SHARD_ROWS, 250,000)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_synthetic)

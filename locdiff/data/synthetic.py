@@ -66,13 +66,16 @@ def mp16_locations(n: int, rng: np.random.Generator, *, scatter_km: float = 25.0
     return np.stack([lat, (lon + 180) % 360 - 180], -1).astype(np.float32)
 
 
+SHARD_ROWS = 250_000  # rows of a shard written by write_synthetic (default)
+
+
 def write_synthetic(
     out: str,
     rows: int,
     *,
     dim: int = 768,
     dtype: str = "float16",
-    shard_rows: int = 250_000,
+    shard_rows: int = SHARD_ROWS,
     seed: int = 0,
     progress: bool = True,
 ) -> list[str]:

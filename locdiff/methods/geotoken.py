@@ -122,10 +122,10 @@ class GeoTokenLocator(NetworkLocator):
         for start in range(0, len(embeddings), size):
             x = embeddings[start : start + size]
             n = len(x)
-            x = np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
             neighbours = None
-            if self.gallery is not None:
-                neighbours = self.gallery.neighbours(x, m.neighbours)
+            if self.gallery is not None:  # the rows' own, padded as the rows are
+                neighbours = tuple(_pad(a, size) for a in self.gallery.neighbours(x, m.neighbours))
+            x = _pad(x, size)
             s, p = self._decode(
                 self._state, x, neighbours, jax.random.fold_in(key, start), temperature,
                 decode=decode, width=int(width),
@@ -259,3 +259,8 @@ def choose_decoding(locator, embeddings, truth, far, *, grid=DECODINGS, seed: in
         table.append(row)
     best = max(enumerate(table), key=lambda r: (r[1]["mean"], -r[0]))[1]
     return {k: best[k] for k in DECODING_KEYS}, table
+
+
+def _pad(rows: np.ndarray, size: int) -> np.ndarray:
+    """``rows [n, ...]`` padded to ``size`` rows by repeating the last one."""
+    return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])

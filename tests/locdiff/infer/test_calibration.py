@@ -150,6 +150,16 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     methods.calibrate_run(old)
     assert files.read_json(path) == again
     assert methods.shdd_diffusion.is_calibrated(again)
+    # With enough far and random validation rows, the mixture by novelty must have been
+    # a candidate: rules chosen before it are chosen again (too few rows: no candidate).
+    many = {"random": calibration.MIN_BIN_ROWS, "far": calibration.MIN_BIN_ROWS}
+    assert not methods.shdd_diffusion.is_calibrated(again | {"validation_rows": many})
+    few = {"random": 1000, "far": calibration.MIN_BIN_ROWS - 1}
+    assert methods.shdd_diffusion.is_calibrated(again | {"validation_rows": few})
+    bins = again["map_bins"]
+    tried = bins | {"choice": [*bins["choice"], {"signal": "novelty", "bins": 2, "miss": 9.0}]}
+    redone = again | {"validation_rows": many, "map_bins": tried}
+    assert methods.shdd_diffusion.is_calibrated(redone)
 
 
 def test_a_read_only_run_loads_and_predicts(tiny_locdiff, tmp_path, clusters):
