@@ -11,13 +11,14 @@ prediction time from the condition and the run alone:
   condition (:mod:`locdiff.infer.reference`);
 - ``spread_km2``: the area of the plain map's 50% region
   (:func:`locdiff.infer.calibration.spread_km2`);
-- ``dissimilarity``: one minus the cosine of the most similar training condition
-  (reported only: no run bins by it).
+- ``dissimilarity``: one minus the cosine of the most similar training condition (no
+  run bins by it).
 
 Each run chooses its signal and number of bins itself, on its own validation queries
 (:func:`locdiff.methods.shdd_diffusion.calibration_rows`: random and far-validation rows), by
 the rule of :func:`locdiff.infer.calibration.choose_map_signal`: the least held-out miss of
-2-fold calibration, random and far rows apart. This study shows that choice for setting
+2-fold calibration, random and far rows apart; against it, the mixture of two rules
+weighted by a logistic model of P(far) from all three (:mod:`locdiff.infer.novelty`). This study shows that choice for setting
 B's runs, every candidate's held-out coverage beside it, and how well each signal
 separates far-validation rows from random ones (AUC) and ranks LocDiff's error
 (Spearman). Every figure is on validation rows: no test row is read. Runs: setting B's
@@ -34,7 +35,7 @@ import numpy as np
 from scipy.stats import rankdata, spearmanr
 
 from locdiff.evaluation import metrics
-from locdiff.infer import calibration, neighbours
+from locdiff.infer import calibration, novelty
 from locdiff.infer.geolocator import Geolocator
 from locdiff.infer.reference import Reference
 from locdiff.io.rundir import RunDir
@@ -80,12 +81,7 @@ def study(run_path: str) -> dict:
     geo = geo.with_snapping(None, 0.0).with_reference(reference)
     prediction = geo.predict(x, top_k=1, doubt=True)
     found, signals = calibration.rule_levels(geo, x, truth, prediction=prediction)
-    nearest = neighbours.search(
-        neighbours.normalise(x), np.asarray(reference.conditions, np.float32)
-    )[:, 0]
-    similarity = np.sum(
-        neighbours.normalise(x) * np.asarray(reference.conditions[nearest], np.float32), axis=1
-    )
+    similarity = reference.nearest(x)[1]
     values = signals | {"dissimilarity": 1.0 - similarity}
     error = metrics.distances_km(prediction.top1, truth)
     signals = {}
@@ -98,7 +94,9 @@ def study(run_path: str) -> dict:
             "spearman_error_far": float(spearmanr(v[far], error[far])[0]),
         }
     candidates = {name: values[name] for name in calibration.MAP_SIGNALS}
-    signal, bins, choice = calibration.choose_map_signal(found, candidates, far)
+    mixture, fitted = novelty.choose_for(geo, x, truth, prediction, found, values, far)
+    signal, bins, choice = calibration.choose_map_signal(found, candidates, far, mixture=mixture)
+    sharpness = fitted["novelty"]["sharpness"] if signal == novelty.MIXTURE else None
     return {
         "run": run_path,
         "guidance": geo.config.diffusion.guidance,
@@ -108,7 +106,7 @@ def study(run_path: str) -> dict:
         "median_error_km_far": float(np.median(error[far])),
         "signals": signals,
         "choice": choice,
-        "chosen": {"signal": signal, "bins": bins},
+        "chosen": {"signal": signal, "bins": bins, "sharpness": sharpness},
     }
 
 
@@ -137,7 +135,11 @@ def choice_table(runs: list[dict], noises) -> str:
                 r["chosen"]["signal"],
                 None,
             )
-            cells = [f"{noise:g}", c["signal"] or "(one rule)", str(c["bins"])]
+            chosen = chosen and c.get("sharpness") == r["chosen"].get("sharpness")
+            name = c["signal"] or "(one rule)"
+            if "sharpness" in c:
+                name = f"mixture by novelty, s = {c['sharpness']:g}"
+            cells = [f"{noise:g}", name, str(c["bins"])]
             cells += [f"{c[f'coverage_50_{p}']:.1f} / {c[f'coverage_90_{p}']:.1f}"
                       for p in ("random", "far")]  # fmt: skip
             cells += [f"{c['miss']:.1f}", "**yes**" if chosen else ""]
@@ -171,7 +173,10 @@ def main() -> None:
             f"{calibration.MIN_BIN_ROWS // 2} rows) on the other half; miss: the sum over "
             "random and far rows and over the 50% and 90% levels of |coverage - level|. The "
             "run's choice (`calibration.choose_map_signal`): the fewest bins within "
-            f"{calibration.MISS_TOLERANCE:g} points of the least miss, then the spread.\n\n"
+            f"{calibration.MISS_TOLERANCE:g} points of the least miss, then the spread; "
+            "the mixture of two rules by novelty (`locdiff.infer.novelty`: the random and "
+            "the far rows' rules weighted by a logistic model of P(far), its model and "
+            "rules fitted on the other half too) only where no binned candidate ties.\n\n"
             + choice_table(runs, args.noise),
         ),
     ]

@@ -13,6 +13,7 @@ import os
 
 from locdiff.config import Config
 from locdiff.data import datasets as data
+from locdiff.infer import hybrid
 from locdiff.infer.hybrid import Gallery, Rule, choose_rule, locdiff_h
 from locdiff.infer.prediction import Prediction, check_embeddings
 from locdiff.io import files
@@ -21,7 +22,7 @@ from locdiff.training.early_stopping import validation_split
 
 MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
 # how choose_rule picks (kept in hybrid.json; a rule chosen another way is chosen again)
-SELECTION = "parents-per-threshold"
+SELECTION = f"parents-per-threshold-{hybrid.ADMISSIBLE_SE:g}se"
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
