@@ -17,6 +17,7 @@ import numpy as np
 import shdd
 
 # The map rules (re-exported: one namespace for everything chosen after training)
+from locdiff.infer.map_choice import choose_map_rule  # noqa: F401
 from locdiff.infer.map_rules import (  # noqa: F401
     FOLD_SEED,
     LEVELS,
@@ -32,7 +33,6 @@ from locdiff.infer.map_rules import (  # noqa: F401
     TEMPERATURES,
     bin_edges,
     bin_index,
-    choose_map_rule,
     choose_map_signal,
     fold_halves,
     held_out_levels,

@@ -200,7 +200,11 @@ def choose_rule(
     LocDiff: ``trust = inf``) minus :data:`ADMISSIBLE_SE` standard errors of the paired
     difference. Of the
     admissible rules, the one with the best mean over the parts of the mean accuracy
-    over the thresholds is chosen (ties: the first in the grid's order); if none is
+    over the thresholds is chosen (ties: the first in the grid's order), but an
+    admissible parent is kept unless that rule beats it (the better of the admissible
+    parents) by more than one standard error of their paired difference
+    (``gain_over_parent`` in its row): the hybrid answers differently from its
+    parent only for a clear gain. If none is
     admissible, the one whose worst shortfall, in standard errors, is smallest. Gates
     are the ``gates`` quantiles of the queries' spreads.
     Returns the rule and every rule's scores (``mean_acc`` per part, ``shortfall``: the
@@ -257,9 +261,31 @@ def choose_rule(
         row["shortfall"] = min(shortfall)
         row["mean_acc"] = float(np.mean([row[f"mean_acc_{name}"] for name in parts]))
         rows.append(row)
-    admissible = [r for r in rows if r["shortfall"] >= 0]
-    if admissible:
-        pick = max(admissible, key=lambda r: r["mean_acc"])
-    else:
-        pick = max(rows, key=lambda r: r["shortfall"])
-    return Rule.from_dict({k: pick[k] for k in ("candidates", "weight", "trust", "gate")}), rows
+    return grid[_pick(rows, grid, hits, parts)], rows
+
+
+def _pick(rows, grid, hits, parts) -> int:
+    """The index of :func:`choose_rule`'s choice in ``grid`` (``rows`` its scores,
+    ``hits`` its rules' ``([Q, T] hits, km)``): the best admissible rule, unless an
+    admissible parent is not clearly worse (its gain over that parent is added to its
+    row); none admissible: the least shortfall."""
+    admissible = [i for i, r in enumerate(rows) if r["shortfall"] >= 0]
+    if not admissible:
+        return max(range(len(rows)), key=lambda i: rows[i]["shortfall"])
+    pick = max(admissible, key=lambda i: rows[i]["mean_acc"])
+    parents = [i for i in admissible if grid[i] in (RETRIEVAL, LOCDIFF)]
+    if parents and grid[pick] not in (RETRIEVAL, LOCDIFF):
+        parent = max(parents, key=lambda i: rows[i]["mean_acc"])
+        gain, se = _gain(hits[grid[pick]][0], hits[grid[parent]][0], parts)
+        rows[pick] |= {"gain_over_parent": gain, "se_gain_over_parent": se}
+        pick = pick if gain > se else parent  # a clear gain, or the parent
+    return pick
+
+
+def _gain(hits, parent_hits, parts: dict) -> tuple[float, float]:
+    """The mean over ``parts`` of the mean accuracy over the thresholds of ``hits [Q, T]``
+    minus that of ``parent_hits``, and its standard error (paired, per query)."""
+    diff = (hits - parent_hits).mean(axis=1)  # [Q] per query, over the thresholds
+    means = [diff[sel].mean() for sel in parts.values()]
+    variances = [diff[sel].var() / sel.sum() for sel in parts.values()]
+    return float(np.mean(means)), float(np.sqrt(np.sum(variances)) / len(parts))

@@ -22,7 +22,7 @@ from locdiff.training.early_stopping import validation_split
 
 MAX_TUNING_ROWS = 2000  # validation queries used to choose the rule
 # how choose_rule picks (kept in hybrid.json; a rule chosen another way is chosen again)
-SELECTION = f"parents-per-threshold-{hybrid.ADMISSIBLE_SE:g}se"
+SELECTION = f"parents-per-threshold-{hybrid.ADMISSIBLE_SE:g}se-clear-gain"
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)

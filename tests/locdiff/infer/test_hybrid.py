@@ -93,7 +93,12 @@ def test_choose_rule_is_not_worse_than_either_parent_on_either_part(tiny_locdiff
     for part in ("random", "far"):
         assert len(chosen[f"vs_parents_{part}"]) == len(metrics.THRESHOLDS_KM)
     admissible = [r for r in rows if r["shortfall"] >= 0]
-    assert chosen["mean_acc"] == max(r["mean_acc"] for r in admissible)
+    best = max(admissible, key=lambda r: r["mean_acc"])
+    if chosen is not best:  # an admissible parent kept: the best rule's gain is not clear
+        assert chosen["candidates"] == 1 and chosen["weight"] == 0
+        assert best["gain_over_parent"] <= best["se_gain_over_parent"]
+        parents = [r for r in admissible if r["candidates"] == 1 and r["weight"] == 0]
+        assert chosen["mean_acc"] == max(r["mean_acc"] for r in parents if r["gate"] is None)
     # Independently of the table: on each part and at each threshold, the chosen rule's
     # hits are within one SE of the better parent's (retrieval: the nearest gallery row)
     top1 = locdiff_h(prediction, query, gallery, L=8, rule=rule).top1
@@ -139,3 +144,21 @@ def test_densities_and_spreads_are_the_same_in_chunks(monkeypatch):
     monkeypatch.setattr(map_rules, "SPREAD_CHUNK", 3)  # where spread_km2 reads it
     np.testing.assert_allclose(hybrid.densities(prediction, points, L=4), whole, rtol=1e-6)
     np.testing.assert_allclose(calibration.spread_km2(coeffs.mean(axis=1), L=4), spreads)
+
+
+def test_a_rule_replaces_its_parent_only_for_a_clear_gain():
+    from locdiff.infer.hybrid import _gain
+
+    parts = {"random": np.arange(100) < 50, "far": np.arange(100) >= 50}
+    parent = np.zeros((100, 5))
+    hits = parent.copy()
+    hits[:10] = 100.0  # ten random queries right at every threshold, the rest alike
+    gain, se = _gain(hits, parent, parts)
+    # the random part gains 20 points (variance 1600 / 50 queries), the far part none
+    assert gain == pytest.approx(10.0) and se == pytest.approx(np.sqrt(1600 / 50) / 2)
+    assert gain > se
+    hits, parent = np.zeros((100, 5)), np.zeros((100, 5))
+    hits[:3], parent[3:5] = 100.0, 100.0  # three queries won, two lost: not clear
+    gain, se = _gain(hits, parent, parts)
+    assert gain == pytest.approx(1.0) and se == pytest.approx(np.sqrt((10000 / 10 - 4) / 50) / 2)
+    assert gain <= se
