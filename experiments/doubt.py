@@ -18,11 +18,12 @@ Each run chooses its signal and number of bins itself, on its own validation que
 (:func:`locdiff.methods.shdd_diffusion.calibration_rows`: random and far-validation rows), by
 the rule of :func:`locdiff.infer.calibration.choose_map_signal`: the least held-out miss of
 2-fold calibration, random and far rows apart; against it, the mixture of two rules
-weighted by a logistic model of P(far) from all three (:mod:`locdiff.infer.novelty`). This study shows that choice for setting
-B's runs, every candidate's held-out coverage beside it, and how well each signal
-separates far-validation rows from random ones (AUC) and ranks LocDiff's error
-(Spearman). Every figure is on validation rows: no test row is read. Runs: setting B's
-LocDiff runs on the full gallery (``python -m experiments.oracle_mp16`` trains them).
+weighted by a logistic model of P(far) from all three (:mod:`locdiff.infer.novelty`).
+This study shows that choice for setting B's runs, every candidate's held-out coverage
+beside it, and how well each signal separates far-validation rows from random ones
+(AUC) and ranks LocDiff's error (Spearman). Every figure is on validation rows: no test
+row is read. Runs: setting B's LocDiff runs on the full gallery (``python -m
+experiments.oracle_mp16`` trains them).
 Writes ``doubt.md`` / ``.json``.
 """
 
