@@ -162,7 +162,8 @@ def locdiff_choices(locator) -> dict:
         )
         if bins["signal"] == "novelty":  # two rules mixed by P(far) (locdiff.infer.novelty)
             sharpness = bins["novelty"]["sharpness"]
-            out["map_by_bin"] = f"{rules} (random; far: mixed by novelty, s = {sharpness:g})"
+            fit = ", refitted jointly" if bins.get("fit") == "joint" else ""
+            out["map_by_bin"] = f"{rules} (random; far: mixed by novelty, s = {sharpness:g}{fit})"
             return out
         if bins["signal"] == "spread_km2":  # areas: million km²
             edges = ", ".join(f"{e / 1e6:.3g}M km²" for e in bins["edges"])

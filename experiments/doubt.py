@@ -97,7 +97,9 @@ def study(run_path: str) -> dict:
     candidates = {name: values[name] for name in calibration.MAP_SIGNALS}
     mixture, fitted = novelty.choose_for(geo, x, truth, prediction, found, values, far)
     signal, bins, choice = calibration.choose_map_signal(found, candidates, far, mixture=mixture)
-    sharpness = fitted["novelty"]["sharpness"] if signal == novelty.MIXTURE else None
+    mixed = signal == novelty.MIXTURE
+    sharpness = fitted["novelty"]["sharpness"] if mixed else None
+    fit = fitted.get("fit") if mixed else None
     return {
         "run": run_path,
         "guidance": geo.config.diffusion.guidance,
@@ -107,7 +109,7 @@ def study(run_path: str) -> dict:
         "median_error_km_far": float(np.median(error[far])),
         "signals": signals,
         "choice": choice,
-        "chosen": {"signal": signal, "bins": bins, "sharpness": sharpness},
+        "chosen": {"signal": signal, "bins": bins, "sharpness": sharpness, "fit": fit},
     }
 
 
@@ -137,9 +139,10 @@ def choice_table(runs: list[dict], noises) -> str:
                 None,
             )
             chosen = chosen and c.get("sharpness") == r["chosen"].get("sharpness")
+            chosen = chosen and c.get("fit") == r["chosen"].get("fit")
             name = c["signal"] or "(one rule)"
             if "sharpness" in c:
-                name = f"mixture by novelty, s = {c['sharpness']:g}"
+                name = f"mixture by novelty ({c.get('fit', 'separate')}), s = {c['sharpness']:g}"
             cells = [f"{noise:g}", name, str(c["bins"])]
             cells += [f"{c[f'coverage_50_{p}']:.1f} / {c[f'coverage_90_{p}']:.1f}"
                       for p in ("random", "far")]  # fmt: skip

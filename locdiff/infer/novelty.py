@@ -26,6 +26,7 @@ it only where no binned candidate ties with it (``docs/decisions.md``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -144,25 +145,32 @@ def mixture_levels(mean_coeffs, truth, rules, weights, *, L: int, resolution_deg
     """``[S, N]`` each truth's credible level (the mass of the cells denser than its own,
     as :func:`shdd.credible_level`) under the mixture of ``rules`` with each row of far
     weights ``weights [S, N]``, for mean SHDD functions ``[N, D]``."""
+    params = [np.asarray(_params(r), np.float64) for r in rules]
+    weights = np.asarray(weights, np.float64)
+
+    def levels_of(positive, scaled, area, own, rows):
+        return _mixture_levels(positive, scaled, area, own, *params, weights[:, rows])
+
+    return _over_batches(mean_coeffs, truth, levels_of, (len(weights), 0), L=L,
+                         resolution_deg=resolution_deg, batch_size=batch_size)  # fmt: skip
+
+
+def _over_batches(mean_coeffs, truth, levels_of, empty, *, L, resolution_deg, batch_size):
+    """``levels_of(positive, scaled, area, own, rows) -> [..., B]`` (under float64) over
+    batches of ``batch_size`` rows, joined along the last axis (none: zeros of shape
+    ``empty``): each batch's mean functions put on the grid once
+    (:func:`map_rules.map_cells`), ``own [B]`` the cells of their truths."""
     truth = np.asarray(truth, np.float64)
     grid = shdd.latlon_grid(resolution_deg)
     row, col = grid.cell_of(truth)
     cell = row * grid.shape[1] + col
-    params = [
-        np.asarray([r["map_power"], r["map_tail"], r.get("map_tail_temperature", 0.0)])
-        for r in rules
-    ]
     out = []
     for start in range(0, len(truth), batch_size):
         rows = slice(start, start + batch_size)
-        positive, scaled, area = map_rules.map_cells(
-            mean_coeffs[rows], L=L, resolution_deg=resolution_deg
-        )
+        cells = map_rules.map_cells(mean_coeffs[rows], L=L, resolution_deg=resolution_deg)
         with jax.enable_x64(True):
-            out.append(np.asarray(_mixture_levels(
-                positive, scaled, area, cell[rows], *params, np.asarray(weights)[:, rows]
-            )))  # fmt: skip
-    return np.concatenate(out, axis=1) if out else np.zeros((len(weights), 0))
+            out.append(np.asarray(levels_of(*cells, cell[rows], rows)))
+    return np.concatenate(out, axis=-1) if out else np.zeros(empty)
 
 
 @jax.jit
@@ -180,34 +188,145 @@ def _mixture_levels(positive, scaled, area, own, near, far, weights):
     return jax.lax.map(level, weights)
 
 
+def _params(rule: dict) -> list[float]:
+    return [rule["map_power"], rule["map_tail"], rule.get("map_tail_temperature", 0.0)]
+
+
+def refit_rules(mean_coeffs, truth, far, weight, rules, *, L: int, powers=map_rules.POWERS,
+                tails=map_rules.TAILS, levels=map_rules.LEVELS, resolution_deg=1.0,
+                batch_size: int = 256, **_) -> list[dict]:  # fmt: skip
+    """The (random, far) ``rules`` refitted under the mixture's far weights ``weight
+    [N]``: each in turn (the random rule first) is replaced by the rule of its
+    neighbourhood in the grid, its power first (every power at its tail), then its tail
+    (every tail at that power), its tail temperature kept, whose mixture misses the
+    levels least on these rows (:func:`mixture_miss`; ties: the grid's order), the other
+    rule held. Each rule alone is the best on its own part's rows; the mixture gives
+    the rows the model is unsure of some of the other rule, and here both rules learn
+    that (``far [N]``: the rows' parts, for the miss)."""
+    rules = [_rule(r) for r in rules]
+    kw = dict(L=L, resolution_deg=resolution_deg, batch_size=batch_size)
+    for i in range(2):
+        for key, grid in (("map_power", powers), ("map_tail", tails)):
+            options = [rules[i] | {key: float(v)} for v in grid]
+            found = refit_levels(mean_coeffs, truth, weight, rules, i, options, **kw)
+            rules[i] = options[int(np.argmin([mixture_miss(lv, far, levels) for lv in found]))]
+    return rules
+
+
+def refit_levels(mean_coeffs, truth, weight, rules, which: int, options, *, L: int,
+                 resolution_deg=1.0, batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    """``[C, N]`` the credible levels of :func:`mixture_levels` at far weights ``weight
+    [N]`` with rule ``which`` (0: random, 1: far) of ``rules`` replaced by each of
+    ``options`` (which share their tail temperature, and their power or their tail):
+    the held rule's density is computed once, and each power's core once."""
+    options = [_rule(o) for o in options]
+    powers = sorted({o["map_power"] for o in options})
+    tails = sorted({o["map_tail"] for o in options})
+    if len({o["map_tail_temperature"] for o in options}) != 1 or min(len(powers), len(tails)) > 1:
+        raise ValueError("the options of one refit share their tail temperature, and their "
+                         "power or their tail")  # fmt: skip
+    held = np.asarray(_params(rules[1 - which]), np.float64)
+    temperature = options[0]["map_tail_temperature"]
+    share = np.asarray(weight, np.float64)
+    share = share if which == 1 else 1.0 - share  # the option's share of each map
+    grid = (np.asarray(powers), np.asarray(tails))
+
+    def levels_of(positive, scaled, area, own, rows):  # [P, T, B] -> [P * T, B]
+        found = _refit_levels(positive, scaled, area, own, held, *grid, temperature, share[rows])
+        return found.reshape(len(powers) * len(tails), -1)
+
+    levels = _over_batches(mean_coeffs, truth, levels_of, (len(powers) * len(tails), 0), L=L,
+                           resolution_deg=resolution_deg, batch_size=batch_size)  # fmt: skip
+    index = {(p, t): i for i, (p, t) in enumerate(itertools.product(powers, tails))}
+    return levels[[index[o["map_power"], o["map_tail"]] for o in options]]
+
+
+@jax.jit
+def _refit_levels(positive, scaled, area, own, held, powers, tails, temperature, share):
+    """``[P, T, B]``: :func:`refit_levels`' levels for one batch, each power's core
+    computed once, then mixed with each tail."""
+    area = area[None, :]
+    index = jnp.arange(positive.shape[0])
+    kept = (1 - share[:, None]) * map_rules._rule_density(
+        positive, scaled, area, held[0], held[1], held[2]
+    )
+    broad = map_rules._tail_density(map_rules._per_area(positive, area), scaled, area, temperature)
+
+    def for_power(power):
+        powered = map_rules._per_area(positive**power, area)
+
+        def for_tail(tail):
+            density = kept + share[:, None] * map_rules._mix(powered, broad, tail)
+            mine = density[index, own][:, None]
+            return jnp.where(density > mine, density * area, 0.0).sum(axis=1)
+
+        return jax.lax.map(for_tail, tails)
+
+    return jax.lax.map(for_power, powers)
+
+
+def _rule(rule: dict) -> dict:
+    keys = ("map_power", "map_tail", "map_tail_temperature")
+    return {k: float(rule.get(k, 0.0)) for k in keys}
+
+
+def mixture_miss(levels_, far, levels=map_rules.LEVELS) -> float:
+    """The sum over the random and far rows and ``levels`` of ``|coverage - level|`` (in
+    points) of credible levels ``levels_ [N]``."""
+    far = np.asarray(far, bool)
+    return float(sum(
+        abs(100 * np.mean(levels_[sel] < a) - 100 * a)
+        for sel in (~far, far) if sel.any() for a in levels
+    ))  # fmt: skip
+
+
+FITS = ("separate", "joint")  # how choose_mixture fits the two rules (refit_rules: joint)
+
+
 def choose_mixture(
     found, values: dict, far, mean_coeffs, truth, *, L: int, sharpness=SHARPNESS,
-    min_rows: int = map_rules.MIN_BIN_ROWS, resolution_deg=1.0, **grid,
+    min_rows: int = map_rules.MIN_BIN_ROWS, resolution_deg=1.0, fits=FITS, **grid,
 ) -> tuple[list[dict], dict | None]:  # fmt: skip
-    """The mixture's rows of ``choose_map_signal``'s table, one per ``sharpness``, and
-    its ``map_bins`` (fitted on all rows at the sharpness of least held-out miss), from
-    each rule's levels ``found [P, T, K, N]`` (:func:`map_rules.rule_levels`), the
-    novelty ``values`` (:func:`feature_values`) and mean functions ``[N, D]`` of the
-    validation rows with truths ``[N, 2]`` and ``far [N]``. Held out as the binned
-    candidates are (:func:`map_rules.fold_halves`): the model and both rules are fitted on
-    one half and score the other. ``([], None)`` where either part has fewer than
-    ``min_rows`` rows."""
+    """The mixture's rows of ``choose_map_signal``'s table, one per way to fit its rules
+    (``fits``: each on its own part's rows, ``separate``, or then refitted under the
+    mixture's weights, ``joint``, :func:`refit_rules`) and ``sharpness``, and its
+    ``map_bins`` (fitted on all rows as the row of least held-out miss was; ties: the
+    first of that order), from each rule's levels ``found [P, T, K, N]``
+    (:func:`map_rules.rule_levels`), the novelty ``values`` (:func:`feature_values`) and
+    mean functions ``[N, D]`` of the validation rows with truths ``[N, 2]`` and ``far
+    [N]``. Held out as the binned candidates are (:func:`map_rules.fold_halves`): the
+    model and both rules are fitted on one half and score the other. ``([], None)``
+    where either part has fewer than ``min_rows`` rows."""
     far = np.asarray(far, bool)
     if min(far.sum(), (~far).sum()) < min_rows:
         return [], None
     levels = tuple(grid.get("levels", map_rules.LEVELS))
-    held = np.empty((len(sharpness), len(far)))
+    kw = dict(L=L, resolution_deg=resolution_deg)
+    candidates = list(itertools.product(fits, sharpness))
+    held = np.empty((len(candidates), len(far)))
     for fit, score in map_rules.fold_halves(far):
-        novelty, rules = _fit(found[..., fit], {k: v[fit] for k, v in values.items()},
-                              far[fit], **grid)  # fmt: skip
-        logit = novelty.logit({k: v[score] for k, v in values.items()})
-        weights = np.stack([_sigmoid(s * logit) for s in sharpness])
-        held[:, score] = mixture_levels(
-            mean_coeffs[score], truth[score], rules, weights, L=L, resolution_deg=resolution_deg
+        part = {k: v[fit] for k, v in values.items()}
+        novelty, rules = _fit(found[..., fit], part, far[fit], **grid)
+        logit_fit, logit = (
+            novelty.logit(part),
+            novelty.logit({k: v[score] for k, v in values.items()}),
         )
+        weights = np.stack([_sigmoid(s * logit) for _, s in candidates])
+        separate = [i for i, (how, _) in enumerate(candidates) if how == "separate"]
+        if separate:  # one pass over the maps for every sharpness
+            held[np.ix_(separate, score)] = mixture_levels(
+                mean_coeffs[score], truth[score], rules, weights[separate], **kw
+            )
+        for i, (how, s) in enumerate(candidates):
+            if how == "joint":
+                mixed = refit_rules(mean_coeffs[fit], truth[fit], far[fit],
+                                    _sigmoid(s * logit_fit), rules, **kw, **grid)  # fmt: skip
+                held[i, score] = mixture_levels(
+                    mean_coeffs[score], truth[score], mixed, weights[i : i + 1], **kw
+                )[0]
     table = []
-    for s, lv in zip(sharpness, held, strict=True):
-        row = {"signal": MIXTURE, "bins": 2, "sharpness": float(s), "miss": 0.0}
+    for (how, s), lv in zip(candidates, held, strict=True):
+        row = {"signal": MIXTURE, "bins": 2, "fit": how, "sharpness": float(s), "miss": 0.0}
         for part, sel in (("random", ~far), ("far", far)):
             for a in levels:
                 cover = float(100 * np.mean(lv[sel] < a))
@@ -217,9 +336,12 @@ def choose_mixture(
     best = min(table, key=lambda r: r["miss"])
     novelty, rules = _fit(found, values, far, **grid)
     novelty = novelty.with_sharpness(best["sharpness"])
+    if best["fit"] == "joint":
+        weight = novelty.weight(values)
+        rules = refit_rules(mean_coeffs, truth, far, weight, rules, **kw, **grid)
     rules = [r | {"n": int(n)} for r, n in zip(rules, ((~far).sum(), far.sum()), strict=True)]
     bins = {"signal": MIXTURE, "edges": [], "rules": rules, "novelty": novelty.to_dict()}
-    return table, bins
+    return table, bins | {"fit": best["fit"]}
 
 
 def _fit(found, values, far, **grid) -> tuple[Novelty, list[dict]]:

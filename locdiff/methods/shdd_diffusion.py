@@ -203,9 +203,12 @@ def _searched_today(chosen: dict) -> bool:
     bins = chosen.get("map_bins", {})  # signal and bins chosen per run, on its own rows
     by_signal = bins.get("signal") in (*calibration.MAP_SIGNALS, novelty.MIXTURE)
     by_signal = by_signal and "choice" in bins
-    # with far rows, the mixture by novelty was a candidate (too few: none)
+    # with far rows, the mixture by novelty was a candidate (too few: none),
     rows = chosen.get("validation_rows", {})
-    tried = any(row.get("signal") == novelty.MIXTURE for row in bins.get("choice", []))
+    tried = any(  # and its rules refitted under the mixture's weights
+        row.get("signal") == novelty.MIXTURE and row.get("fit") == "joint"
+        for row in bins.get("choice", [])
+    )
     mixture = tried or min(rows.get("far", 0), rows.get("random", 0)) < calibration.MIN_BIN_ROWS
     return by_signal and searched == grid and mixture
 

@@ -157,8 +157,13 @@ def test_guidance_is_chosen_on_validation_and_becomes_the_runs_default(tiny_locd
     few = {"random": 1000, "far": calibration.MIN_BIN_ROWS - 1}
     assert methods.shdd_diffusion.is_calibrated(again | {"validation_rows": few})
     bins = again["map_bins"]
-    tried = bins | {"choice": [*bins["choice"], {"signal": "novelty", "bins": 2, "miss": 9.0}]}
+    mixture = {"signal": "novelty", "bins": 2, "miss": 9.0, "fit": "separate"}
+    tried = bins | {"choice": [*bins["choice"], mixture]}
     redone = again | {"validation_rows": many, "map_bins": tried}
+    # ... and the mixture with its rules refitted under its weights (a separate fit only:
+    # chosen before the refit, chosen again)
+    assert not methods.shdd_diffusion.is_calibrated(redone)
+    tried["choice"].append(mixture | {"fit": "joint"})
     assert methods.shdd_diffusion.is_calibrated(redone)
 
 

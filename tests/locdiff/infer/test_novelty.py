@@ -134,9 +134,11 @@ def test_a_mixture_by_novelty_keeps_both_promises_where_bins_cannot_tell():
     rows, bins = novelty.choose_mixture(
         found, features, far, mean, truth, L=L, resolution_deg=res, min_rows=50, **GRID
     )
-    assert [r["sharpness"] for r in rows] == list(novelty.SHARPNESS)
+    expect = [(fit, s) for fit in novelty.FITS for s in novelty.SHARPNESS]
+    assert [(r["fit"], r["sharpness"]) for r in rows] == expect
     best = min(rows, key=lambda r: r["miss"])
     assert bins["novelty"]["sharpness"] == best["sharpness"] and len(bins["rules"]) == 2
+    assert bins["fit"] == best["fit"]
     for part, sel in (("random", ~far), ("far", far)):  # held out, as well as one rule
         miss = sum(abs(best[f"coverage_{100 * a:g}_{part}"] - 100 * a) for a in (0.5, 0.9))
         assert miss <= _least_miss(found[..., sel]) + 5.0  # fitted on the part's own rows
@@ -152,6 +154,41 @@ def test_a_mixture_by_novelty_keeps_both_promises_where_bins_cannot_tell():
     # too few rows of a part: no mixture
     assert novelty.choose_mixture(found, features, far, mean, truth, L=L, min_rows=201,
                                   **GRID) == ([], None)  # fmt: skip
+
+
+def test_the_joint_refit_scores_each_rule_as_the_mixture_it_makes():
+    """refit_levels are mixture_levels with one rule swapped for each option, whichever
+    rule and whichever of power or tail varies; the refit never misses the levels more
+    than the separate rules on the rows it is fitted on, and here it misses less."""
+    rng = np.random.default_rng(3)
+    L, res = 8, 10.0
+    mean, truth, far, doubt = _synthetic(rng, n=240, L=L)
+    weight = np.clip(np.where(far, 0.8, 0.2) + rng.normal(0, 0.2, len(far)), 0, 1)
+    rules = [
+        {"map_power": 4.0, "map_tail": 0.0, "map_tail_temperature": 0.0},
+        {"map_power": 1.0, "map_tail": 0.5, "map_tail_temperature": 1.0},
+    ]
+    kw = dict(L=L, resolution_deg=res)
+    for which in (0, 1):
+        for key, values in (("map_power", GRID["powers"]), ("map_tail", GRID["tails"])):
+            options = [rules[which] | {key: float(v)} for v in values]
+            levels = novelty.refit_levels(mean, truth, weight, rules, which, options, **kw)
+            for option, lv in zip(options, levels, strict=True):
+                pair = [option, rules[1]] if which == 0 else [rules[0], option]
+                expect = novelty.mixture_levels(mean, truth, pair, weight[None], **kw)[0]
+                np.testing.assert_allclose(lv, expect, atol=1e-9)
+    with pytest.raises(ValueError, match="share their tail temperature"):
+        mixed = [rules[0], rules[0] | {"map_tail_temperature": 1.0}]
+        novelty.refit_levels(mean, truth, weight, rules, 0, mixed, **kw)
+    refit = novelty.refit_rules(mean, truth, far, weight, rules, **kw, **GRID)
+
+    def miss(pair):
+        return novelty.mixture_miss(novelty.mixture_levels(mean, truth, pair, weight[None],
+                                                           **kw)[0], far)  # fmt: skip
+
+    assert all(r["map_power"] in GRID["powers"] and r["map_tail"] in GRID["tails"] for r in refit)
+    assert [r["map_tail_temperature"] for r in refit] == [0.0, 1.0]
+    assert miss(refit) < miss(rules)
 
 
 def test_a_geolocator_draws_the_mixture_its_levels_were_chosen_by(tiny_locdiff, clusters):
