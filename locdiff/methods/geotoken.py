@@ -99,7 +99,7 @@ class GeoTokenLocator(NetworkLocator):
         @functools.partial(jax.jit, static_argnames=("decode", "width"))
         def decode(state, x, neighbours, key, temperature, *, decode, width):
             model = nnx.merge(graphdef, state)
-            step = token_decoder.model_step(model, model.memory_of(x, neighbours))
+            step = token_decoder.CachedStep(model, model.memory_of(x, neighbours))
             if decode == "beam":
                 return token_decoder.beam_search(step, len(x), length, width)
             return token_decoder.sample(step, key, len(x), length, width, temperature)

@@ -134,7 +134,8 @@ def beam_search(step: Step, batch: int, length: int, width: int):
     keeps, extending every kept prefix by every token at each position:
     ``(sequences [B, W, T] int32, log-probabilities [B, W])``, best first. Exact where
     ``width`` is at least the number of prefixes one token short of the full length
-    (then every prefix is kept)."""
+    (then every prefix is kept). A ``step`` with a ``reorder(beam [B, W])`` method
+    (:class:`CachedStep`) is told which kept sequence each new one extends."""
     sequences = jnp.zeros((batch, width, length), jnp.int32)
     scores = jnp.full((batch, width), MASKED).at[:, 0].set(0.0)  # one live beam at first
     for t in range(length):
@@ -143,6 +144,8 @@ def beam_search(step: Step, batch: int, length: int, width: int):
         total = (scores[:, :, None] + logp).reshape(batch, width * vocab)
         scores, flat = jax.lax.top_k(total, width)
         beam, token = flat // vocab, (flat % vocab).astype(jnp.int32)
+        if hasattr(step, "reorder"):  # a step that keeps state per sequence follows them
+            step.reorder(beam)
         sequences = jnp.take_along_axis(sequences, beam[:, :, None], axis=1)
         sequences = sequences.at[:, :, t].set(token)
     return sequences, scores
@@ -176,3 +179,60 @@ def model_step(model: TokenDecoder, memory) -> Step:
         return logp[:, t].reshape(b, w, -1)
 
     return step
+
+
+class CachedStep:
+    """:func:`model_step`'s log-probabilities from one decoder pass per token: each
+    layer's keys and values of the tokens so far are kept (and the memory's, computed
+    once), so position ``t`` runs the decoder on token ``t`` alone. Called with
+    ``t = 0, 1, ...`` in order (the sequences' tokens before ``t`` are those it has
+    seen, as in :func:`beam_search` and :func:`sample`); :meth:`reorder` follows beam
+    search's choice of the sequences kept. Inside one trace (the state is Python's)."""
+
+    def __init__(self, model: TokenDecoder, memory):
+        self.model, self.memory = model, memory
+        self.cross, self.cache = None, None
+
+    def _start(self, width: int, length: int):
+        rows = jnp.repeat(self.memory, width, axis=0)  # [B * W, M, width]
+        self.cross = [(b.cross.key(rows), b.cross.value(rows)) for b in self.model.blocks]
+        self.cache = []
+        for key, _ in self.cross:  # [B * W, T, heads, head width] per layer
+            empty = jnp.zeros((len(rows), length, *key.shape[2:]), key.dtype)
+            self.cache.append((empty, empty))
+
+    def __call__(self, sequences, t: int):
+        m = self.model
+        b, w, length = sequences.shape
+        if t == 0:
+            self._start(w, length)
+            h = jnp.broadcast_to(m.start[...], (b * w, 1, m.width))
+        else:  # the token before t, embedded as in TokenDecoder.embed_tokens
+            previous = sequences[:, :, t - 1].reshape(b * w, 1) + m.offsets[t - 1]
+            h = m.embed(previous) + m.position[...][t - 1][None, None]
+        seen = (jnp.arange(length) <= t)[None, None, None, :]  # [1, 1, 1, T] keys so far
+        for i, block in enumerate(m.blocks):
+            x = block.norms[0](h)
+            keys, values = self.cache[i]
+            keys = keys.at[:, t].set(block.attend.key(x)[:, 0])
+            values = values.at[:, t].set(block.attend.value(x)[:, 0])
+            self.cache[i] = (keys, values)
+            h = h + _attend(block.attend, x, keys, values, seen)
+            h = h + _attend(block.cross, block.norms[1](h), *self.cross[i])
+            h = h + block.down(jax.nn.gelu(block.up(block.norms[2](h))))
+        logits = m.norm(h)[:, 0] @ m.head[...][t] + m.head_bias[...][t][None]  # [B * W, V]
+        valid = jnp.arange(logits.shape[-1]) < m.vocabularies[t]
+        logp = jax.nn.log_softmax(jnp.where(valid[None], logits, MASKED), axis=-1)
+        return logp.reshape(b, w, -1)
+
+    def reorder(self, beam):
+        """Keep, for each new sequence, the state of the one it extends (``beam [B, W]``)."""
+        b, w = beam.shape
+        parent = (jnp.arange(b)[:, None] * w + beam).reshape(-1)
+        self.cache = [(k[parent], v[parent]) for k, v in self.cache]
+
+
+def _attend(attention: nnx.MultiHeadAttention, x, keys, values, mask=None):
+    """``attention``'s output for queries from ``x`` over given keys and values."""
+    query = attention.query(x)
+    return attention.out(attention.attention_fn(query, keys, values, mask=mask))

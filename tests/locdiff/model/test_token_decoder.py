@@ -56,3 +56,29 @@ def test_samples_are_sorted_and_scored_by_the_model():
     for b in range(2):
         want = [total[b, index[tuple(s)]] for s in seqs[b]]
         np.testing.assert_allclose(scores[b], want, atol=1e-4)
+
+
+def test_the_cached_step_decodes_as_the_full_decoder_does():
+    """One decoder pass per token with kept keys and values gives the full pass's
+    log-probabilities: the same beams and scores, the same samples (retrieval memory
+    included)."""
+    vocabularies = s2.vocabularies(levels=6, per_token=2)
+    model = td.TokenDecoder(8, vocabularies, hidden=16, depth=1, width=16, layers=2, heads=2,
+                            memory=2, neighbours=3, rngs=nnx.Rngs(3))  # fmt: skip
+    x = jax.random.normal(jax.random.key(4), (4, 8))
+    near = (
+        jax.random.normal(jax.random.key(5), (4, 3, 8)),
+        jax.random.randint(jax.random.key(6), (4, 3, len(vocabularies)), 0, 6),
+        jax.random.uniform(jax.random.key(7), (4, 3)),
+    )
+    memory = model.memory_of(x, near)
+    full, cached = td.model_step(model, memory), td.CachedStep(model, memory)
+    seqs, scores = td.beam_search(full, 4, len(vocabularies), 5)
+    seqs_c, scores_c = td.beam_search(cached, 4, len(vocabularies), 5)
+    np.testing.assert_array_equal(np.asarray(seqs_c), np.asarray(seqs))
+    np.testing.assert_allclose(np.asarray(scores_c), np.asarray(scores), atol=1e-5)
+    key = jax.random.key(8)
+    seqs, scores = td.sample(full, key, 4, len(vocabularies), 7, 1.3)
+    seqs_c, scores_c = td.sample(td.CachedStep(model, memory), key, 4, len(vocabularies), 7, 1.3)
+    np.testing.assert_array_equal(np.asarray(seqs_c), np.asarray(seqs))
+    np.testing.assert_allclose(np.asarray(scores_c), np.asarray(scores), atol=1e-5)
