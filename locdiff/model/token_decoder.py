@@ -8,8 +8,10 @@ learned start token and the tokens so far; each position has its own head over i
 own vocabulary (:func:`locdiff.data.s2.vocabularies`: 6 faces, then 16 per pair of
 levels). With ``neighbours`` (GeoToken's retrieval augmentation) each of the query's
 nearest training photos adds a memory token: its embedding, its cell's tokens and its
-similarity. :func:`beam_search` and :func:`sample` decode with fixed shapes (one decoder
-pass per position, every sequence padded to the full length), so both jit once.
+similarity. :func:`beam_search` and :func:`sample` decode with fixed shapes (every
+sequence padded to the full length), so both jit once: :class:`CachedStep` runs the
+decoder on one token per position with the keys and values of those before it kept;
+:func:`model_step`, the full pass at every position, is its reference.
 """
 
 from __future__ import annotations
