@@ -227,12 +227,14 @@ def refit_levels(mean_coeffs, truth, weight, rules, which: int, options, *, L: i
                          "power or their tail")  # fmt: skip
     held = np.asarray(_params(rules[1 - which]), np.float64)
     temperature = options[0]["map_tail_temperature"]
-    share = np.asarray(weight, np.float64)
-    share = share if which == 1 else 1.0 - share  # the option's share of each map
+    w = np.asarray(weight, np.float64)
+    share, kept = (w, 1.0 - w) if which == 1 else (1.0 - w, w)  # the option's, the held's
     grid = (np.asarray(powers), np.asarray(tails))
 
     def levels_of(positive, scaled, area, own, rows):  # [P, T, B] -> [P * T, B]
-        found = _refit_levels(positive, scaled, area, own, held, *grid, temperature, share[rows])
+        found = _refit_levels(
+            positive, scaled, area, own, held, *grid, temperature, share[rows], kept[rows]
+        )
         return found.reshape(len(powers) * len(tails), -1)
 
     levels = _over_batches(mean_coeffs, truth, levels_of, (len(powers) * len(tails), 0), L=L,
@@ -242,12 +244,12 @@ def refit_levels(mean_coeffs, truth, weight, rules, which: int, options, *, L: i
 
 
 @jax.jit
-def _refit_levels(positive, scaled, area, own, held, powers, tails, temperature, share):
+def _refit_levels(positive, scaled, area, own, held, powers, tails, temperature, share, kept):
     """``[P, T, B]``: :func:`refit_levels`' levels for one batch, each power's core
     computed once, then mixed with each tail."""
     area = area[None, :]
     index = jnp.arange(positive.shape[0])
-    kept = (1 - share[:, None]) * map_rules._rule_density(
+    kept = kept[:, None] * map_rules._rule_density(
         positive, scaled, area, held[0], held[1], held[2]
     )
     broad = map_rules._tail_density(map_rules._per_area(positive, area), scaled, area, temperature)
