@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import shdd
-from locdiff.infer import calibration, novelty
+from locdiff.infer import calibration, map_rules, novelty
 
 GRID = dict(powers=(1.0, 2.0, 4.0, 8.0), tails=(0.0, 0.5, 1.0), temperatures=(0.0, 1.0))
 
@@ -189,6 +189,38 @@ def test_the_joint_refit_scores_each_rule_as_the_mixture_it_makes():
     assert all(r["map_power"] in GRID["powers"] and r["map_tail"] in GRID["tails"] for r in refit)
     assert [r["map_tail_temperature"] for r in refit] == [0.0, 1.0]
     assert miss(refit) < miss(rules)
+
+
+def test_the_joint_refit_held_out_never_sees_the_rows_it_scores(monkeypatch):
+    """In choose_mixture's 2-fold scoring each refit reads only its fold's fitting half
+    (truths, maps, weights); the final refit, after the choice, reads every row."""
+    rng = np.random.default_rng(4)
+    L, res = 8, 10.0
+    mean, truth, far, doubt = _synthetic(rng, n=200, L=L)
+    found, values = calibration.rule_levels(
+        _geo(L), None, truth, prediction=_Fixed(mean), resolution_deg=res, **GRID
+    )
+    features = novelty.feature_values(doubt_km=doubt, spread_km2=values["spread_km2"])
+    calls, refit = [], novelty.refit_rules
+
+    def watched(mean_coeffs, truth_rows, far_rows, weight, rules, **kw):
+        calls.append((np.asarray(truth_rows), len(weight), len(mean_coeffs), len(far_rows)))
+        return refit(mean_coeffs, truth_rows, far_rows, weight, rules, **kw)
+
+    monkeypatch.setattr(novelty, "refit_rules", watched)
+    rows, bins = novelty.choose_mixture(found, features, far, mean, truth, L=L,
+                                        resolution_deg=res, min_rows=50, **GRID)  # fmt: skip
+    folds = map_rules.fold_halves(far)
+    held_out = calls[: len(folds) * len(novelty.SHARPNESS)]
+    for i, (seen, *sizes) in enumerate(held_out):
+        fit, score = folds[i // len(novelty.SHARPNESS)]
+        assert sizes == [len(fit)] * 3
+        np.testing.assert_array_equal(seen, truth[fit])
+        assert not {tuple(p) for p in seen} & {tuple(p) for p in truth[score]}
+    if bins["fit"] == "joint":  # refitted once more on every row
+        assert len(calls) == len(held_out) + 1 and len(calls[-1][0]) == len(truth)
+    else:
+        assert len(calls) == len(held_out)
 
 
 def test_a_geolocator_draws_the_mixture_its_levels_were_chosen_by(tiny_locdiff, clusters):
