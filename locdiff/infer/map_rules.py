@@ -78,21 +78,30 @@ def choose_map_signal(
                 found, v, bins=bins, strata=far, min_bin_rows=min_bin_rows, powers=powers,
                 tails=tails, temperatures=temperatures, levels=levels,
             )  # fmt: skip
-            row = {"signal": name if bins > 1 else None, "bins": bins, "miss": 0.0}
-            for part, sel in (("random", ~far), ("far", far)):
-                if not sel.any():
-                    continue
-                for a in levels:
-                    cover = float(100 * np.mean(held[sel] < a))
-                    row[f"coverage_{100 * a:g}_{part}"] = cover
-                    row["miss"] += abs(cover - 100 * a)
-            table.append(row)
+            row = {"signal": name if bins > 1 else None, "bins": bins}
+            table.append(row | coverage_row(held, far, levels))
     table += [dict(row) for row in mixture]
     least = min(row["miss"] for row in table)
     ties = [row for row in table if row["miss"] <= least + tolerance]
     # the first of the fewest bins; the mixture last
     best = min(ties, key=lambda row: ("sharpness" in row, row["bins"]))
     return best["signal"] or next(iter(values)), best["bins"], table
+
+
+def coverage_row(levels_, far, levels=LEVELS) -> dict:
+    """``{"coverage_{level}_{part}": %, "miss"}`` of credible levels ``levels_ [N]``: the
+    share of the random and of the far rows (``far [N]`` bool; a part with no rows is
+    left out) below each of ``levels``, and the miss, the sum of ``|coverage - level|``
+    in points over both."""
+    far, row, miss = np.asarray(far, bool), {}, 0.0
+    for part, sel in (("random", ~far), ("far", far)):
+        if not sel.any():
+            continue
+        for a in levels:
+            cover = float(100 * np.mean(levels_[sel] < a))
+            row[f"coverage_{100 * a:g}_{part}"] = cover
+            miss += abs(cover - 100 * a)
+    return row | {"miss": miss}
 
 
 def held_out_levels(

@@ -4,7 +4,8 @@ Binning the map rules by one signal (:func:`locdiff.infer.map_rules.choose_map_s
 gives each bin one rule, chosen on rows of both kinds: an answer to a condition far
 from every training photo and one in distribution that fall in the same bin get the
 same rule, and one of them is overpromised. Here each answer's map is a mixture of two
-rules, the best on the random validation rows and the best on the far ones::
+rules, the best on the random validation rows and the best on the far ones (or both
+refitted under the mixture's weights, :func:`refit_rules`)::
 
     map = (1 - w) * rule_map(random rule) + w * rule_map(far rule)
     w = sigmoid(sharpness * logit P(far | features))
@@ -189,7 +190,7 @@ def _mixture_levels(positive, scaled, area, own, near, far, weights):
 
 
 def _params(rule: dict) -> list[float]:
-    return [rule["map_power"], rule["map_tail"], rule.get("map_tail_temperature", 0.0)]
+    return list(_rule(rule).values())  # power, tail, tail temperature
 
 
 def refit_rules(mean_coeffs, truth, far, weight, rules, *, L: int, powers=map_rules.POWERS,
@@ -274,12 +275,8 @@ def _rule(rule: dict) -> dict:
 
 def mixture_miss(levels_, far, levels=map_rules.LEVELS) -> float:
     """The sum over the random and far rows and ``levels`` of ``|coverage - level|`` (in
-    points) of credible levels ``levels_ [N]``."""
-    far = np.asarray(far, bool)
-    return float(sum(
-        abs(100 * np.mean(levels_[sel] < a) - 100 * a)
-        for sel in (~far, far) if sel.any() for a in levels
-    ))  # fmt: skip
+    points) of credible levels ``levels_ [N]`` (:func:`map_rules.coverage_row`)."""
+    return map_rules.coverage_row(levels_, far, levels)["miss"]
 
 
 FITS = ("separate", "joint")  # how choose_mixture fits the two rules (refit_rules: joint)
@@ -309,10 +306,8 @@ def choose_mixture(
     for fit, score in map_rules.fold_halves(far):
         part = {k: v[fit] for k, v in values.items()}
         novelty, rules = _fit(found[..., fit], part, far[fit], **grid)
-        logit_fit, logit = (
-            novelty.logit(part),
-            novelty.logit({k: v[score] for k, v in values.items()}),
-        )
+        logit_fit = novelty.logit(part)
+        logit = novelty.logit({k: v[score] for k, v in values.items()})
         weights = np.stack([_sigmoid(s * logit) for _, s in candidates])
         separate = [i for i, (how, _) in enumerate(candidates) if how == "separate"]
         if separate:  # one pass over the maps for every sharpness
@@ -328,13 +323,8 @@ def choose_mixture(
                 )[0]
     table = []
     for (how, s), lv in zip(candidates, held, strict=True):
-        row = {"signal": MIXTURE, "bins": 2, "fit": how, "sharpness": float(s), "miss": 0.0}
-        for part, sel in (("random", ~far), ("far", far)):
-            for a in levels:
-                cover = float(100 * np.mean(lv[sel] < a))
-                row[f"coverage_{100 * a:g}_{part}"] = cover
-                row["miss"] += abs(cover - 100 * a)
-        table.append(row)
+        row = {"signal": MIXTURE, "bins": 2, "fit": how, "sharpness": float(s)}
+        table.append(row | map_rules.coverage_row(lv, far, levels))
     best = min(table, key=lambda r: r["miss"])
     novelty, rules = _fit(found, values, far, **grid)
     novelty = novelty.with_sharpness(best["sharpness"])
