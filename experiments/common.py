@@ -265,10 +265,38 @@ def table(rows: list[dict], columns: list[str], metric_keys=HEADLINE) -> str:
     return "\n".join(lines)
 
 
+def command_line(name: str, argv=None) -> str:
+    """The command that wrote report ``name``, as a reader repeats it from the
+    repository root: ``--cache`` and ``--out`` left out where they name the default
+    places (:func:`parser`; a checkout whose cache links elsewhere is the same place),
+    other paths inside the working directory written relative to it. ``argv``: the
+    interpreter's arguments after ``python`` (``sys.orig_argv[1:]``)."""
+    argv = list(sys.orig_argv[1:] if argv is None else argv)
+    defaults = {"--cache": "experiments/cache", "--out": f"experiments/results/{name}"}
+    here = os.path.realpath(os.getcwd())
+    words, i = [], 0
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        if flag not in defaults or (not eq and i + 1 == len(argv)):
+            words.append(argv[i])
+            i += 1
+            continue
+        if not eq:
+            value, i = argv[i + 1], i + 1
+        i += 1
+        place = os.path.realpath(value)
+        if place == os.path.realpath(defaults[flag]):
+            continue
+        if os.path.isabs(value) and os.path.commonpath([here, place]) == here:
+            value = os.path.relpath(place, here)
+        words += [flag, value]
+    return shlex.join(["python", *words])
+
+
 def write_report(out_dir: str, name: str, title: str, sections, payload: dict, wall_s: float):
     """``{out_dir}/{name}.md`` (title, provenance, sections) and ``{name}.json``."""
     os.makedirs(out_dir, exist_ok=True)
-    command = shlex.join(["python", *sys.orig_argv[1:]])
+    command = command_line(name)
     provenance = (
         f"Command: `{command}`  \nMachine: {machine()}  \n"
         f"Code: {REVISION}; written {time.strftime('%Y-%m-%d %H:%M')} UTC; "

@@ -14,3 +14,23 @@ def test_accuracy_cells_give_a_bound_where_the_bootstrap_cannot():
     row = {"method": "x", "n": 36, "acc_25km": 0.0, "se_acc_25km": 0.0, "median_km": 5.0}
     row |= {"geoscore": 1.0}
     assert "0.0 (≤ 8.0)" in common.table([row], ["method"], ("acc_25km",))
+
+
+def test_command_line_names_default_places_by_leaving_them_out(tmp_path, monkeypatch):
+    shared = tmp_path / "shared_cache"
+    shared.mkdir()
+    checkout = tmp_path / "checkout"
+    (checkout / "experiments").mkdir(parents=True)
+    (checkout / "experiments" / "cache").symlink_to(shared)  # a worktree's linked cache
+    monkeypatch.chdir(checkout)
+    argv = ["-m", "experiments.doubt", "--cache", str(shared), "--no-progress",
+            f"--out={checkout}/experiments/results/doubt"]  # fmt: skip
+    assert common.command_line("doubt", argv) == "python -m experiments.doubt --no-progress"
+    # elsewhere in the checkout: relative; outside it: as given
+    argv = ["-m", "experiments.ablations", "--out", str(checkout / "experiments/results/far"),
+            "--cache", "/somewhere/else"]  # fmt: skip
+    assert common.command_line("ablations", argv) == (
+        "python -m experiments.ablations --out experiments/results/far --cache /somewhere/else"
+    )
+    # a flag without its value stays as it was
+    assert common.command_line("doubt", ["-m", "x", "--out"]) == "python -m x --out"
