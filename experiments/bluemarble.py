@@ -199,6 +199,7 @@ def main() -> None:
                     row = {"split": split_name, "encoder": encoder, "method": variant}
                     row.update(common.score(top1, truth, groups, seed=args.seed))
                     row.update(common.budget(locator.meta), predict_s=round(predict_s, 1))
+                    row.update(common.decoding(locator))
                     rows.append(row)
                     common.log(
                         f"  {variant}: {row['acc_25km']:.1f} / {row['acc_200km']:.1f} / "

@@ -118,10 +118,24 @@ def budget(meta: dict) -> dict:
     }
 
 
+def decoding(locator) -> dict:
+    """``{"decoding": text}`` of a token decoder's locator (GeoToken: the decoding its run
+    chose on validation, ``decoding.json``); ``{}`` for every other method."""
+    model = getattr(getattr(locator, "config", None), "model", None)
+    if not hasattr(model, "decode"):
+        return {}
+    if model.decode == "beam":
+        return {"decoding": f"beam {model.beam_width}"}
+    return {"decoding": f"{model.samples} samples at T {model.temperature:g}"}
+
+
 def budget_table(rows: list[dict], columns: list[str]) -> str:
     """One line per trained run: ``columns``, then its :func:`budget` (duplicates of a
-    run, e.g. its rows on several test sets, are listed once)."""
+    run, e.g. its rows on several test sets, are listed once), and the decoding chosen
+    on validation (:func:`decoding`) where a run has one."""
+    decoded = any("decoding" in row for row in rows)
     head = columns + ["steps", "best step", "epochs", "samples seen", "stopped early", "train s"]
+    head += ["decoding"] if decoded else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     seen = set()
     for row in rows:
@@ -131,7 +145,8 @@ def budget_table(rows: list[dict], columns: list[str]) -> str:
         seen.add(key)
         cells = [str(v) for v in key] + [str(row[k]) for k in ("steps", "best_step", "epochs")]
         cells += [f"{row['samples_seen']:,}", "yes" if row["stopped_early"] else "no (cap)"]
-        lines.append("| " + " | ".join(cells + [f"{row['train_s']:.0f}"]) + " |")
+        cells += [f"{row['train_s']:.0f}"] + ([row.get("decoding", "—")] if decoded else [])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -143,7 +143,8 @@ def main() -> None:
                             row = {"gallery": label, "noise": noise, "test": test_name}
                             row |= {"subset": subset, "method": variant}
                             row |= common.score(top1[sel], truth[sel], seed=args.seed)
-                            rows.append(row | common.budget(locator.meta))
+                            row |= common.budget(locator.meta) | common.decoding(locator)
+                            rows.append(row)
                             key = (label, noise, test_name, subset, variant)
                             errors[key] = metrics.distances_km(top1[sel], truth[sel])
                             common.log(

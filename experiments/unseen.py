@@ -36,6 +36,7 @@ from locdiff.settings.oracle import oracle_condition, oracle_data
 from experiments.common import (
     budget,
     budget_table,
+    decoding,
     log,
     parser,
     save_split,
@@ -176,6 +177,7 @@ def main() -> None:
             ):
                 row = {"setting": setting, "method": name, "test": part}
                 row.update(score(pred, truth, g, seed=args.seed), **budget(locator.meta))
+                row.update(decoding(locator))
                 row["inside_pct"] = (
                     share_inside(pred, boxes, groups) if part == "held-out" else None
                 )

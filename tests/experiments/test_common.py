@@ -34,3 +34,26 @@ def test_command_line_names_default_places_by_leaving_them_out(tmp_path, monkeyp
     )
     # a flag without its value stays as it was
     assert common.command_line("doubt", ["-m", "x", "--out"]) == "python -m x --out"
+
+
+def test_budget_table_names_the_decoding_a_token_run_chose():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from locdiff.methods.configs import GeoTokenConfig
+
+    model = GeoTokenConfig().model
+    beam = SimpleNamespace(config=SimpleNamespace(model=model))
+    sample = dataclasses.replace(model, decode="sample", samples=16, temperature=0.7)
+    assert common.decoding(beam) == {"decoding": f"beam {model.beam_width}"}
+    assert common.decoding(SimpleNamespace(config=SimpleNamespace(model=sample))) == {
+        "decoding": "16 samples at T 0.7"
+    }
+    assert common.decoding(SimpleNamespace(config=SimpleNamespace())) == {}  # no decoder
+    run = {"steps": 10, "best_step": 5, "epochs": 1.0, "samples_seen": 2560,
+           "stopped_early": True, "train_s": 3.0}  # fmt: skip
+    rows = [{"method": "cells"} | run, {"method": "geotoken"} | run | common.decoding(beam)]
+    table = common.budget_table(rows, ["method"]).splitlines()
+    assert table[0].endswith("| decoding |")
+    assert table[2].endswith("| 3 | — |") and table[3].endswith(f"| beam {model.beam_width} |")
+    assert "decoding" not in common.budget_table(rows[:1], ["method"])
