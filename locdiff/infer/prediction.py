@@ -20,8 +20,8 @@ class Prediction:
       latlon: ``[N, k, 2]`` locations in degrees, best first.
       prob: ``[N, k]`` probability mass of each location (LocDiff: ``shdd.decode``'s mass).
       coeffs: ``[N, K, D]`` the K sampled SHDD vectors (LocDiff).
-      maps: ``[N, n_lat, n_lon]`` probability maps on ``shdd.latlon_grid`` (LocDiff, on
-        request).
+      maps: ``[N, n_lat, n_lon]`` probability maps on ``shdd.latlon_grid`` (LocDiff's, and
+        GeoToken's of its decoded cells, on request).
       credible_km2: ``[N, 2]`` areas of the 50% and 90% credible regions (with maps).
       doubt_km: ``[N]`` km between LocDiff's (unsnapped) mode and the place of the most
         similar training condition (:mod:`locdiff.infer.reference`): large far from training

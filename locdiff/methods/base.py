@@ -53,17 +53,20 @@ class Locator:
     ) -> Prediction:
         """Top-``top_k`` locations of each embedding, best first (deterministic per ``seed``).
 
-        ``maps=True`` asks for probability maps of ``map_resolution`` degrees and
-        ``doubt=True`` for each answer's doubt (:mod:`locdiff.infer.reference`): only LocDiff
-        gives them.
+        ``maps=True`` asks for probability maps of ``map_resolution`` degrees (LocDiff's,
+        and GeoToken's of its decoded cells: where ``gives_maps``) and ``doubt=True`` for
+        each answer's doubt (:mod:`locdiff.infer.reference`): only LocDiff gives them.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if maps:
+        if maps and not self.gives_maps:
             raise ValueError(f"{self.method} gives locations, not probability maps")
         if doubt:
             raise ValueError(f"{self.method} gives locations, not the doubt of its answers")
         embeddings = check_embeddings(embeddings, self.embed_dim)
+        if maps:
+            return self._predict_maps(embeddings, top_k=top_k, seed=seed,
+                                      resolution_deg=map_resolution)  # fmt: skip
         return self._predict(embeddings, top_k=top_k, seed=seed)
 
     def locate(self, embeddings, *, top_k: int = 1, seed: int = 0) -> np.ndarray:
@@ -71,6 +74,12 @@ class Locator:
         return self.predict(embeddings, top_k=top_k, seed=seed).latlon
 
     def _predict(self, embeddings: np.ndarray, *, top_k: int, seed: int) -> Prediction:
+        raise NotImplementedError
+
+    def _predict_maps(
+        self, embeddings: np.ndarray, *, top_k: int, seed: int, resolution_deg: float
+    ) -> Prediction:
+        """:meth:`_predict` with ``maps`` and ``credible_km2``, where ``gives_maps``."""
         raise NotImplementedError
 
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import shdd
 from locdiff.config import assign
 from locdiff.data import s2
 from locdiff.infer import calibration
@@ -45,7 +46,7 @@ BATCH = 256  # queries decoded at once
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
-GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+GIVES_MAPS = False  # calibrated maps (its locator maps only its decoded cells)
 TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 
@@ -87,6 +88,7 @@ class GeoTokenLocator(NetworkLocator):
     ``gallery``, ``geotoken-rag``: the query's nearest photos in the decoder's memory."""
 
     method = "geotoken"
+    gives_maps = True  # its decoded cells' masses (predict(maps=True)), not calibrated
 
     def __init__(self, model, config, embed_dim: int, meta=None, gallery: Gallery | None = None):
         super().__init__(model, config, embed_dim, meta)
@@ -133,16 +135,53 @@ class GeoTokenLocator(NetworkLocator):
             seqs.append(np.asarray(s)[:n]), scores.append(np.asarray(p)[:n])
         return np.concatenate(seqs), np.concatenate(scores)
 
+    def _predict_maps(self, embeddings, *, top_k: int, seed: int, resolution_deg: float):
+        """Each input's map of its decoded cells (:func:`cell_maps`: the beam's or the
+        distinct samples' probabilities, renormalised) and its 50% / 90% regions' areas.
+        The maps are the decoding's own, not calibrated: a beam of width 1 puts all its
+        mass in one cell."""
+        latlon, prob = self._answers(embeddings, seed=seed)
+        pmap = cell_maps(latlon, prob, resolution_deg=resolution_deg)
+        areas = shdd.credible_area_km2(pmap, resolution_deg=resolution_deg, levels=(0.5, 0.9))
+        return dataclasses.replace(_top(latlon, prob, top_k), maps=pmap, credible_km2=areas)
+
+    def _answers(self, embeddings, *, seed: int, **decoding) -> tuple[np.ndarray, np.ndarray]:
+        """``(latlon [N, W, 2], prob [N, W])``: every decoded cell's centre and
+        probability, identical cells merged (repeats at the end, probability 0)."""
+        seqs, scores = distinct(*self.sequences(embeddings, seed=seed, **decoding))
+        return s2.centres(seqs, self.config.model.per_token), np.exp(scores)
+
     def _predict(self, embeddings, *, top_k: int, seed: int, **decoding) -> Prediction:
-        seqs, scores = self.sequences(embeddings, seed=seed, **decoding)
-        seqs, scores = distinct(seqs, scores)
-        latlon = s2.centres(seqs, self.config.model.per_token)  # [N, W, 2]
-        prob = np.exp(scores)
-        if latlon.shape[1] < top_k:  # fewer answers than top_k: repeat the last
-            pad = top_k - latlon.shape[1]
-            latlon = np.concatenate([latlon, np.repeat(latlon[:, -1:], pad, axis=1)], axis=1)
-            prob = np.concatenate([prob, np.zeros((len(prob), pad))], axis=1)
-        return Prediction(latlon=latlon[:, :top_k], prob=prob[:, :top_k])
+        return _top(*self._answers(embeddings, seed=seed, **decoding), top_k)
+
+
+def _top(latlon, prob, top_k: int) -> Prediction:
+    """The first ``top_k`` of decoded cells ``latlon [N, W, 2]`` with probabilities
+    ``prob [N, W]`` (fewer than ``top_k``: the last repeated, probability 0)."""
+    if latlon.shape[1] < top_k:
+        pad = top_k - latlon.shape[1]
+        latlon = np.concatenate([latlon, np.repeat(latlon[:, -1:], pad, axis=1)], axis=1)
+        prob = np.concatenate([prob, np.zeros((len(prob), pad))], axis=1)
+    return Prediction(latlon=latlon[:, :top_k], prob=prob[:, :top_k])
+
+
+def cell_maps(latlon, prob, *, resolution_deg: float = 1.0) -> np.ndarray:
+    """``[N, n_lat, n_lon]`` maps (:func:`shdd.latlon_grid`'s layout, each summing to 1):
+    each input's probabilities ``prob [N, W]`` of its decoded cells, renormalised, put
+    in the map cells that hold their centres ``latlon [N, W, 2]`` (a level-20 S2 cell is
+    far smaller than any map cell)."""
+    latlon, prob = np.asarray(latlon, np.float64), np.asarray(prob, np.float64)
+    if latlon.shape != (*prob.shape, 2):
+        raise ValueError(f"latlon must be [N, W, 2] with prob [N, W], got {latlon.shape} "
+                         f"and {prob.shape}")  # fmt: skip
+    total = prob.sum(axis=1, keepdims=True)
+    if not np.all(total > 0):
+        raise ValueError("every input needs a decoded cell of positive probability")
+    grid = shdd.latlon_grid(resolution_deg)
+    row, col = grid.cell_of(latlon)
+    out = np.zeros((len(prob), *grid.shape))
+    np.add.at(out, (np.arange(len(prob))[:, None], row, col), prob / total)
+    return out
 
 
 def distinct(sequences, scores) -> tuple[np.ndarray, np.ndarray]:

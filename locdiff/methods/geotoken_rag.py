@@ -33,7 +33,7 @@ Config = GeoTokenRagConfig
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
-GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+GIVES_MAPS = False  # calibrated maps (its locator maps only its decoded cells)
 TAKES_GALLERY = False  # its gallery is its own training set, kept in the run
 
 

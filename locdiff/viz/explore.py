@@ -58,7 +58,7 @@ class Explorer:
         import ipywidgets as widgets
         import plotly.graph_objects as go
 
-        if not getattr(locator, "gives_maps", False):
+        if getattr(locator, "geolocator", None) is None:  # its controls are LocDiff's
             raise ValueError("the explorer needs a LocDiff locator (one that gives maps)")
         if not inputs:
             raise ValueError("give at least one input: {name: embedding or image path}")

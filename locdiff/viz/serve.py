@@ -54,10 +54,10 @@ class App:
         from locdiff.viz.places import default_index
 
         self.locator = load_locator(checkpoint)
-        if not self.locator.gives_maps:
+        if getattr(self.locator, "geolocator", None) is None:  # maps and the prior: LocDiff's
             raise RunError(
-                f"{checkpoint}: a {self.locator.method} run gives no probability maps; "
-                "locdiff serve needs a LocDiff run"
+                f"{checkpoint}: a {self.locator.method} run; locdiff serve needs a LocDiff "
+                "run (its maps, modes and prior)"
             )
         self.checkpoint, self.top_k, self.max_bytes = checkpoint, top_k, max_bytes
         self.encoder_spec = self.locator.meta.get("encoder")

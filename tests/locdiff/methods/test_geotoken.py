@@ -5,6 +5,7 @@ import pytest
 
 import shdd
 from locdiff import methods
+from locdiff.infer import calibration
 from locdiff.infer.neighbours import normalise
 from locdiff.io import files
 from locdiff.methods import geotoken, geotoken_rag
@@ -43,6 +44,40 @@ def test_geotoken_learns_the_clusters_by_beam_and_by_sampling(clusters, tmp_path
     assert {k: getattr(model, k) for k in geotoken.DECODING_KEYS} == {
         k: chosen[k] for k in geotoken.DECODING_KEYS
     }
+    # its maps: the decoded cells' probabilities, renormalised, with their regions' areas
+    mapped = locator.predict(clusters.test_emb[:20], top_k=3, maps=True, map_resolution=2.0)
+    np.testing.assert_allclose(mapped.latlon, prediction.latlon[:20], atol=1e-6)
+    assert mapped.maps.shape == (20, 90, 180) and mapped.credible_km2.shape == (20, 2)
+    np.testing.assert_allclose(mapped.maps.sum(axis=(1, 2)), 1.0)
+    row, col = shdd.latlon_grid(2.0).cell_of(mapped.top1)
+    cells, prob = locator._answers(clusters.test_emb[:20], seed=0)  # every decoded cell
+    np.testing.assert_allclose(mapped.maps, geotoken.cell_maps(cells, prob, resolution_deg=2.0))
+    top = mapped.maps[np.arange(20), row, col]  # at least the best cell's share
+    assert np.all(top >= prob[:, 0] / prob.sum(axis=1) - 1e-9)
+    assert np.all(mapped.credible_km2[:, 0] <= mapped.credible_km2[:, 1])
+    out = calibration.coverage(locator, clusters.test_emb[:40], clusters.test_latlon[:40],
+                               resolution_deg=2.0)  # fmt: skip
+    assert 0 <= out["coverage_50"] <= out["coverage_90"] <= 100
+
+
+def test_cell_maps_put_each_cells_share_where_its_centre_is():
+    latlon = np.array([[[10.5, 20.5], [10.6, 20.6], [-45.0, 170.0]],
+                       [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]])  # fmt: skip
+    prob = np.array([[0.2, 0.2, 0.1], [0.3, 0.0, 0.0]])  # repeats carry probability 0
+    maps = geotoken.cell_maps(latlon, prob, resolution_deg=1.0)
+    grid = shdd.latlon_grid(1.0)
+    assert maps.shape == (2, *grid.shape)
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0)
+    (r0, r1), (c0, c1) = grid.cell_of(latlon[0, :2])
+    assert (r0, c0) == (r1, c1) and maps[0, r0, c0] == pytest.approx(0.8)  # one map cell
+    r, c = grid.cell_of(latlon[0, 2])
+    assert maps[0, r, c] == pytest.approx(0.2)
+    r, c = grid.cell_of(latlon[1, 0])
+    assert maps[1, r, c] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="positive probability"):
+        geotoken.cell_maps(latlon, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"\[N, W, 2\]"):
+        geotoken.cell_maps(latlon[:, :2], prob)
 
 
 def test_repeated_sequences_are_merged():
