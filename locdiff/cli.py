@@ -153,8 +153,14 @@ def _predict(args: argparse.Namespace) -> int:
             args.geojson, prediction, ids, names, resolution_deg=args.map_resolution
         )
     if args.map:
-        export.write_maps(args.map, prediction, ids, resolution_deg=args.map_resolution)
+        title = MAP_TITLES.get(locator.method, "LocDiff")
+        export.write_maps(
+            args.map, prediction, ids, resolution_deg=args.map_resolution, title=title
+        )
     return 0
+
+
+MAP_TITLES = {"geotoken": "GeoToken", "geotoken-rag": "GeoToken-RAG"}  # else LocDiff's
 
 
 def _embed_files(args: argparse.Namespace, encoder_spec: str | None) -> np.ndarray:

@@ -85,7 +85,7 @@ def write_maps(
     from locdiff.viz.plots import plot_prediction
 
     if prediction.maps is None:
-        raise ValueError("this prediction has no probability maps (only LocDiff gives them)")
+        raise ValueError("this prediction has no probability maps (predict(..., maps=True))")
     stem, ext = os.path.splitext(path)
     written = []
     for i, row_id in enumerate(ids):

@@ -59,7 +59,7 @@ class Explorer:
         import plotly.graph_objects as go
 
         if getattr(locator, "geolocator", None) is None:  # its controls are LocDiff's
-            raise ValueError("the explorer needs a LocDiff locator (one that gives maps)")
+            raise ValueError("the explorer needs a LocDiff locator (its controls are LocDiff's)")
         if not inputs:
             raise ValueError("give at least one input: {name: embedding or image path}")
         self.locator, self.inputs, self.truth = locator, dict(inputs), dict(truth or {})
