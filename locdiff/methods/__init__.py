@@ -168,7 +168,7 @@ def calibrate_run(workdir: str) -> None:
     earlier version. Other methods choose nothing after training."""
     run = RunDir(workdir)
     meta = run.read_method()
-    if not module(meta["method"]).GIVES_MAPS:  # calibration is of maps
+    if not module(meta["method"]).CALIBRATED_MAPS:  # calibration is of maps
         return
     shdd_diffusion.recalibrate(run, meta)
     if module(meta["method"]).TAKES_GALLERY:
@@ -188,7 +188,7 @@ def load_locator(workdir: str, *, gallery=None, **options) -> Locator:
     meta = run.read_method()
     method = meta["method"]
     if gallery is not None:
-        if not module(method).GIVES_MAPS:  # LocDiff's density re-ranks the gallery
+        if not module(method).CALIBRATED_MAPS:  # LocDiff's density re-ranks the gallery
             raise ValueError(f"a gallery goes with LocDiff runs; {workdir} is {method}")
         return shdd_hybrid.load(run, meta, gallery=gallery, **options)
     return module(method).load(run, meta, **options)

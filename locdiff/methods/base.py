@@ -4,7 +4,7 @@ A method module (``locdiff/methods/<name>.py``) defines
 
 * ``Config``: the dataclass of sections its ``--config`` file holds
   (:mod:`locdiff.methods.configs`; LocDiff's is :class:`locdiff.config.Config`);
-* ``LEARNED``, ``GIVES_MAPS``, ``TAKES_GALLERY``: what the method is (the registry and
+* ``LEARNED``, ``CALIBRATED_MAPS``, ``TAKES_GALLERY``: what the method is (the registry and
   the command line read these, never the method's name);
 * ``train(data_path, run, config, *, progress, on_eval) -> dict``: trains into the run
   directory and returns what ``method.json`` records about it (data rows, width,

@@ -29,7 +29,7 @@ Config = FlowConfig
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
-GIVES_MAPS = False  # predict(maps=True): probability maps, calibrated credible regions
+CALIBRATED_MAPS = False  # LocDiff's maps: calibrated after training, a density to re-rank by
 TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 

@@ -46,7 +46,7 @@ BATCH = 256  # queries decoded at once
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
-GIVES_MAPS = False  # calibrated maps (its locator maps only its decoded cells)
+CALIBRATED_MAPS = False  # LocDiff's maps: calibrated after training, a density to re-rank by
 TAKES_GALLERY = False  # searches a gallery of (embedding, location) pairs given to it
 
 
@@ -142,7 +142,7 @@ class GeoTokenLocator(NetworkLocator):
         mass in one cell."""
         latlon, prob = self._answers(embeddings, seed=seed)
         pmap = cell_maps(latlon, prob, resolution_deg=resolution_deg)
-        areas = shdd.credible_area_km2(pmap, resolution_deg=resolution_deg, levels=(0.5, 0.9))
+        areas = shdd.credible_area_km2(pmap, resolution_deg=resolution_deg)  # 50%, 90%
         return dataclasses.replace(_top(latlon, prob, top_k), maps=pmap, credible_km2=areas)
 
     def _answers(self, embeddings, *, seed: int, **decoding) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ Config = GeoTokenRagConfig
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
-GIVES_MAPS = False  # calibrated maps (its locator maps only its decoded cells)
+CALIBRATED_MAPS = False  # LocDiff's maps: calibrated after training, a density to re-rank by
 TAKES_GALLERY = False  # its gallery is its own training set, kept in the run
 
 

@@ -26,7 +26,7 @@ SELECTION = f"parents-per-threshold-{hybrid.ADMISSIBLE_SE:g}se-clear-gain"
 
 # What the method is (read by the registry and the command line, never its name):
 LEARNED = True  # trains a network (with the one trainer)
-GIVES_MAPS = True  # predict(maps=True): probability maps, calibrated credible regions
+CALIBRATED_MAPS = True  # LocDiff's maps: calibrated after training, a density to re-rank by
 TAKES_GALLERY = True  # searches a gallery of (embedding, location) pairs given to it
 
 
