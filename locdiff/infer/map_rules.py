@@ -31,7 +31,10 @@ from locdiff.infer.map_signals import (  # noqa: F401  (re-exported)
 LEVELS = (0.5, 0.9)
 
 POWERS = (0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0)
-TAILS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+# A truth outside the sharp core has a level of about (1 - tail) + tail * r, r the broad
+# map's mass above it: the 90% region holds it where r < 1 - 0.1 / tail, which moves
+# fastest just above 0.1; the tails from 0.1 to 0.3 step that share by about a tenth.
+TAILS = (0.0, 0.05, 0.1, 0.11, 0.125, 0.14, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
 # the tail's map: the plain positive part (0) or the softmax rule at that temperature
 TEMPERATURES = (0.0, 1.0)
 MAP_BINS = 4  # map rules by bin of a signal (at most, where the signal is given)
