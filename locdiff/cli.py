@@ -153,14 +153,11 @@ def _predict(args: argparse.Namespace) -> int:
             args.geojson, prediction, ids, names, resolution_deg=args.map_resolution
         )
     if args.map:
-        title = MAP_TITLES.get(locator.method, "LocDiff")
+        title = locator.map_title
         export.write_maps(
             args.map, prediction, ids, resolution_deg=args.map_resolution, title=title
         )
     return 0
-
-
-MAP_TITLES = {"geotoken": "GeoToken", "geotoken-rag": "GeoToken-RAG"}  # else LocDiff's
 
 
 def _embed_files(args: argparse.Namespace, encoder_spec: str | None) -> np.ndarray:
@@ -302,7 +299,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.add_argument("--gallery", help="gallery dataset (embeddings, latlon): score as LocDiff-H")
     p.add_argument(
-        "--coverage", action="store_true", help="LocDiff: coverage of its credible regions"
+        "--coverage",
+        action="store_true",
+        help="coverage of the credible regions (methods with maps: LocDiff, GeoToken)",
     )
     p.set_defaults(run=_evaluate)
 

@@ -67,7 +67,8 @@ def coverage(
       also holds ``fn``'s per-row values ``[N]`` over the same maps (computed once).
 
     Raises:
-      ValueError: the locator gives no probability maps (only LocDiff does).
+      ValueError: the locator gives no probability maps (``gives_maps``: LocDiff's,
+        calibrated, and GeoToken's of its decoded cells, not calibrated).
     """
     if not getattr(locator, "gives_maps", False):
         raise ValueError(f"{locator.method} gives no probability maps: no credible regions")

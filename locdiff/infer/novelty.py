@@ -269,8 +269,12 @@ def _refit_levels(positive, scaled, area, own, held, powers, tails, temperature,
 
 
 def _rule(rule: dict) -> dict:
-    keys = ("map_power", "map_tail", "map_tail_temperature")
-    return {k: float(rule.get(k, 0.0)) for k in keys}
+    """The rule's power (required), tail and tail temperature (absent: 0)."""
+    if "map_power" not in rule:
+        raise KeyError(f"a map rule needs its map_power, got {rule}")
+    return {"map_power": float(rule["map_power"])} | {
+        k: float(rule.get(k, 0.0)) for k in ("map_tail", "map_tail_temperature")
+    }
 
 
 def mixture_miss(levels_, far, levels=map_rules.LEVELS) -> float:

@@ -18,7 +18,8 @@ class Prediction:
 
     Attributes:
       latlon: ``[N, k, 2]`` locations in degrees, best first.
-      prob: ``[N, k]`` probability mass of each location (LocDiff: ``shdd.decode``'s mass).
+      prob: ``[N, k]`` probability mass of each location (LocDiff: ``shdd.decode``'s mass;
+        GeoToken: its cell's share of the decoded cells' probability, its map's mass).
       coeffs: ``[N, K, D]`` the K sampled SHDD vectors (LocDiff).
       maps: ``[N, n_lat, n_lon]`` probability maps on ``shdd.latlon_grid`` (LocDiff's, and
         GeoToken's of its decoded cells, on request).

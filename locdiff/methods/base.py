@@ -5,7 +5,8 @@ A method module (``locdiff/methods/<name>.py``) defines
 * ``Config``: the dataclass of sections its ``--config`` file holds
   (:mod:`locdiff.methods.configs`; LocDiff's is :class:`locdiff.config.Config`);
 * ``LEARNED``, ``CALIBRATED_MAPS``, ``TAKES_GALLERY``: what the method is (the registry and
-  the command line read these, never the method's name);
+  the command line read these, never the method's name); its locator's ``gives_maps`` and
+  ``map_title`` say whether ``predict(maps=True)`` gives maps and what they are called;
 * ``train(data_path, run, config, *, progress, on_eval) -> dict``: trains into the run
   directory and returns what ``method.json`` records about it (data rows, width,
   encoder, training budget, ...);
@@ -39,6 +40,7 @@ class Locator:
     embed_dim: int = 0
     meta: dict[str, Any] = {}
     gives_maps: bool = False  # whether predict(maps=True) gives probability maps
+    map_title: str = ""  # what its maps are called on a drawn map (where gives_maps)
 
     def predict(
         self,
@@ -55,7 +57,7 @@ class Locator:
 
         ``maps=True`` asks for probability maps of ``map_resolution`` degrees (LocDiff's,
         and GeoToken's of its decoded cells: where ``gives_maps``) and ``doubt=True`` for
-        each answer's doubt (:mod:`locdiff.infer.reference`): only LocDiff gives them.
+        each answer's doubt (:mod:`locdiff.infer.reference`): only LocDiff gives a doubt.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")

@@ -89,12 +89,13 @@ class GeoTokenLocator(NetworkLocator):
 
     method = "geotoken"
     gives_maps = True  # its decoded cells' masses (predict(maps=True)), not calibrated
+    map_title = "GeoToken"
 
     def __init__(self, model, config, embed_dim: int, meta=None, gallery: Gallery | None = None):
         super().__init__(model, config, embed_dim, meta)
         self.gallery = gallery
         if gallery is not None:
-            self.method = "geotoken-rag"
+            self.method, self.map_title = "geotoken-rag", "GeoToken-RAG"
         m, graphdef = self.config.model, self._graphdef
         length = 1 + m.levels // m.per_token
 
@@ -141,15 +142,17 @@ class GeoTokenLocator(NetworkLocator):
         The maps are the decoding's own, not calibrated: a beam of width 1 puts all its
         mass in one cell."""
         latlon, prob = self._answers(embeddings, seed=seed)
-        pmap = cell_maps(latlon, prob, resolution_deg=resolution_deg)
+        pmap = cell_maps(latlon, prob, resolution_deg=resolution_deg)  # prob: the map's shares
         areas = shdd.credible_area_km2(pmap, resolution_deg=resolution_deg)  # 50%, 90%
         return dataclasses.replace(_top(latlon, prob, top_k), maps=pmap, credible_km2=areas)
 
     def _answers(self, embeddings, *, seed: int, **decoding) -> tuple[np.ndarray, np.ndarray]:
-        """``(latlon [N, W, 2], prob [N, W])``: every decoded cell's centre and
-        probability, identical cells merged (repeats at the end, probability 0)."""
+        """``(latlon [N, W, 2], prob [N, W])``: every decoded cell's centre and share of
+        the decoded cells' probability (the decoder's, renormalised over the distinct
+        cells: what its map holds there), identical cells merged (repeats at the end,
+        share 0)."""
         seqs, scores = distinct(*self.sequences(embeddings, seed=seed, **decoding))
-        return s2.centres(seqs, self.config.model.per_token), np.exp(scores)
+        return s2.centres(seqs, self.config.model.per_token), shares(scores)
 
     def _predict(self, embeddings, *, top_k: int, seed: int, **decoding) -> Prediction:
         return _top(*self._answers(embeddings, seed=seed, **decoding), top_k)
@@ -163,6 +166,17 @@ def _top(latlon, prob, top_k: int) -> Prediction:
         latlon = np.concatenate([latlon, np.repeat(latlon[:, -1:], pad, axis=1)], axis=1)
         prob = np.concatenate([prob, np.zeros((len(prob), pad))], axis=1)
     return Prediction(latlon=latlon[:, :top_k], prob=prob[:, :top_k])
+
+
+def shares(scores) -> np.ndarray:
+    """``[N, W]`` each row's log-probabilities ``scores`` (``-inf``: none) made shares
+    summing to 1, from the largest down (no underflow where every one is tiny)."""
+    scores = np.asarray(scores, np.float64)
+    top = scores.max(axis=1, keepdims=True)
+    if not np.all(np.isfinite(top)):
+        raise ValueError("every row needs a decoded cell of finite log-probability")
+    weights = np.exp(scores - top)
+    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def cell_maps(latlon, prob, *, resolution_deg: float = 1.0) -> np.ndarray:

@@ -41,6 +41,7 @@ class LocDiffLocator(Locator):
 
     method = "locdiff"
     gives_maps = True
+    map_title = "LocDiff"
 
     def __init__(self, geolocator: Geolocator, meta=None, *, batch_size: int = 256, **sampling):
         self.geolocator = geolocator

@@ -204,7 +204,7 @@ def test_the_joint_refit_held_out_never_sees_the_rows_it_scores(monkeypatch):
     calls, refit = [], novelty.refit_rules
 
     def watched(mean_coeffs, truth_rows, far_rows, weight, rules, **kw):
-        calls.append((np.asarray(truth_rows), len(weight), len(mean_coeffs), len(far_rows)))
+        calls.append(tuple(np.asarray(a) for a in (truth_rows, mean_coeffs, far_rows, weight)))
         return refit(mean_coeffs, truth_rows, far_rows, weight, rules, **kw)
 
     monkeypatch.setattr(novelty, "refit_rules", watched)
@@ -212,11 +212,15 @@ def test_the_joint_refit_held_out_never_sees_the_rows_it_scores(monkeypatch):
                                         resolution_deg=res, min_rows=50, **GRID)  # fmt: skip
     folds = map_rules.fold_halves(far)
     held_out = calls[: len(folds) * len(novelty.SHARPNESS)]
-    for i, (seen, *sizes) in enumerate(held_out):
-        fit, score = folds[i // len(novelty.SHARPNESS)]
-        assert sizes == [len(fit)] * 3
+    for i, (seen, maps, parts, weight) in enumerate(held_out):
+        fit, _ = folds[i // len(novelty.SHARPNESS)]
+        sharpness = novelty.SHARPNESS[i % len(novelty.SHARPNESS)]
         np.testing.assert_array_equal(seen, truth[fit])
-        assert not {tuple(p) for p in seen} & {tuple(p) for p in truth[score]}
+        np.testing.assert_array_equal(maps, mean[fit])
+        np.testing.assert_array_equal(parts, far[fit])
+        own = {k: v[fit] for k, v in features.items()}  # the novelty model of the half alone
+        logit = novelty.Novelty.fit(own, far[fit]).logit(own)
+        np.testing.assert_allclose(weight, novelty._sigmoid(sharpness * logit))
     if bins["fit"] == "joint":  # refitted once more on every row
         assert len(calls) == len(held_out) + 1 and len(calls[-1][0]) == len(truth)
     else:

@@ -1,13 +1,15 @@
 """GeoToken on the one surface: it learns the clusters, merges repeated cells, checks its config."""
 
+import json
+
 import numpy as np
 import pytest
 
 import shdd
-from locdiff import methods
+from locdiff import cli, methods
 from locdiff.infer import calibration
 from locdiff.infer.neighbours import normalise
-from locdiff.io import files
+from locdiff.io import export, files
 from locdiff.methods import geotoken, geotoken_rag
 from locdiff.training.early_stopping import validation_split
 
@@ -19,7 +21,7 @@ SMALL = {
 }  # fmt: skip
 
 
-def test_geotoken_learns_the_clusters_by_beam_and_by_sampling(clusters, tmp_path):
+def test_geotoken_learns_the_clusters_by_beam_and_by_sampling(clusters, tmp_path, monkeypatch):
     config = methods.assign(geotoken.Config(), **SMALL)
     locator = methods.train_method("geotoken", clusters.train, str(tmp_path / "gt"),
                                    config=config, progress=False)  # fmt: skip
@@ -52,17 +54,29 @@ def test_geotoken_learns_the_clusters_by_beam_and_by_sampling(clusters, tmp_path
     np.testing.assert_allclose(mapped.maps.sum(axis=(1, 2)), 1.0)
     grid = shdd.latlon_grid(2.0)
     row, col = grid.cell_of(mapped.latlon)  # [20, width]: every decoded cell's map cell
-    share = mapped.prob / mapped.prob.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(mapped.prob.sum(axis=1), 1.0)  # every decoded cell's share
+    k = min(3, width)  # the same shares as without maps
+    np.testing.assert_allclose(mapped.prob[:, :k], prediction.prob[:20, :k], rtol=1e-6)
     for i in range(20):  # all the mass on the answers' map cells, each at least its share
         on = np.zeros(grid.shape, bool)
         on[row[i], col[i]] = True
         assert mapped.maps[i][~on].sum() == 0
-        assert np.all(mapped.maps[i][row[i], col[i]] >= share[i] - 1e-9)
+        assert np.all(mapped.maps[i][row[i], col[i]] >= mapped.prob[i] - 1e-9)
     largest = grid.area.max() * shdd.EARTH_RADIUS_KM**2  # km², a 2-degree cell at the equator
     assert np.all(mapped.credible_km2[:, 1] <= width * largest * (1 + 1e-6))
     out = calibration.coverage(locator, clusters.test_emb[:40], clusters.test_latlon[:40],
                                resolution_deg=2.0)  # fmt: skip
     assert out["coverage_90"] > 50  # the clusters were learnt: most truths in the answer's cell
+    # the command line draws them under GeoToken's name, with their regions in the GeoJSON
+    drawn = {}
+    monkeypatch.setattr(export, "write_maps", lambda *a, title, **kw: drawn.update(title=title))
+    points = tmp_path / "gt.geojson"
+    args = ["predict", "--checkpoint", str(tmp_path / "gt"), "--data", clusters.test,
+            "--no-progress", "--map", str(tmp_path / "maps"), "--geojson", str(points),
+            "--map-resolution", "5"]  # fmt: skip
+    assert cli.main(args) == 0 and drawn == {"title": "GeoToken"}
+    kinds = {f["geometry"]["type"] for f in json.loads(points.read_text())["features"]}
+    assert kinds == {"Point", "MultiPolygon"}
 
 
 def test_cell_maps_put_each_cells_share_where_its_centre_is():
@@ -135,3 +149,12 @@ def test_geotoken_configs_keep_neighbours_apart():
     with pytest.raises(ValueError, match="neighbours >= 1"):
         methods.assign(geotoken_rag.Config(), **{"model.neighbours": 0})
     assert geotoken_rag.Config().model.neighbours == 15
+
+
+def test_shares_renormalise_log_probabilities_without_underflow():
+    scores = np.array([[-1000.0, -1000.0 - np.log(3.0), -np.inf], [-1.0, -2.0, -3.0]])
+    out = geotoken.shares(scores)  # exp(-1000) is 0 in float64: shares from the largest
+    np.testing.assert_allclose(out[0], [0.75, 0.25, 0.0])
+    np.testing.assert_allclose(out[1], np.exp([-1.0, -2.0, -3.0]) / np.exp([-1, -2, -3.0]).sum())
+    with pytest.raises(ValueError, match="finite log-probability"):
+        geotoken.shares(np.full((1, 2), -np.inf))
