@@ -52,15 +52,29 @@ def test_shortfalls_lists_exactly_the_targets_the_results_miss(tmp_path):
         "coverage": coverage,
         "paired": [],
     }
-    a = {"parents": [_parents(True, split="random", encoder="efficientnet-lite0")]}
+    calibration = [  # Blue Marble: in distribution on the random split, far on the buffered
+        {"split": "random", "encoder": "efficientnet-lite0", "coverage_50": 50.0,
+         "coverage_90": 96.0},
+        {"split": "buffered", "encoder": "efficientnet-lite0", "coverage_50": 60.0,
+         "coverage_90": 85.0},
+        {"split": "buffered", "encoder": "color-stats", "coverage_50": 0.0,
+         "coverage_90": 0.0},  # not the headline encoder: not checked
+    ]  # fmt: skip
+    a = {
+        "parents": [_parents(True, split="random", encoder="efficientnet-lite0")],
+        "calibration": calibration,
+    }
     _write(tmp_path, "oracle_mp16", b)
     _write(tmp_path, "bluemarble", a)
     lines = readme.shortfalls(str(tmp_path)).splitlines()
-    assert len(lines) == 2, lines
+    assert len(lines) == 3, lines
     assert "Im2GPS3k (all, noise 0.1)" in lines[0] and "-2.0 ± 0.5 within 25 km" in lines[0]
     assert "20.0 / 85.0% of setting B's land (far" in lines[1]  # 50% below its 40% floor
+    assert "50.0 / 96.0% of Blue Marble's random split; target 45-55 / 85-95%" in lines[2]
     b["parents"], b["coverage"] = b["parents"][:1], coverage[:1]
+    a["calibration"] = calibration[1:]
     _write(tmp_path, "oracle_mp16", b)
+    _write(tmp_path, "bluemarble", a)
     assert readme.shortfalls(str(tmp_path)) == "- none of the checked targets is missed\n"
     # ablation runs stopped by their cap (a run shared by two rows is counted once)
     run = {"steps": 100, "setting": "L=16", "run": "model.L=16", "stopped_early": False}
